@@ -1,0 +1,3 @@
+from tallow.cli import main
+
+main()

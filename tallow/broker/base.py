@@ -1,0 +1,133 @@
+"""The broker contract every implementation keeps, whatever carries the messages.
+
+A *peer* is a server-chosen id that outlives any one WebSocket: while its connection is attached,
+frames for it go to that connection's ``Inbox``; while detached (inside the resume grace period)
+they are queued, up to a bound; once the grace period ends the peer *expires* and leaves its room.
+Rooms map peer ids to ``Member`` records. Frames are already-encoded JSON bytes, so a message sent
+to many peers is serialised once.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import attrs
+import trio
+
+
+class BrokerUnavailable(Exception):
+    """The broker cannot be reached right now (for example Redis is down)."""
+
+
+class RoomFull(Exception):
+    """The room already holds its maximum number of peers."""
+
+
+class Delivery(enum.Enum):
+    DELIVERED = "delivered"  # handed to the target's connection
+    QUEUED = "queued"  # the target is inside its resume grace period; it gets it on resume
+    NOT_FOUND = "not-found"  # no such peer in that room
+    QUEUE_FULL = "queue-full"  # the target is away and its resume queue is full
+
+
+@attrs.frozen
+class Member:
+    """A peer as the others in its room see it."""
+
+    peer: str
+    name: str
+    meta: Mapping[str, Any]
+
+    def wire(self) -> dict[str, Any]:
+        return {"peer": self.peer, "name": self.name, "meta": self.meta}
+
+
+@attrs.frozen
+class Claim:
+    """What a resume token gave back: the peer id and the room it is still in, if any."""
+
+    peer: str
+    room: str | None
+
+
+@attrs.frozen
+class Expired:
+    """A peer whose grace period ended; its room (if any) must hear peer-left."""
+
+    peer: str
+    room: str | None
+
+
+class Inbox(Protocol):
+    """One connection's side of delivery, implemented by the signaling session."""
+
+    def offer(self, frame: bytes) -> bool:
+        """Queue ``frame`` for sending; False when the connection cannot take more."""
+        ...
+
+    def supersede(self) -> None:
+        """Another connection resumed this peer: close this one without a leave."""
+        ...
+
+
+class Broker(Protocol):
+    name: str
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Background work (subscriptions, heartbeats). Started once in the server's nursery."""
+        ...
+
+    async def ping(self) -> float:
+        """Round-trip time in seconds; raises BrokerUnavailable."""
+        ...
+
+    async def attach(self, peer: str, resume_hash: str, inbox: Inbox) -> None:
+        """``peer`` is now connected here through ``inbox``; flush anything queued for it.
+
+        ``resume_hash`` is the SHA-256 of the token that can resume this peer after a drop.
+        """
+        ...
+
+    async def claim(self, resume_hash: str) -> Claim | None:
+        """Take the peer a resume token stands for (single use), superseding a live connection."""
+        ...
+
+    async def detach(self, peer: str, inbox: Inbox, unsent: Sequence[bytes] = ()) -> None:
+        """``inbox``'s connection is gone: queue for ``peer`` until resumed or the grace ends.
+
+        ``unsent`` are frames the connection accepted but never wrote; they go first in the queue.
+        Does nothing if another connection has attached to ``peer`` since.
+        """
+        ...
+
+    async def forget(self, peer: str, inbox: Inbox) -> Expired | None:
+        """Drop ``peer`` at once (no resume); returns the room it must be announced leaving."""
+        ...
+
+    async def join(self, room: str, member: Member, capacity: int) -> list[Member]:
+        """Add ``member`` to ``room``; returns the members already there. Raises RoomFull."""
+        ...
+
+    async def leave(self, room: str, peer: str) -> None:
+        """Remove ``peer`` from ``room``."""
+        ...
+
+    async def members(self, room: str) -> list[Member]: ...
+
+    async def deliver(self, room: str, to: str, frame: bytes) -> Delivery:
+        """Send ``frame`` to peer ``to`` if it is a member of ``room``."""
+        ...
+
+    async def publish(self, room: str, frame: bytes, exclude: str | None = None) -> None:
+        """Send ``frame`` to every member of ``room`` except ``exclude``."""
+        ...
+
+    async def expired(self) -> list[Expired]:
+        """Peers whose grace period has ended since the last call, removed from their rooms."""
+        ...
+
+    def counts(self) -> tuple[int, int]:
+        """(rooms, peers) as far as this broker can see, for metrics."""
+        ...

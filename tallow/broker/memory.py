@@ -1,0 +1,162 @@
+"""The embedded broker: rooms and peers in this process's memory. The default for one machine."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+import attrs
+import trio
+
+from tallow.broker.base import Claim, Delivery, Expired, Inbox, Member, RoomFull
+
+
+@attrs.define(eq=False)
+class _Peer:
+    resume_hash: str
+    inbox: Inbox | None
+    room: str | None = None
+    queue: deque[bytes] = attrs.Factory(deque)
+    deadline: float | None = None  # set while detached
+
+
+class MemoryBroker:
+    """All state in dicts; every operation completes without waiting, so no locks are needed."""
+
+    name = "memory"
+
+    def __init__(
+        self,
+        *,
+        resume_seconds: float,
+        resume_queue: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._grace = resume_seconds
+        self._resume_queue = resume_queue
+        self._clock = clock
+        self._peers: dict[str, _Peer] = {}
+        self._by_resume_hash: dict[str, str] = {}
+        self._rooms: dict[str, dict[str, Member]] = {}
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()  # nothing runs in the background
+
+    async def ping(self) -> float:
+        return 0.0
+
+    async def attach(self, peer: str, resume_hash: str, inbox: Inbox) -> None:
+        state = self._peers.get(peer)
+        if state is None:
+            state = self._peers[peer] = _Peer(resume_hash, inbox)
+        else:
+            self._by_resume_hash.pop(state.resume_hash, None)
+            state.resume_hash, state.inbox, state.deadline = resume_hash, inbox, None
+        self._by_resume_hash[resume_hash] = peer
+        while state.queue and state.inbox is inbox:
+            self._hand_over(state, state.queue.popleft())
+
+    async def claim(self, resume_hash: str) -> Claim | None:
+        peer = self._by_resume_hash.pop(resume_hash, None)
+        if peer is None:
+            return None
+        state = self._peers[peer]
+        if state.inbox is not None:
+            # The client came back before its old connection was noticed as dead.
+            old = state.inbox
+            self._set_away(state)
+            old.supersede()
+        return Claim(peer, state.room)
+
+    async def detach(self, peer: str, inbox: Inbox, unsent: Sequence[bytes] = ()) -> None:
+        state = self._peers.get(peer)
+        if state is None:
+            return
+        if state.inbox is inbox:
+            self._set_away(state)
+        if state.inbox is None:  # away, whether just now or already (cut off as a slow reader)
+            state.queue.extendleft(reversed(unsent))
+
+    async def forget(self, peer: str, inbox: Inbox) -> Expired | None:
+        state = self._peers.get(peer)
+        if state is None or state.inbox is not inbox:
+            return None
+        return self._drop(peer, state)
+
+    async def join(self, room: str, member: Member, capacity: int) -> list[Member]:
+        members = self._rooms.setdefault(room, {})
+        if len(members) >= capacity:
+            raise RoomFull(room)
+        present = list(members.values())
+        members[member.peer] = member
+        self._peers[member.peer].room = room
+        return present
+
+    async def leave(self, room: str, peer: str) -> None:
+        members = self._rooms.get(room)
+        if members is not None:
+            members.pop(peer, None)
+            if not members:
+                del self._rooms[room]
+        state = self._peers.get(peer)
+        if state is not None and state.room == room:
+            state.room = None
+
+    async def members(self, room: str) -> list[Member]:
+        return list(self._rooms.get(room, {}).values())
+
+    async def deliver(self, room: str, to: str, frame: bytes) -> Delivery:
+        if to not in self._rooms.get(room, ()):
+            return Delivery.NOT_FOUND
+        return self._send(self._peers[to], frame)
+
+    async def publish(self, room: str, frame: bytes, exclude: str | None = None) -> None:
+        for peer in list(self._rooms.get(room, ())):
+            if peer != exclude:
+                self._send(self._peers[peer], frame)
+
+    async def expired(self) -> list[Expired]:
+        now = self._clock()
+        gone = [
+            peer
+            for peer, state in self._peers.items()
+            if state.deadline is not None and state.deadline <= now
+        ]
+        return [self._drop(peer, self._peers[peer]) for peer in gone]
+
+    def counts(self) -> tuple[int, int]:
+        return len(self._rooms), sum(len(members) for members in self._rooms.values())
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _send(self, state: _Peer, frame: bytes) -> Delivery:
+        if state.inbox is not None:
+            return self._hand_over(state, frame)
+        if len(state.queue) >= self._resume_queue:
+            return Delivery.QUEUE_FULL
+        state.queue.append(frame)
+        return Delivery.QUEUED
+
+    def _hand_over(self, state: _Peer, frame: bytes) -> Delivery:
+        assert state.inbox is not None
+        if state.inbox.offer(frame):
+            return Delivery.DELIVERED
+        # A reader too slow to keep up is cut off (it will resume); what it missed waits here.
+        self._set_away(state)
+        state.queue.append(frame)
+        return Delivery.QUEUED
+
+    def _set_away(self, state: _Peer) -> None:
+        state.inbox, state.deadline = None, self._clock() + self._grace
+
+    def _drop(self, peer: str, state: _Peer) -> Expired:
+        del self._peers[peer]
+        self._by_resume_hash.pop(state.resume_hash, None)
+        room = state.room
+        if room is not None:
+            members = self._rooms.get(room, {})
+            members.pop(peer, None)
+            if not members:
+                self._rooms.pop(room, None)
+        return Expired(peer, room)

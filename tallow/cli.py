@@ -1,0 +1,126 @@
+"""The ``tallow`` command: serve, check, config, version.
+
+Every setting in tallow.config.SETTINGS becomes a flag of ``serve`` and ``config``; a flag beats
+the environment variable, which beats the default.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+
+from tallow import __version__
+from tallow.config import SETTINGS, ConfigError, Settings, describe, load
+
+EXIT_CONFIG = 2
+
+
+def _settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for setting in reversed(SETTINGS):
+        command = click.option(
+            setting.flag,
+            setting.name,
+            default=None,
+            metavar="VALUE",
+            help=f"{setting.help} [env {setting.env}; default {setting.default or 'unset'}]",
+        )(command)
+    return command
+
+
+def _load(overrides: dict[str, str | None]) -> Settings:
+    try:
+        return load(overrides=overrides)
+    except ConfigError as error:
+        click.echo(f"tallow: configuration error: {error}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def main() -> None:
+    """Tallow: rendezvous for private, post-quantum peer-to-peer file transfer."""
+
+
+@main.command()
+@click.option("--reload", is_flag=True, help="Restart when a file of the tallow package changes.")
+@_settings_options
+def serve(reload: bool, **overrides: str | None) -> None:
+    """Run the server (HTTP, UI and signaling) until SIGTERM or Ctrl-C."""
+    settings = _load(overrides)
+    if reload:
+        from tallow.reload import run_with_reload
+
+        sys.exit(run_with_reload([a for a in sys.argv[1:] if a != "--reload"]))
+
+    import trio
+
+    from tallow.observability.logs import configure
+    from tallow.server import serve as run_server
+
+    configure(settings.log_level, settings.log_format, settings.node)
+    try:
+        trio.run(run_server, settings)
+    except ConfigError as error:
+        click.echo(f"tallow: configuration error: {error}", err=True)
+        sys.exit(EXIT_CONFIG)
+    except OSError as error:  # the port is taken, the address does not exist, ...
+        click.echo(f"tallow: cannot listen on {settings.host}:{settings.port}: {error}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("url", required=False)
+@click.option(
+    "--ready",
+    is_flag=True,
+    help="Check /api/ready (can take traffic) instead of /api/health (is alive).",
+)
+@click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for an answer.")
+def check(url: str | None, ready: bool, timeout: float) -> None:
+    """Probe a running server; exit 0 when it is healthy, 1 when not.
+
+    URL defaults to http://127.0.0.1:$TALLOW_PORT. A URL without a path gets /api/health
+    (or /api/ready with --ready).
+    """
+    if url is None:
+        port = _load({}).port
+        url = f"http://127.0.0.1:{port}"
+    if urlsplit(url).path in ("", "/"):
+        url = url.rstrip("/") + ("/api/ready" if ready else "/api/health")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            status, body = answer.status, answer.read()
+    except urllib.error.HTTPError as answer:
+        status, body = answer.code, answer.read()
+    except (urllib.error.URLError, OSError) as problem:
+        click.echo(f"unhealthy: {url}: {getattr(problem, 'reason', problem)}", err=True)
+        sys.exit(1)
+    try:
+        summary = json.loads(body).get("status", "")
+    except (ValueError, AttributeError):
+        summary = ""
+    if status != 200:
+        click.echo(f"unhealthy: {url}: HTTP {status} {summary}".rstrip(), err=True)
+        sys.exit(1)
+    click.echo(f"healthy: {url}: HTTP {status} {summary}".rstrip())
+
+
+@main.command("config")
+@_settings_options
+def show_config(**overrides: str | None) -> None:
+    """Print the effective configuration (secrets masked) and exit 2 if it is invalid."""
+    settings = _load(overrides)
+    for env, value in describe(settings).items():
+        click.echo(f"{env}={'' if value is None else value}")
+
+
+@main.command()
+def version() -> None:
+    """Print the version."""
+    click.echo(f"tallow {__version__}")

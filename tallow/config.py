@@ -1,0 +1,440 @@
+"""Configuration: one schema, read from the environment (12-factor) and overridden by CLI flags.
+
+Every setting is declared once in ``SETTINGS``. The CLI builds its flags from it, ``tallow config``
+prints it, docs/configuration.md documents it and the deployment tests check artifacts against it,
+so a new knob only ever needs one new line here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import attrs
+
+ROLES = ("all", "web", "signaling")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "json", "console")
+PQC_BACKENDS = ("cryptography", "liboqs")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ConfigError(ValueError):
+    """A setting has a bad value. The message names the variable and says what is expected."""
+
+
+# --- value parsers: each takes the raw string and returns the value or raises ValueError ---------
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+def _optional_text(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _integer(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"must be a whole number from {low} to {high}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be a whole number from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"must be a number of seconds from {low:g} to {high:g}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be a number of seconds from {low:g} to {high:g}")
+        return value
+
+    return parse
+
+
+def _list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = _list(raw)
+    for origin in origins:
+        parts = urlsplit(origin)
+        if origin != "*" and (parts.scheme not in ("http", "https") or not parts.netloc):
+            raise ValueError(f"{origin!r} is not an origin like https://tallow.example.com")
+    return tuple(origin.rstrip("/").lower() for origin in origins)
+
+
+def _ice_urls(scheme_prefixes: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    def parse(raw: str) -> tuple[str, ...]:
+        urls = _list(raw)
+        for url in urls:
+            if not url.startswith(scheme_prefixes):
+                raise ValueError(f"{url!r} must start with {' or '.join(scheme_prefixes)}")
+        return urls
+
+    return parse
+
+
+def _networks(raw: str) -> tuple[Network, ...]:
+    networks = []
+    for item in _list(raw):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+    return tuple(networks)
+
+
+def _redis_url(raw: str) -> str | None:
+    url = raw.strip()
+    if not url:
+        return None
+    if urlsplit(url).scheme not in ("redis", "rediss", "redis+sentinel", "rediss+sentinel"):
+        raise ValueError("must be a redis://, rediss:// or redis+sentinel:// URL")
+    return url
+
+
+# --- the schema ---------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Setting:
+    """One configuration knob: its environment variable, CLI flag, default and parser."""
+
+    name: str
+    env: str
+    default: str
+    parse: Callable[[str], Any]
+    help: str
+    secret: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", "TALLOW_HOST", "0.0.0.0", _text, "Address to listen on."),
+    Setting("port", "TALLOW_PORT", "3000", _integer(0, 65535), "TCP port to listen on."),
+    Setting(
+        "role",
+        "TALLOW_ROLE",
+        "all",
+        _choice(*ROLES),
+        "What this process serves: all, web (HTTP and UI) or signaling (WebSocket).",
+    ),
+    Setting(
+        "node_id",
+        "TALLOW_NODE_ID",
+        "",
+        _optional_text,
+        "Name of this replica in logs, probes and the broker (default: the host name).",
+    ),
+    Setting(
+        "redis_url",
+        "REDIS_URL",
+        "",
+        _redis_url,
+        "Redis for fan-out across replicas; unset runs the embedded in-memory broker.",
+        secret=True,
+    ),
+    Setting(
+        "allowed_origins",
+        "ALLOWED_ORIGINS",
+        "",
+        _origins,
+        "Comma list of browser origins allowed to open /signaling; unset: same origin only.",
+    ),
+    Setting(
+        "stun_urls",
+        "STUN_URLS",
+        "",
+        _ice_urls(("stun:", "stuns:")),
+        "Comma list of STUN URLs handed to browsers.",
+    ),
+    Setting(
+        "turn_urls",
+        "TURN_URLS",
+        "",
+        _ice_urls(("turn:", "turns:")),
+        "Comma list of TURN URLs handed to browsers.",
+    ),
+    Setting(
+        "turn_secret",
+        "TURN_SECRET",
+        "",
+        _optional_text,
+        "coturn static-auth-secret: browsers get short-lived TURN REST credentials.",
+        secret=True,
+    ),
+    Setting(
+        "turn_ttl",
+        "TURN_TTL",
+        "3600",
+        _integer(60, 7 * 86400),
+        "Lifetime in seconds of TURN REST credentials.",
+    ),
+    Setting(
+        "turn_username",
+        "TURN_USERNAME",
+        "",
+        _optional_text,
+        "Static TURN user name (used when TURN_SECRET is unset).",
+    ),
+    Setting(
+        "turn_credential",
+        "TURN_CREDENTIAL",
+        "",
+        _optional_text,
+        "Static TURN password (used when TURN_SECRET is unset).",
+        secret=True,
+    ),
+    Setting(
+        "metrics_token",
+        "METRICS_TOKEN",
+        "",
+        _optional_text,
+        "Bearer token required by /api/metrics; unset leaves it open.",
+        secret=True,
+    ),
+    Setting("log_level", "LOG_LEVEL", "info", _choice(*LOG_LEVELS), "Least severe level logged."),
+    Setting(
+        "log_format",
+        "LOG_FORMAT",
+        "auto",
+        _choice(*LOG_FORMATS),
+        "json, console, or auto (console on a terminal, else json).",
+    ),
+    Setting(
+        "drain_seconds",
+        "TALLOW_DRAIN_SECONDS",
+        "10",
+        _seconds(0, 3600),
+        "On SIGTERM, how long in-flight HTTP may take before the process exits.",
+    ),
+    Setting(
+        "max_message_bytes",
+        "TALLOW_MAX_MESSAGE_BYTES",
+        "65536",
+        _integer(1024, 16 << 20),
+        "Largest signaling message accepted; larger ones get error too-large.",
+    ),
+    Setting(
+        "max_room_peers",
+        "TALLOW_MAX_ROOM_PEERS",
+        "50",
+        _integer(2, 10000),
+        "Most peers in one room; one more gets error room-full.",
+    ),
+    Setting(
+        "resume_seconds",
+        "TALLOW_RESUME_SECONDS",
+        "30",
+        _seconds(0, 3600),
+        "Grace period in which a dropped client may resume its peer id and room.",
+    ),
+    Setting(
+        "resume_queue",
+        "TALLOW_RESUME_QUEUE",
+        "256",
+        _integer(0, 100000),
+        "Most messages queued for a peer while it is away; beyond, senders get queue-full.",
+    ),
+    Setting(
+        "heartbeat_seconds",
+        "TALLOW_HEARTBEAT_SECONDS",
+        "20",
+        _seconds(1, 600),
+        "WebSocket ping interval; a connection silent for 3 intervals is dropped.",
+    ),
+    Setting(
+        "send_queue",
+        "TALLOW_SEND_QUEUE",
+        "1024",
+        _integer(16, 1000000),
+        "Messages buffered for one slow connection before it is cut off (close 1013).",
+    ),
+    Setting(
+        "trusted_proxies",
+        "TALLOW_TRUSTED_PROXIES",
+        "",
+        _networks,
+        "Comma list of proxy addresses/CIDRs allowed to set X-Forwarded-For/-Proto.",
+    ),
+    Setting(
+        "rate_limit",
+        "TALLOW_RATE_LIMIT",
+        "50",
+        _seconds(0, 1000000),
+        "Signaling messages per second per connection (token bucket refill); 0 disables.",
+    ),
+    Setting(
+        "rate_burst",
+        "TALLOW_RATE_BURST",
+        "200",
+        _integer(1, 1000000),
+        "Token bucket size: messages a connection may send at once.",
+    ),
+    Setting(
+        "abuse_strikes",
+        "TALLOW_ABUSE_STRIKES",
+        "20",
+        _integer(1, 100000),
+        "Consecutive refused messages (rate-limited, too-large) before the server closes.",
+    ),
+    Setting(
+        "max_connections_per_ip",
+        "TALLOW_MAX_CONNECTIONS_PER_IP",
+        "64",
+        _integer(0, 1000000),
+        "Open WebSocket connections per client address; 0 disables.",
+    ),
+    Setting(
+        "pqc_backend",
+        "TALLOW_PQC_BACKEND",
+        "cryptography",
+        _choice(*PQC_BACKENDS),
+        "Post-quantum library for the readiness self-test: cryptography or liboqs.",
+    ),
+    Setting(
+        "static_dir",
+        "TALLOW_STATIC_DIR",
+        "",
+        _optional_text,
+        "Serve the web UI from this folder instead of the packaged one.",
+    ),
+)
+
+SETTINGS_BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """The effective configuration of one process (parsed, validated, immutable)."""
+
+    host: str
+    port: int
+    role: str
+    node_id: str | None
+    redis_url: str | None
+    allowed_origins: tuple[str, ...]
+    stun_urls: tuple[str, ...]
+    turn_urls: tuple[str, ...]
+    turn_secret: str | None
+    turn_ttl: int
+    turn_username: str | None
+    turn_credential: str | None
+    metrics_token: str | None
+    log_level: str
+    log_format: str
+    drain_seconds: float
+    max_message_bytes: int
+    max_room_peers: int
+    resume_seconds: float
+    resume_queue: int
+    heartbeat_seconds: float
+    send_queue: int
+    trusted_proxies: tuple[Network, ...]
+    rate_limit: float
+    rate_burst: int
+    abuse_strikes: int
+    max_connections_per_ip: int
+    pqc_backend: str
+    static_dir: str | None
+
+    @property
+    def node(self) -> str:
+        return self.node_id or socket.gethostname()
+
+    @property
+    def serves_http(self) -> bool:
+        return self.role in ("all", "web")
+
+    @property
+    def serves_signaling(self) -> bool:
+        return self.role in ("all", "signaling")
+
+
+def load(
+    environ: Mapping[str, str] | None = None, overrides: Mapping[str, str | None] | None = None
+) -> Settings:
+    """Build Settings from the environment, with CLI overrides (by setting name) taking precedence.
+
+    Raises ConfigError naming the variable (and flag) whose value is wrong.
+    """
+    environ = os.environ if environ is None else environ
+    overrides = overrides or {}
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        from_flag = overrides.get(setting.name)
+        raw = from_flag if from_flag is not None else environ.get(setting.env, setting.default)
+        try:
+            values[setting.name] = setting.parse(raw)
+        except ValueError as error:
+            where = f"{setting.flag} / {setting.env}" if from_flag is not None else setting.env
+            shown = "(hidden)" if setting.secret else repr(raw)
+            raise ConfigError(f"{where}: {error} (got {shown})") from None
+    settings = Settings(**values)
+    _check_consistency(settings)
+    return settings
+
+
+def _check_consistency(settings: Settings) -> None:
+    if settings.turn_urls and not (
+        settings.turn_secret or (settings.turn_username and settings.turn_credential)
+    ):
+        raise ConfigError(
+            "TURN_URLS: set TURN_SECRET (coturn static-auth-secret) or both TURN_USERNAME and "
+            "TURN_CREDENTIAL, or browsers cannot authenticate to the TURN server"
+        )
+    if bool(settings.turn_username) != bool(settings.turn_credential):
+        raise ConfigError("TURN_USERNAME and TURN_CREDENTIAL must be set together")
+
+
+def masked_url(url: str) -> str:
+    """The URL with any password replaced by ***, for logs and `tallow config`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def describe(settings: Settings) -> dict[str, Any]:
+    """Every effective setting by environment variable, secrets masked, as `tallow config` shows."""
+    shown: dict[str, Any] = {}
+    for setting in SETTINGS:
+        value = getattr(settings, setting.name)
+        if isinstance(value, tuple):
+            value = ",".join(str(item) for item in value)
+        if setting.secret and value:
+            value = masked_url(value) if setting.name == "redis_url" else "***"
+        shown[setting.env] = value
+    return shown

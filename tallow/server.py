@@ -1,0 +1,127 @@
+"""The Trio supervisor: one nursery owns everything this process runs.
+
+    serve()
+      nursery
+        broker.run             subscriptions and heartbeats of the broker
+        signaling.reap_expired peer-left for peers whose resume grace ended
+        _watch_signals         SIGTERM/SIGINT -> drain
+        _run_http              hypercorn (HTTP, UI and the /signaling WebSocket)
+
+Shutdown is cancellation: on SIGTERM the replica turns not-ready, stops accepting, closes its
+WebSockets with 1001, gives in-flight HTTP up to TALLOW_DRAIN_SECONDS, then cancels the nursery.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
+
+from tallow import pqc
+from tallow.broker import open_broker
+from tallow.config import Settings, masked_url
+from tallow.http.app import TallowApp
+from tallow.observability import metrics
+from tallow.observability.logs import event
+from tallow.runtime import Runtime
+from tallow.signaling.service import SignalingService
+
+log = logging.getLogger("tallow.server")
+
+
+def hypercorn_config(settings: Settings) -> Config:
+    config = Config()
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    config.bind = [f"{host}:{settings.port}"]
+    config.graceful_timeout = settings.drain_seconds
+    # Liveness: ping every heartbeat; a connection that sends nothing (not even a pong) for
+    # three heartbeats is dropped.
+    config.websocket_ping_interval = settings.heartbeat_seconds
+    config.read_timeout = int(settings.heartbeat_seconds * 3)
+    # Frames beyond four times the limit are cut at once with 1009 instead of being buffered;
+    # smaller oversize frames get the friendlier ``too-large`` error from the session.
+    config.websocket_max_message_size = settings.max_message_bytes * 4
+    config.accesslog = None
+    config.errorlog = logging.getLogger("tallow.hypercorn")
+    return config
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """Check the PQC backend, then wire broker, signaling and self-test together."""
+    pqc.ensure_available(settings.pqc_backend)
+    broker = open_broker(settings)
+    return Runtime(
+        settings, broker, SignalingService(settings, broker), pqc.self_test(settings.pqc_backend)
+    )
+
+
+async def _watch_signals(stop: trio.Event, nursery: trio.Nursery) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            if stop.is_set():
+                event(log, logging.WARNING, "second signal: stopping now", signal=signum)
+                nursery.cancel_scope.cancel()
+                return
+            event(log, logging.INFO, "draining", signal=signal.Signals(signum).name)
+            stop.set()
+
+
+async def _run_http(
+    runtime: Runtime,
+    stop: trio.Event,
+    done: trio.Event,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    app = wrap_app(TallowApp(runtime), 0, "asgi")
+    try:
+        await worker_serve(
+            app,
+            hypercorn_config(runtime.settings),
+            shutdown_trigger=stop.wait,
+            task_status=task_status,
+        )
+    finally:
+        done.set()
+
+
+async def serve(
+    settings: Settings, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run Tallow until SIGTERM/SIGINT (or cancellation); returns after a graceful drain."""
+    runtime = build_runtime(settings)
+    metrics.build_info.labels(runtime.version, settings.role, runtime.broker.name).set(1)
+    metrics.up.set(1)
+    if not runtime.selftest.ok:
+        event(log, logging.ERROR, "PQC self-test failed", detail=runtime.selftest.detail)
+    stop, http_done = trio.Event(), trio.Event()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runtime.broker.run)
+        await nursery.start(runtime.signaling.reap_expired)
+        nursery.start_soon(_watch_signals, stop, nursery)
+        binds = await nursery.start(_run_http, runtime, stop, http_done)
+        event(
+            log,
+            logging.INFO,
+            "listening",
+            urls=binds,
+            role=settings.role,
+            broker=runtime.broker.name,
+            redis=masked_url(settings.redis_url) if settings.redis_url else None,
+            pqc=runtime.selftest.backend,
+            pqc_ok=runtime.selftest.ok,
+            version=runtime.version,
+        )
+        task_status.started(binds)
+        await stop.wait()
+        metrics.draining.set(1)
+        metrics.ready.set(0)
+        runtime.signaling.drain()
+        with trio.move_on_after(settings.drain_seconds + 1):
+            await http_done.wait()
+        nursery.cancel_scope.cancel()
+    event(log, logging.INFO, "stopped", uptime=round(runtime.uptime, 3))

@@ -1,0 +1,1 @@
+"""The signaling service of PROTOCOL.md: sessions, rooms and the messages between peers."""

@@ -1,0 +1,254 @@
+"""One signaling connection: reads client messages, answers them and relays to the room.
+
+A Session owns two tasks in its own nursery: the reader (client -> broker) and the writer
+(outbox -> client). Everything sent to the client goes through the bounded outbox, so replies and
+relayed messages keep one order and a slow reader can never make the server buffer without bound.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from typing import TYPE_CHECKING, Any, Protocol
+
+import trio
+
+from tallow.broker import Delivery, Member, RoomFull
+from tallow.observability import metrics
+from tallow.observability.logs import event
+from tallow.signaling import protocol as p
+from tallow.signaling.ratelimit import TokenBucket
+from tallow.signaling.rooms import canonical, new_code
+
+if TYPE_CHECKING:
+    from tallow.signaling.service import SignalingService
+
+log = logging.getLogger("tallow.signaling")
+
+
+class Transport(Protocol):
+    """A WebSocket as the session sees it, whatever server library carries it."""
+
+    async def receive(self) -> str | bytes | None:
+        """The next message; None once the client has gone."""
+        ...
+
+    async def send(self, frame: bytes) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Session:
+    def __init__(self, service: SignalingService, transport: Transport, client_ip: str) -> None:
+        self.service = service
+        self.settings = service.settings
+        self.transport = transport
+        self.client_ip = client_ip
+        self.peer = ""
+        self.room: str | None = None
+        # (frame, relayed): relayed frames came from other peers and must survive a reconnect.
+        self._outbox_in, self._outbox = trio.open_memory_channel[tuple[bytes, bool]](
+            self.settings.send_queue
+        )
+        self._bucket = TokenBucket(self.settings.rate_limit, self.settings.rate_burst)
+        self._strikes = 0
+        self._scope = trio.CancelScope()
+        self._close_code = p.CLOSE_GOING_AWAY
+        self._close_reason = "bye"
+        self._client_gone = False
+
+    # --- the broker's Inbox -------------------------------------------------------------------
+
+    def offer(self, frame: bytes) -> bool:
+        return self._push(frame, relayed=True)
+
+    def supersede(self) -> None:
+        self.close_soon(p.CLOSE_SUPERSEDED, "resumed on another connection")
+
+    def _push(self, frame: bytes, *, relayed: bool) -> bool:
+        try:
+            self._outbox_in.send_nowait((frame, relayed))
+        except trio.WouldBlock:
+            self.close_soon(p.CLOSE_TRY_AGAIN, "too slow reading messages; resume to continue")
+            return False
+        return True
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def close_soon(self, code: int, reason: str) -> None:
+        """Close with ``code`` as soon as the session's tasks unwind (callable from anywhere)."""
+        if not self._scope.cancel_called:
+            self._close_code, self._close_reason = code, reason
+            self._scope.cancel()
+
+    async def run(self, resume_token: str | None) -> None:
+        broker = self.service.broker
+        claim = await broker.claim(token_hash(resume_token)) if resume_token else None
+        self.peer = claim.peer if claim else secrets.token_urlsafe(16)
+        self.room = claim.room if claim else None
+        token = secrets.token_urlsafe(32)
+        welcome: dict[str, Any] = {
+            "type": "welcome",
+            "v": p.VERSION,
+            "peer": self.peer,
+            "resume": token,
+            "heartbeat": self.settings.heartbeat_seconds,
+            "limits": {
+                "message_bytes": self.settings.max_message_bytes,
+                "room_peers": self.settings.max_room_peers,
+            },
+        }
+        if claim:
+            welcome.update(resumed=True, room=claim.room)
+            metrics.resumes.inc()
+        self._push(
+            p.encode(welcome), relayed=False
+        )  # first in the outbox, before anything queued for us
+        await broker.attach(self.peer, token_hash(token), self)
+        event(log, logging.DEBUG, "session open", peer=self.peer, resumed=bool(claim))
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._write_loop)
+                    await self._read_loop()
+                    self._client_gone = True
+                    nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._part()
+
+    async def _part(self) -> None:
+        broker = self.service.broker
+        abusive = self._close_code in (p.CLOSE_POLICY, p.CLOSE_TOO_BIG)
+        if abusive:
+            gone = await broker.forget(self.peer, self)
+            if gone is not None and gone.room is not None:
+                await self.service.announce_left(gone.room, self.peer)
+        else:
+            unsent = [frame for frame, relayed in self._drain_outbox() if relayed]
+            await broker.detach(self.peer, self, unsent)
+        if not self._client_gone:
+            await self.transport.close(self._close_code, self._close_reason)
+        event(log, logging.DEBUG, "session closed", peer=self.peer, code=self._close_code)
+
+    def _drain_outbox(self) -> list[tuple[bytes, bool]]:
+        left = []
+        while True:
+            try:
+                left.append(self._outbox.receive_nowait())
+            except trio.WouldBlock:
+                return left
+
+    async def _write_loop(self) -> None:
+        async for frame, _ in self._outbox:
+            await self.transport.send(frame)
+
+    async def _read_loop(self) -> None:
+        limit = self.settings.max_message_bytes
+        while (frame := await self.transport.receive()) is not None:
+            if not self._bucket.take():
+                self._refuse(p.RATE_LIMITED, "slow down: too many messages", p.CLOSE_POLICY)
+            elif isinstance(frame, bytes):
+                self._reply_error(p.BINARY_UNSUPPORTED, "send text frames with JSON", None)
+            elif len(frame) > limit or (len(frame) * 4 > limit and len(frame.encode()) > limit):
+                self._refuse(p.TOO_LARGE, f"messages are limited to {limit} bytes", p.CLOSE_TOO_BIG)
+            else:
+                self._strikes = 0
+                await self._handle(frame)
+
+    def _refuse(self, code: str, message: str, close_code: int) -> None:
+        """Answer a refused message; a client that keeps at it is closed."""
+        self._strikes += 1
+        self._reply_error(code, message, None)
+        if self._strikes >= self.settings.abuse_strikes:
+            self.close_soon(close_code, f"too many {code} messages")
+
+    async def _handle(self, text: str) -> None:
+        re: str | int | None = None
+        try:
+            message = p.decode(text)
+            re = p.request_id(message)
+            kind = message["type"]
+            await getattr(self, "_on_" + kind)(message, re)
+            metrics.messages_relayed.labels(kind).inc()
+        except p.ProtocolError as error:
+            self._reply_error(error.code, error.message, re)
+        except Exception:
+            log.exception(
+                "internal error handling a message", extra={"fields": {"peer": self.peer}}
+            )
+            self._reply_error(p.INTERNAL, "internal server error", re)
+
+    # --- replies ------------------------------------------------------------------------------
+
+    def _reply(self, message: dict[str, Any], re: str | int | None) -> None:
+        if re is not None:
+            message["re"] = re
+        self._push(p.encode(message), relayed=False)
+
+    def _reply_error(self, code: str, text: str, re: str | int | None) -> None:
+        metrics.signaling_errors.labels(code).inc()
+        self._reply({"type": "error", "code": code, "message": text}, re)
+
+    def _require_room(self) -> str:
+        if self.room is None:
+            raise p.ProtocolError(p.NOT_IN_ROOM, "join a room first")
+        return self.room
+
+    def _refuse_when_draining(self) -> None:
+        if self.service.draining:
+            raise p.ProtocolError(p.DRAINING, "this server is shutting down; reconnect")
+
+    # --- one method per client message type ---------------------------------------------------
+
+    async def _on_ping(self, message: dict[str, Any], re: str | int | None) -> None:
+        self._reply({"type": "pong"}, re)
+
+    async def _on_create(self, message: dict[str, Any], re: str | int | None) -> None:
+        self._refuse_when_draining()
+        self._reply({"type": "created", "room": new_code()}, re)
+
+    async def _on_join(self, message: dict[str, Any], re: str | int | None) -> None:
+        self._refuse_when_draining()
+        room = canonical(message.get("room"))
+        if room is None:
+            raise p.ProtocolError(p.BAD_ROOM, "a room code is 1 to 64 of A-Z a-z 0-9 _ -")
+        member = Member(self.peer, p.display_name(message), p.metadata(message))
+        if self.room is not None:
+            raise p.ProtocolError(p.ALREADY_IN_ROOM, f"already in room {self.room}; leave first")
+        try:
+            present = await self.service.broker.join(room, member, self.settings.max_room_peers)
+        except RoomFull:
+            raise p.ProtocolError(p.ROOM_FULL, "this room is full") from None
+        self.room = room
+        peers = [other.wire() for other in present]
+        self._reply({"type": "joined", "room": room, "peer": self.peer, "peers": peers}, re)
+        joined = {"type": "peer-joined", "room": room, **member.wire()}
+        await self.service.broker.publish(room, p.encode(joined), exclude=self.peer)
+
+    async def _on_signal(self, message: dict[str, Any], re: str | int | None) -> None:
+        room = self._require_room()
+        to, data = p.target(message), p.payload(message)
+        frame = p.encode({"type": "signal", "from": self.peer, "data": data})
+        delivery = await self.service.broker.deliver(room, to, frame)
+        if delivery is Delivery.NOT_FOUND:
+            raise p.ProtocolError(p.PEER_NOT_FOUND, "no such peer in this room")
+        if delivery is Delivery.QUEUE_FULL:
+            raise p.ProtocolError(p.QUEUE_FULL, "that peer is away and has too much waiting")
+
+    async def _on_broadcast(self, message: dict[str, Any], re: str | int | None) -> None:
+        room = self._require_room()
+        frame = p.encode({"type": "broadcast", "from": self.peer, "data": p.payload(message)})
+        await self.service.broker.publish(room, frame, exclude=self.peer)
+
+    async def _on_leave(self, message: dict[str, Any], re: str | int | None) -> None:
+        room = self._require_room()
+        await self.service.broker.leave(room, self.peer)
+        self.room = None
+        self._reply({"type": "left", "room": room}, re)
+        await self.service.announce_left(room, self.peer)
