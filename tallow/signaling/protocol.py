@@ -70,19 +70,24 @@ def encode(message: dict[str, Any]) -> bytes:
 
 
 def decode(text: str) -> dict[str, Any]:
-    """Parse one client frame into a message object with a known ``type``."""
+    """Parse one client frame into a JSON object (its ``type`` is checked by ``kind``)."""
     try:
         message = orjson.loads(text)
     except orjson.JSONDecodeError:
         raise ProtocolError(BAD_JSON, "the message is not valid JSON") from None
     if not isinstance(message, dict):
         raise ProtocolError(BAD_MESSAGE, "a message must be a JSON object")
-    kind = message.get("type")
-    if not isinstance(kind, str):
-        raise ProtocolError(BAD_MESSAGE, 'a message needs a string "type"')
-    if kind not in CLIENT_TYPES:
-        raise ProtocolError(UNKNOWN_TYPE, f"unknown message type {kind[:64]!r}")
     return message
+
+
+def kind(message: dict[str, Any]) -> str:
+    """The message's ``type``, one of CLIENT_TYPES."""
+    value = message.get("type")
+    if not isinstance(value, str):
+        raise ProtocolError(BAD_MESSAGE, 'a message needs a string "type"')
+    if value not in CLIENT_TYPES:
+        raise ProtocolError(UNKNOWN_TYPE, f"unknown message type {value[:64]!r}")
+    return value
 
 
 def request_id(message: dict[str, Any]) -> str | int | None:

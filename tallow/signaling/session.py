@@ -173,7 +173,7 @@ class Session:
         try:
             message = p.decode(text)
             re = p.request_id(message)
-            kind = message["type"]
+            kind = p.kind(message)
             await getattr(self, "_on_" + kind)(message, re)
             metrics.messages_relayed.labels(kind).inc()
         except p.ProtocolError as error:
