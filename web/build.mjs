@@ -1,0 +1,55 @@
+// Build the UI into tallow/static/ (or --outdir DIR): one JS bundle and one stylesheet, each
+// named after its content hash (app-<12 hex>.js) so the server serves them as immutable, and an
+// index.html that references them. Deterministic: the same sources give byte-identical output.
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { build } from 'esbuild';
+
+const here = new URL('.', import.meta.url).pathname;
+const flag = process.argv.indexOf('--outdir');
+const outdir = flag > 0 ? process.argv[flag + 1] : join(here, '..', 'tallow', 'static');
+
+async function bundle(entry) {
+  const result = await build({
+    entryPoints: [join(here, 'src', entry)],
+    bundle: true,
+    minify: true,
+    write: false,
+    format: 'esm',
+    target: ['chrome120', 'firefox128', 'safari17'],
+    legalComments: 'eof',
+    charset: 'utf8',
+    logLevel: 'warning',
+  });
+  return result.outputFiles[0].contents;
+}
+
+function fingerprint(stem, ext, contents) {
+  const hash = createHash('sha256').update(contents).digest('hex').slice(0, 12);
+  return { name: `${stem}-${hash}.${ext}`, contents };
+}
+
+const assets = {
+  js: fingerprint('app', 'js', await bundle('main.js')),
+  css: fingerprint('app', 'css', await bundle('app.css')),
+  icon: fingerprint('favicon', 'svg', await readFile(join(here, 'src', 'favicon.svg'))),
+};
+const template = await readFile(join(here, 'src', 'index.html'), 'utf8');
+const html = template.replace(/\{\{(\w+)\}\}/g, (_, key) => assets[key].name);
+const files = [...Object.values(assets), { name: 'index.html', contents: Buffer.from(html) }];
+
+// The output folder holds only the build: clear what an older build left.
+await mkdir(outdir, { recursive: true });
+for (const name of await readdir(outdir)) await rm(join(outdir, name), { recursive: true });
+let total = 0;
+let gzipped = 0;
+for (const { name, contents } of files) {
+  await writeFile(join(outdir, name), contents);
+  const zipped = gzipSync(contents, { level: 9 }).length;
+  total += contents.length;
+  gzipped += zipped;
+  console.log(`${name.padEnd(28)} ${String(contents.length).padStart(8)} B  ${String(zipped).padStart(7)} B gzip`);
+}
+console.log(`${'total'.padEnd(28)} ${String(total).padStart(8)} B  ${String(gzipped).padStart(7)} B gzip`);

@@ -1,0 +1,141 @@
+// AES-256-GCM framing on one RTCDataChannel (key schedule and nonces: docs/webapp.md).
+//
+// Every message is one binary frame: AES-GCM(key of this direction, nonce = 4 zero bytes ||
+// 64-bit big-endian message counter, plaintext). Counters start at 0 in each direction and are
+// never sent: the channel is ordered and reliable, so a dropped, replayed or reordered frame
+// fails authentication. Plaintext = 1 type byte, then JSON (control) or a 4-byte file id + data.
+import { fromBase64, toBase64, utf8 } from './bytes.js';
+
+const CONTROL = 1;
+const CHUNK = 2;
+const TAG_BYTES = 16;
+/** Whole frames stay at 64 KiB, well under Chromium's 256 KiB data-channel message cap. */
+export const MAX_FRAME = 64 * 1024;
+export const CHUNK_BYTES = MAX_FRAME - TAG_BYTES - 5;
+/** Back-pressure: stop queueing above HIGH, resume when Chromium's buffer falls below LOW. */
+const HIGH_WATER = 8 * 1024 * 1024;
+const LOW_WATER = 2 * 1024 * 1024;
+
+const decoder = new TextDecoder();
+
+function nonce(counter) {
+  const iv = new Uint8Array(12);
+  new DataView(iv.buffer).setBigUint64(4, BigInt(counter));
+  return iv;
+}
+
+/**
+ * Frames arriving before the handshake finished are held until `start(session)`; then the first
+ * frame each way is the key confirmation, and `confirmed` resolves once the peer's tag verifies.
+ */
+export class SecureChannel {
+  constructor(dc, { onControl, onChunk, onFailure }) {
+    this.dc = dc;
+    this.handlers = { onControl, onChunk, onFailure };
+    this.session = null;
+    this.pending = [];
+    this.sendCounter = 0;
+    this.recvCounter = 0;
+    this.tx = Promise.resolve();
+    this.rx = Promise.resolve();
+    this.failed = false;
+    this.confirmed = new Promise((resolve) => {
+      this.resolveConfirmed = resolve;
+    });
+    dc.binaryType = 'arraybuffer';
+    dc.bufferedAmountLowThreshold = LOW_WATER;
+    dc.addEventListener('message', (event) => this.onMessage(event.data));
+  }
+
+  /** Begin once both the handshake is done and the channel is open. */
+  start(session) {
+    this.session = session;
+    this.control({ t: 'confirm', tag: toBase64(session.confirmTag) });
+    for (const data of this.pending.splice(0)) this.onMessage(data);
+  }
+
+  control(message) {
+    const body = utf8(JSON.stringify(message));
+    const plain = new Uint8Array(1 + body.length);
+    plain[0] = CONTROL;
+    plain.set(body, 1);
+    return this.send(plain);
+  }
+
+  async chunk(fileId, data) {
+    const plain = new Uint8Array(5 + data.length);
+    plain[0] = CHUNK;
+    new DataView(plain.buffer).setUint32(1, fileId);
+    plain.set(data, 5);
+    await this.send(plain);
+    if (this.dc.bufferedAmount > HIGH_WATER) await this.drained();
+  }
+
+  drained() {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.dc.removeEventListener('bufferedamountlow', done);
+        this.dc.removeEventListener('close', done);
+        resolve();
+      };
+      this.dc.addEventListener('bufferedamountlow', done);
+      this.dc.addEventListener('close', done);
+    });
+  }
+
+  /** Encrypt now (counters in call order), hand frames to the channel in the same order. */
+  send(plain) {
+    const counter = this.sendCounter++;
+    const sealed = crypto.subtle.encrypt({ name: 'AES-GCM', iv: nonce(counter) }, this.session.sendKey, plain);
+    this.tx = this.tx.then(async () => {
+      const frame = await sealed;
+      if (this.dc.readyState !== 'open') throw new Error('the connection closed');
+      this.dc.send(frame);
+    });
+    return this.tx;
+  }
+
+  onMessage(data) {
+    if (this.failed) return;
+    if (!this.session) {
+      this.pending.push(data);
+      return;
+    }
+    const counter = this.recvCounter++;
+    const opened = crypto.subtle.decrypt({ name: 'AES-GCM', iv: nonce(counter) }, this.session.recvKey, data);
+    opened.catch(() => {}); // handled in order below
+    this.rx = this.rx
+      .then(() => opened)
+      .then(
+        (plain) => this.dispatch(new Uint8Array(plain), counter),
+        () => this.fail('a message from the peer failed authentication'),
+      )
+      .catch((error) => this.fail(error.message));
+  }
+
+  async dispatch(plain, counter) {
+    if (this.failed) return;
+    if (plain[0] === CHUNK) {
+      if (counter === 0) throw new Error('the peer sent data before confirming its keys');
+      this.handlers.onChunk(new DataView(plain.buffer).getUint32(1), plain.subarray(5));
+      return;
+    }
+    if (plain[0] !== CONTROL) throw new Error('unknown frame type');
+    const message = JSON.parse(decoder.decode(plain.subarray(1)));
+    if (counter === 0) {
+      if (message.t !== 'confirm' || !(await this.session.checkConfirm(fromBase64(message.tag, 32)))) {
+        throw new Error('key confirmation failed');
+      }
+      this.resolveConfirmed();
+      return;
+    }
+    this.handlers.onControl(message);
+  }
+
+  fail(reason) {
+    if (this.failed) return;
+    this.failed = true;
+    this.dc.close();
+    this.handlers.onFailure(reason);
+  }
+}

@@ -1,0 +1,319 @@
+// The app: one room, the people in it, and the files going between them.
+import { wordlist } from '@scure/bip39/wordlists/english.js';
+import { x25519Supported } from './handshake.js';
+import { Peer } from './peer.js';
+import { qrSvg } from './qr.js';
+import { Signaling } from './signaling.js';
+import { h, renderPeer, transferRow } from './view.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+/** ?relay=1: only TURN relay candidates, which also hides each side's IP address from the other. */
+const relayOnly = params.get('relay') === '1';
+/** Installed only by a test harness (before this script runs); receives handshake secrets. */
+const hook = window.__tallowTestHook ?? null;
+const NAME_KEY = 'tallow.name';
+const ROOM_ERRORS = {
+  'bad-room': 'That room code is not valid: use letters, digits, - and _ only.',
+  'room-full': 'That room is full. Ask the others to make room, or create a new room.',
+  'already-in-room': 'You are already in a room. Leave it first.',
+  'rate-limited': 'Too many requests at once. Wait a few seconds and try again.',
+  draining: 'The server is restarting. Wait a moment; the page reconnects by itself.',
+};
+
+const app = {
+  signaling: null,
+  room: null,
+  peers: new Map(),
+  ice: { iceServers: [], relayOnly, fetchedAt: 0, ttl: 0 },
+};
+
+function announce(text) {
+  $('status').textContent = text;
+}
+
+function showAlert(text) {
+  const box = $('alert');
+  box.hidden = !text;
+  box.textContent = text || '';
+}
+
+function myName() {
+  return $('name').value.trim().slice(0, 64) || 'Someone';
+}
+
+function initName() {
+  const input = $('name');
+  let name = localStorage.getItem(NAME_KEY);
+  if (!name) {
+    const pick = () => wordlist[crypto.getRandomValues(new Uint16Array(1))[0] % wordlist.length];
+    name = `${pick()} ${pick()}`.replace(/\b\w/g, (c) => c.toUpperCase());
+    localStorage.setItem(NAME_KEY, name);
+  }
+  input.value = name;
+  input.addEventListener('change', () => {
+    localStorage.setItem(NAME_KEY, myName());
+    if (app.room) app.signaling.send({ type: 'broadcast', data: { t: 'name', name: myName() } });
+  });
+}
+
+async function refreshIce() {
+  try {
+    const response = await fetch('/api/ice-servers', { cache: 'no-store' });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const body = await response.json();
+    app.ice.iceServers = Array.isArray(body.iceServers) ? body.iceServers : [];
+    app.ice.ttl = Number(body.ttl) || 0;
+  } catch (error) {
+    showAlert(`Could not load the connection settings from the server (${error.message}). Direct connections may still work; reload the page if people cannot connect.`);
+  }
+  // TURN credentials expire: fetch fresh ones at half their lifetime.
+  if (app.ice.ttl > 0) setTimeout(refreshIce, (app.ice.ttl * 1000) / 2);
+}
+
+// ---- room -------------------------------------------------------------------------------
+
+async function createRoom() {
+  showAlert('');
+  try {
+    const { room } = await app.signaling.request({ type: 'create' });
+    await joinRoom(room);
+  } catch (error) {
+    showAlert(ROOM_ERRORS[error.code] || `Could not create a room: ${error.message}`);
+  }
+}
+
+async function joinRoom(code) {
+  showAlert('');
+  let reply;
+  try {
+    reply = await app.signaling.request({ type: 'join', room: code, name: myName(), meta: {} });
+  } catch (error) {
+    showAlert(ROOM_ERRORS[error.code] || `Could not join room ${code}: ${error.message}`);
+    return;
+  }
+  app.room = reply.room;
+  history.replaceState(null, '', `${location.pathname}${location.search}#room=${encodeURIComponent(app.room)}`);
+  showRoom();
+  for (const p of reply.peers) addPeer(p.peer, p.name, true);
+  announce(`You are in room ${app.room}.`);
+}
+
+async function leaveRoom() {
+  try {
+    await app.signaling.request({ type: 'leave' });
+  } catch {
+    // Leaving locally is what matters; the server drops us after its grace period anyway.
+  }
+  for (const peer of app.peers.values()) peer.close('You left the room.');
+  app.peers.clear();
+  $('peers').replaceChildren();
+  app.room = null;
+  history.replaceState(null, '', `${location.pathname}${location.search}`);
+  showRoom();
+  announce('You left the room.');
+}
+
+function showRoom() {
+  const inRoom = app.room !== null;
+  $('start').hidden = inRoom;
+  $('room').hidden = !inRoom;
+  $('people').hidden = !inRoom;
+  if (!inRoom) return;
+  const link = `${location.origin}/#room=${encodeURIComponent(app.room)}`;
+  $('room-code').textContent = app.room;
+  $('room-link').href = link;
+  $('room-link').textContent = link;
+  $('qr').replaceChildren(qrSvg(link, `QR code of the link to room ${app.room}`));
+  updateNoPeers();
+}
+
+function updateNoPeers() {
+  $('no-peers').hidden = [...app.peers.values()].some((p) => p.state !== 'closed');
+}
+
+// ---- peers ------------------------------------------------------------------------------
+
+function addPeer(id, name, initiator) {
+  app.peers.get(id)?.close('Reconnected.');
+  const peer = new Peer({
+    id,
+    name: String(name || 'Someone').slice(0, 64),
+    initiator,
+    selfId: app.signaling.peerId,
+    signal: (data) => app.signaling.send({ type: 'signal', to: id, data }),
+    ice: app.ice,
+    onTransfer: showTransfer,
+    hook,
+  });
+  const li = h('li', { class: 'peer' });
+  li.addEventListener('dragover', (event) => event.preventDefault());
+  li.addEventListener('drop', (event) => {
+    event.preventDefault();
+    event.stopPropagation();
+    sendTo([peer], [...event.dataTransfer.files]);
+  });
+  const render = () => {
+    renderPeer(li, peer, (files) => sendTo([peer], files));
+    updateNoPeers();
+  };
+  peer.addEventListener('change', render);
+  render();
+  $('peers').append(li);
+  app.peers.set(id, peer);
+  if (initiator) peer.start();
+  else announce(`${peer.name} joined the room.`);
+  return peer;
+}
+
+function removePeer(id) {
+  const peer = app.peers.get(id);
+  if (!peer) return;
+  peer.close(`${peer.name} left the room before this finished. Ask them to rejoin, then send again.`);
+  app.peers.delete(id);
+  $('peers').querySelector(`li[data-peer="${CSS.escape(id)}"]`)?.remove();
+  updateNoPeers();
+  announce(`${peer.name} left the room.`);
+}
+
+function sendTo(peers, files) {
+  if (files.length === 0) return;
+  const ready = peers.filter((p) => p.state === 'secure');
+  if (ready.length === 0) {
+    showAlert(peers.length
+      ? 'Nobody is connected yet. Wait until the verification words appear next to a person, then send.'
+      : 'Nobody else is in the room yet. Share the link first.');
+    return;
+  }
+  showAlert('');
+  for (const peer of ready) peer.sendFiles(files);
+}
+
+function showTransfer(t) {
+  $('transfers-card').hidden = false;
+  const { li, update } = transferRow(t);
+  $('transfers').prepend(li);
+  let scheduled = false;
+  t.addEventListener('change', () => {
+    if (t.finished) {
+      update();
+      announceTransfer(t);
+    } else if (!scheduled) {
+      scheduled = true;
+      setTimeout(() => {
+        scheduled = false;
+        update();
+      }, 200);
+    }
+  });
+  announce(t.direction === 'out' ? `Sending ${t.name} to ${t.peer}.` : `Receiving ${t.name} from ${t.peer}.`);
+}
+
+function announceTransfer(t) {
+  const what = `${t.name} ${t.direction === 'out' ? 'to' : 'from'} ${t.peer}`;
+  announce(t.state === 'done' ? `${what}: done. ${t.message}` : `${what}: ${t.message}`);
+}
+
+// ---- signaling --------------------------------------------------------------------------
+
+function onServerMessage(msg) {
+  if (msg.type === 'peer-joined') addPeer(msg.peer, msg.name, false);
+  else if (msg.type === 'peer-left') removePeer(msg.peer);
+  else if (msg.type === 'signal') onSignal(msg);
+  else if (msg.type === 'broadcast' && msg.data?.t === 'name') app.peers.get(msg.from)?.rename(msg.data.name);
+  else if (msg.type === 'error') showAlert(ROOM_ERRORS[msg.code] || `The server refused a message: ${msg.message}`);
+}
+
+function onSignal({ from, data }) {
+  if (!data || typeof data !== 'object') return;
+  // A signal can overtake the peer-joined that announced its sender: create the peer then.
+  const peer = app.peers.get(from) ?? (data.t === 'hs1' || data.t === 'sdp' ? addPeer(from, 'Someone', false) : null);
+  peer?.onSignal(data);
+}
+
+const SERVER_STATE = {
+  connecting: 'Connecting to the server…',
+  online: 'Connected to the server',
+  reconnecting: 'Connection to the server lost, reconnecting… (transfers in progress continue)',
+  offline: 'Not connected to the server',
+};
+
+function onSignalingState() {
+  const { state } = app.signaling;
+  const el = $('server-state');
+  el.dataset.state = state;
+  el.textContent = SERVER_STATE[state];
+  $('create').disabled = state !== 'online';
+  $('join').disabled = state !== 'online';
+}
+
+async function onExpired() {
+  // The server forgot us (offline longer than its grace period): rejoin under the new id.
+  const room = app.room;
+  for (const id of [...app.peers.keys()]) removePeer(id);
+  app.room = null;
+  if (room) {
+    showAlert('The connection to the server was lost for too long, so you rejoined the room. Connections to the others are being set up again.');
+    await joinRoom(room);
+  }
+}
+
+function roomFromHash() {
+  const match = /^#room=([A-Za-z0-9_-]{1,64})$/.exec(location.hash);
+  return match ? match[1] : null;
+}
+
+function bindControls() {
+  $('create').addEventListener('click', createRoom);
+  $('join-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    joinRoom($('join-code').value.trim());
+  });
+  $('leave').addEventListener('click', leaveRoom);
+  $('copy-link').addEventListener('click', async () => {
+    try {
+      await navigator.clipboard.writeText($('room-link').href);
+      announce('Link copied.');
+    } catch {
+      showAlert('Could not copy automatically: select the link and copy it by hand.');
+    }
+  });
+  $('file-input').addEventListener('change', (event) => {
+    sendTo([...app.peers.values()], [...event.target.files]);
+    event.target.value = '';
+  });
+  document.addEventListener('dragover', (event) => event.preventDefault());
+  document.addEventListener('drop', (event) => {
+    event.preventDefault();
+    if (app.room) sendTo([...app.peers.values()], [...event.dataTransfer.files]);
+  });
+}
+
+async function main() {
+  initName();
+  bindControls();
+  if (!window.RTCPeerConnection || !(await x25519Supported())) {
+    showAlert('This browser cannot run Tallow: it lacks WebRTC or X25519 in WebCrypto. Use a current Chrome, Edge, Firefox or Safari.');
+    return;
+  }
+  const url = new URL('/signaling', location.href);
+  url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  app.signaling = new Signaling(url.href);
+  if (hook) hook.signaling = app.signaling;
+  app.signaling.addEventListener('state', onSignalingState);
+  app.signaling.addEventListener('message', (event) => onServerMessage(event.detail));
+  app.signaling.addEventListener('expired', onExpired);
+  app.signaling.addEventListener('resumed', () => announce('Reconnected to the server; your room is unchanged.'));
+  await refreshIce();
+  try {
+    await app.signaling.connect();
+  } catch (error) {
+    showAlert(`${error.message} The page keeps trying.`);
+    await new Promise((resolve) => app.signaling.addEventListener('welcome', resolve, { once: true }));
+  }
+  showAlert('');
+  const code = roomFromHash();
+  if (code) await joinRoom(code);
+}
+
+main();

@@ -1,0 +1,170 @@
+// One other person in the room: an RTCPeerConnection, the key agreement, the encrypted channel.
+//
+// The peer that joined later is the initiator: it creates the data channel, makes the SDP
+// offer and starts the handshake. SDP, ICE candidates and handshake messages go through the
+// signaling server inside `signal` messages; nothing else does.
+import { SecureChannel } from './channel.js';
+import { Handshake } from './handshake.js';
+import { Transfers } from './transfer.js';
+
+const CONNECT_TIMEOUT_MS = 25_000;
+
+export class Peer extends EventTarget {
+  /**
+   * @param {object} o
+   * @param {(data: object) => void} o.signal sends `data` to this peer through the server
+   * @param {{iceServers: object[], relayOnly: boolean}} o.ice
+   * @param {(t: import('./transfer.js').Transfer) => void} o.onTransfer
+   */
+  constructor({ id, name, initiator, selfId, signal, ice, onTransfer, hook }) {
+    super();
+    Object.assign(this, { id, name, initiator, signal, ice, onTransfer });
+    this.state = 'connecting'; // connecting | securing | secure | failed | closed
+    this.problem = '';
+    this.sas = null;
+    this.session = null;
+    this.channel = null;
+    this.transfers = null;
+    this.remoteCandidates = [];
+    this.handshake = new Handshake({ initiator, selfId, peerId: id, hook });
+    this.pc = new RTCPeerConnection({
+      iceServers: ice.iceServers,
+      iceTransportPolicy: ice.relayOnly ? 'relay' : 'all',
+    });
+    this.pc.addEventListener('icecandidate', ({ candidate }) => {
+      if (candidate) this.signal({ t: 'ice', c: candidate.toJSON() });
+    });
+    this.pc.addEventListener('connectionstatechange', () => this.onConnectionState());
+    this.pc.addEventListener('datachannel', ({ channel }) => this.attach(channel));
+    this.timer = setTimeout(() => this.fail(this.unreachableText()), CONNECT_TIMEOUT_MS);
+  }
+
+  /** Initiator only: open the data channel, make the offer, send hs1. */
+  async start() {
+    await this.guard(async () => {
+      this.attach(this.pc.createDataChannel('tallow', { ordered: true }));
+      await this.pc.setLocalDescription(await this.pc.createOffer());
+      this.signal({ t: 'sdp', sdp: this.pc.localDescription.toJSON() });
+      await this.step(await this.handshake.start());
+    });
+  }
+
+  /** A `signal` from this peer. */
+  async onSignal(data) {
+    await this.guard(async () => {
+      if (data.t === 'sdp') return this.onDescription(data.sdp);
+      if (data.t === 'ice') return this.onCandidate(data.c);
+      if (['hs1', 'hs2', 'hs3'].includes(data.t)) return this.step(await this.handshake.receive(data));
+      throw new Error(`unknown signal ${data.t}`);
+    });
+  }
+
+  async onDescription(sdp) {
+    await this.pc.setRemoteDescription(sdp);
+    if (sdp.type === 'offer') {
+      await this.pc.setLocalDescription(await this.pc.createAnswer());
+      this.signal({ t: 'sdp', sdp: this.pc.localDescription.toJSON() });
+    }
+    for (const c of this.remoteCandidates.splice(0)) await this.pc.addIceCandidate(c);
+  }
+
+  async onCandidate(candidate) {
+    if (!this.pc.remoteDescription) this.remoteCandidates.push(candidate);
+    else await this.pc.addIceCandidate(candidate);
+  }
+
+  async step({ reply, session }) {
+    if (reply) this.signal(reply);
+    if (session) {
+      this.session = session;
+      this.sas = session.sas;
+      this.setState('securing');
+      this.maybeStartChannel();
+    }
+  }
+
+  attach(dc) {
+    this.dc = dc;
+    this.channel = new SecureChannel(dc, {
+      onControl: (message) => this.transfers.onControl(message),
+      onChunk: (id, data) => this.transfers.onChunk(id, data),
+      onFailure: (reason) => this.fail(`The secure connection with ${this.name} failed: ${reason}. Nothing more was sent. Reload and try again; if it happens again, someone may be interfering.`),
+    });
+    this.transfers = new Transfers(this.channel, () => this.name, this.onTransfer);
+    dc.addEventListener('open', () => this.maybeStartChannel());
+    dc.addEventListener('close', () => this.onChannelClosed());
+  }
+
+  maybeStartChannel() {
+    if (!this.session || this.dc?.readyState !== 'open' || this.channel.session) return;
+    this.channel.start(this.session);
+    this.channel.confirmed.then(() => {
+      clearTimeout(this.timer);
+      if (this.state === 'securing') this.setState('secure');
+    });
+  }
+
+  onConnectionState() {
+    if (this.pc.connectionState === 'failed') this.fail(this.unreachableText());
+  }
+
+  onChannelClosed() {
+    if (this.state === 'closed' || this.state === 'failed') return;
+    this.fail(`The connection to ${this.name} closed. If they are still in the room, reload the page to reconnect.`);
+  }
+
+  unreachableText() {
+    const relays = this.ice.iceServers.some((s) => [s.urls].flat().some((u) => /^turns?:/.test(u)));
+    if (this.ice.relayOnly && !relays) {
+      return `Relay-only mode is on, but this Tallow server offers no TURN relay, so ${this.name} cannot be reached. Remove relay=1 from the address, or ask the server’s operator to configure TURN.`;
+    }
+    if (!relays) {
+      return `Could not connect to ${this.name}: your networks block a direct connection and this Tallow server has no TURN relay to go through. Try from the same network, or ask the operator to set TURN_URLS and TURN_SECRET.`;
+    }
+    return `Could not connect to ${this.name}, not even through the TURN relay. Check both connections, then reload both pages.`;
+  }
+
+  /** Queue files for this peer; they start once the connection is secure. */
+  sendFiles(files) {
+    if (this.state !== 'secure') return [];
+    return [...files].map((file) => this.transfers.send(file));
+  }
+
+  async guard(work) {
+    try {
+      await work();
+    } catch (error) {
+      this.fail(`Setting up the connection with ${this.name} failed (${error.message}). Reload the page to try again.`);
+    }
+  }
+
+  fail(text) {
+    if (this.state === 'failed' || this.state === 'closed') return;
+    this.problem = text;
+    this.shutdown('failed', text);
+  }
+
+  /** The peer left the room or we did. */
+  close(reason) {
+    if (this.state === 'closed') return;
+    this.shutdown('closed', reason);
+  }
+
+  shutdown(state, reason) {
+    clearTimeout(this.timer);
+    this.setState(state);
+    this.transfers?.closeAll(reason);
+    this.dc?.close();
+    this.pc.close();
+  }
+
+  setState(state) {
+    this.state = state;
+    this.dispatchEvent(new Event('change'));
+  }
+
+  rename(name) {
+    this.name = String(name).slice(0, 64);
+    this.dispatchEvent(new Event('change'));
+  }
+}
