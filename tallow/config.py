@@ -163,6 +163,13 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        "redis_prefix",
+        "REDIS_PREFIX",
+        "tallow",
+        _text,
+        "Prefix of every Redis key and channel, so several deployments can share one Redis.",
+    ),
+    Setting(
         "allowed_origins",
         "ALLOWED_ORIGINS",
         "",
@@ -341,6 +348,7 @@ class Settings:
     role: str
     node_id: str | None
     redis_url: str | None
+    redis_prefix: str
     allowed_origins: tuple[str, ...]
     stun_urls: tuple[str, ...]
     turn_urls: tuple[str, ...]

@@ -18,13 +18,12 @@ import signal
 
 import trio
 from hypercorn.config import Config
-from hypercorn.trio.run import worker_serve
-from hypercorn.utils import wrap_app
 
 from tallow import pqc
 from tallow.broker import open_broker
 from tallow.config import Settings, masked_url
 from tallow.http.app import TallowApp
+from tallow.http.listener import serve_http
 from tallow.observability import metrics
 from tallow.observability.logs import event
 from tallow.runtime import Runtime
@@ -77,13 +76,9 @@ async def _run_http(
     *,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    app = wrap_app(TallowApp(runtime), 0, "asgi")
     try:
-        await worker_serve(
-            app,
-            hypercorn_config(runtime.settings),
-            shutdown_trigger=stop.wait,
-            task_status=task_status,
+        await serve_http(
+            TallowApp(runtime), hypercorn_config(runtime.settings), stop, task_status=task_status
         )
     finally:
         done.set()

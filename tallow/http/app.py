@@ -44,18 +44,6 @@ class TallowApp:
             await self._http(scope, receive, send)
         elif kind == "websocket":
             await self._websocket(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
-
-    async def _lifespan(self, receive: Any, send: Any) -> None:
-        # hypercorn 0.18 fails at start if the app ignores lifespan; nothing to set up here.
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     def _request(self, scope: dict[str, Any], headers: dict[str, str]) -> Request:
         settings = self.runtime.settings

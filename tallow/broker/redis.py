@@ -1,0 +1,401 @@
+"""Redis fan-out: any number of replicas behave as one signaling service.
+
+Rooms, peers, resume tokens and queues live in Redis (see ``redis_scripts`` for the keys); every
+change is one Lua script, so capacity checks and single-use tokens are atomic across replicas.
+Each replica subscribes to one channel of its own. A frame for a peer attached elsewhere is
+published to that replica's channel by the same script that checked the room, so one sender's
+frames keep their order; frames for a peer that is away wait in its queue.
+
+Replicas heartbeat into a sorted set; one silent for ``NODE_TIMEOUT`` is dead and any replica's
+``expired()`` hands its peers the resume grace (counted from its last heartbeat) and then removes
+them. A Redis outage never stops the process: operations raise ``BrokerUnavailable`` (the sender
+gets an error), the subscriber and heartbeat retry on their own, and once Redis answers again the
+replica re-registers the peers it holds (Redis may have restarted empty) and flushes frames that
+waited while it was unsubscribed. docs/scaling.md has the whole story.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import attrs
+import coredis
+import orjson
+import trio
+from coredis import exceptions as redis_errors
+
+from tallow.broker import redis_scripts as lua
+from tallow.broker.base import (
+    BrokerUnavailable,
+    Claim,
+    Delivery,
+    Expired,
+    Inbox,
+    Member,
+    RoomFull,
+)
+from tallow.broker.redis_connect import open_client
+from tallow.config import Settings
+from tallow.observability.logs import event
+
+log = logging.getLogger("tallow.broker")
+
+OP_TIMEOUT = 2.0  # seconds; a Redis round trip slower than this counts as an outage
+HEARTBEAT_INTERVAL = 1.0  # seconds between a replica's heartbeats
+NODE_TIMEOUT = 5.0  # seconds without a heartbeat after which a replica is taken for dead
+RESUBSCRIBE_DELAY = 0.5  # seconds between attempts to subscribe again after losing Redis
+REAP_LIMIT = 500  # expired peers handled per expired() call
+KEEP_EXTRA_MS = 60_000  # away peers' keys outlive their grace by this much, then expire
+
+# What a Redis client raises when the server is gone, restarting, failing over or refusing us.
+UNAVAILABLE = (
+    redis_errors.ConnectionError,
+    redis_errors.ReadOnlyError,
+    redis_errors.SentinelError,
+    redis_errors.AuthenticationError,
+    redis_errors.AuthorizationError,
+    redis_errors.BusyLoadingError,
+    TimeoutError,
+    OSError,
+    anyio.ClosedResourceError,
+    anyio.BrokenResourceError,
+    trio.TooSlowError,
+)
+
+_DELIVERY = {
+    b"delivered": Delivery.DELIVERED,
+    b"queued": Delivery.QUEUED,
+    b"full": Delivery.QUEUE_FULL,
+    b"gone": Delivery.NOT_FOUND,
+}
+
+_SCRIPTS = {
+    "attach": lua.ATTACH,
+    "claim": lua.CLAIM,
+    "detach": lua.DETACH,
+    "cut_off": lua.CUT_OFF,
+    "forget": lua.FORGET,
+    "join": lua.JOIN,
+    "leave": lua.LEAVE,
+    "deliver": lua.DELIVER,
+    "publish": lua.PUBLISH,
+    "reroute": lua.REROUTE,
+    "flush": lua.FLUSH,
+    "heartbeat": lua.HEARTBEAT,
+    "goodbye": lua.GOODBYE,
+    "resync": lua.RESYNC,
+    "abandon": lua.ABANDON,
+    "reap": lua.REAP,
+}
+
+
+@attrs.define(eq=False)
+class _Local:
+    """A peer attached to this replica: what Redis would need again after losing its data."""
+
+    inbox: Inbox
+    conn: str  # this attachment's id; Redis records it so stale connections change nothing
+    resume_hash: str
+    room: str = ""
+    member: bytes = b""  # the member record (JSON) in ``room``
+    away: bool = False  # cut off as a slow reader; frames for it go back through Redis
+
+
+class RedisBroker:
+    name = "redis"
+
+    def __init__(self, settings: Settings) -> None:
+        assert settings.redis_url is not None
+        self._url = settings.redis_url
+        self._prefix = settings.redis_prefix
+        # A restarted replica reusing a host name must not inherit its predecessor's peers.
+        self._node = f"{settings.node}:{secrets.token_hex(4)}"
+        self._grace_ms = int(settings.resume_seconds * 1000)
+        self._keep_ms = self._grace_ms + KEEP_EXTRA_MS
+        self._bound = settings.resume_queue
+        self._client: coredis.Redis[bytes] | None = None
+        self._scripts: dict[str, Any] = {}
+        self._local: dict[str, _Local] = {}
+        self._healthy_since: float | None = None  # continuous heartbeats since (trio clock)
+        self._resync_needed = True
+
+    # --- background work ------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with open_client(self._url, timeout=OP_TIMEOUT) as client:
+            self._client = client
+            self._scripts = {
+                name: client.register_script(lua.full(body)) for name, body in _SCRIPTS.items()
+            }
+            try:
+                async with trio.open_nursery() as nursery:
+                    subscribed = trio.Event()
+                    nursery.start_soon(self._subscribe_forever, subscribed)
+                    nursery.start_soon(self._heartbeat_forever)
+                    # Serve at once even if Redis is down; when it is up, be subscribed first.
+                    with trio.move_on_after(OP_TIMEOUT):
+                        await subscribed.wait()
+                    task_status.started()
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(OP_TIMEOUT):
+                    await self._goodbye()
+                self._client = None
+
+    async def _subscribe_forever(self, subscribed: trio.Event) -> None:
+        assert self._client is not None
+        channel = self._key("ch", self._node)
+        while True:
+            try:
+                async with self._client.pubsub(
+                    channels=[channel], ignore_subscribe_messages=True, retry_policy=None
+                ) as pubsub:
+                    # Frames published while we were not subscribed wait in queues: flush them.
+                    self._resync_needed = True
+                    subscribed.set()
+                    async for message in pubsub:
+                        await self._on_message(message["data"])
+            except Exception as error:  # coredis wraps connection loss in exception groups
+                self._trouble("subscription lost", error)
+            await trio.sleep(RESUBSCRIBE_DELAY)
+
+    async def _heartbeat_forever(self) -> None:
+        while True:
+            try:
+                known = await self._script("heartbeat", self._node)
+                if self._healthy_since is None:
+                    self._healthy_since = trio.current_time()
+                    event(log, logging.INFO, "redis reachable", node=self._node)
+                if not known or self._resync_needed:
+                    await self._reconcile()
+            except BrokerUnavailable:
+                pass  # already logged by _trouble; try again next beat
+            await trio.sleep(HEARTBEAT_INTERVAL)
+
+    async def _goodbye(self) -> None:
+        try:
+            await self._script("goodbye", self._node, self._grace_ms)
+        except BrokerUnavailable:
+            pass  # other replicas will take this one for dead and reap its peers
+
+    # --- the Broker protocol --------------------------------------------------------------
+
+    async def ping(self) -> float:
+        client = self._connected()
+        start = trio.current_time()
+        await self._guard(client.ping())
+        return trio.current_time() - start
+
+    async def attach(self, peer: str, resume_hash: str, inbox: Inbox) -> None:
+        conn = secrets.token_hex(8)
+        local = self._local[peer] = _Local(inbox, conn, resume_hash)
+        try:
+            room, member, *queued = await self._script(
+                "attach", peer, self._node, conn, resume_hash
+            )
+        except BrokerUnavailable:
+            if self._local.get(peer) is local:
+                del self._local[peer]
+            raise
+        local.room, local.member = room.decode(), member
+        await self._hand_over_all(peer, local, queued)
+
+    async def claim(self, resume_hash: str) -> Claim | None:
+        found = await self._script("claim", resume_hash, self._node, self._grace_ms)
+        if not found:
+            return None
+        peer, room, node, conn = (item.decode() for item in found)
+        old = self._local.get(peer)
+        if node == self._node and old is not None and old.conn == conn:
+            # The client came back before its old connection here was noticed as dead.
+            del self._local[peer]
+            old.inbox.supersede()
+        return Claim(peer, room or None)
+
+    async def detach(self, peer: str, inbox: Inbox, unsent: Sequence[bytes] = ()) -> None:
+        conn = self._release(peer, inbox)
+        try:
+            await self._script("detach", peer, conn, self._grace_ms, *unsent)
+        except BrokerUnavailable:
+            # Redis still lists the peer here; the reconcile after the outage makes it away.
+            event(log, logging.WARNING, "detach lost in outage", peer=peer, unsent=len(unsent))
+
+    async def forget(self, peer: str, inbox: Inbox) -> Expired | None:
+        conn = self._release(peer, inbox)
+        if not conn:
+            return None
+        try:
+            room = await self._script("forget", peer, conn)
+        except BrokerUnavailable:
+            return None  # made away by the reconcile, then expired and announced by the reaper
+        return None if room is None else Expired(peer, room.decode() or None)
+
+    async def join(self, room: str, member: Member, capacity: int) -> list[Member]:
+        record = orjson.dumps(member.wire())
+        present = await self._script("join", room, member.peer, record, capacity)
+        if present is None:
+            raise RoomFull(room)
+        local = self._local.get(member.peer)
+        if local is not None:
+            local.room, local.member = room, record
+        return [_member(raw) for raw in present]
+
+    async def leave(self, room: str, peer: str) -> None:
+        await self._script("leave", room, peer)
+        local = self._local.get(peer)
+        if local is not None and local.room == room:
+            local.room, local.member = "", b""
+
+    async def members(self, room: str) -> list[Member]:
+        client = self._connected()
+        return [_member(raw) for raw in await self._guard(client.hvals(self._key("room", room)))]
+
+    async def deliver(self, room: str, to: str, frame: bytes) -> Delivery:
+        result = await self._script("deliver", room, to, frame, self._bound, self._keep_ms)
+        return _DELIVERY[result]
+
+    async def publish(self, room: str, frame: bytes, exclude: str | None = None) -> None:
+        await self._script("publish", room, exclude or "", frame, self._bound, self._keep_ms)
+
+    async def expired(self) -> list[Expired]:
+        # Right after an outage every replica's heartbeat looks old: judge others only once this
+        # one has been beating for a whole NODE_TIMEOUT, so they had time to beat again too.
+        settled = (
+            self._healthy_since is not None
+            and trio.current_time() - self._healthy_since >= NODE_TIMEOUT
+        )
+        gone = await self._script(
+            "reap", self._grace_ms, int(NODE_TIMEOUT * 1000), int(settled), REAP_LIMIT
+        )
+        return [
+            Expired(peer.decode(), room.decode() or None)
+            for peer, room in zip(gone[::2], gone[1::2], strict=True)
+        ]
+
+    def counts(self) -> tuple[int, int]:
+        """This replica's own view: peers attached here and the rooms they are in."""
+        rooms = {local.room for local in self._local.values() if local.room}
+        return len(rooms), len(self._local)
+
+    # --- frames arriving on this replica's channel ----------------------------------------
+
+    async def _on_message(self, data: bytes) -> None:
+        header, _, frame = data.partition(b"\n")
+        kind, *args = header.decode().split(" ")
+        try:
+            if kind == "d":
+                for peer in args:
+                    await self._hand_over(peer, frame)
+            elif kind == "f":
+                await self._flush(args[0])
+            elif kind == "s":
+                self._supersede(*args)
+        except BrokerUnavailable as error:
+            event(log, logging.WARNING, "frame not handed over", kind=kind, error=str(error))
+
+    async def _hand_over(self, peer: str, frame: bytes) -> None:
+        local = self._local.get(peer)
+        if local is None or local.away:
+            # The peer moved (resumed elsewhere, cut off, gone): Redis knows where it is now.
+            await self._script("reroute", peer, self._node, frame, self._bound, self._keep_ms)
+        elif not local.inbox.offer(frame):
+            await self._cut_off(peer, local, [frame])
+
+    async def _hand_over_all(self, peer: str, local: _Local, frames: list[bytes]) -> None:
+        for index, frame in enumerate(frames):
+            if not local.inbox.offer(frame):
+                await self._cut_off(peer, local, frames[index:])
+                return
+
+    async def _cut_off(self, peer: str, local: _Local, frames: list[bytes]) -> None:
+        """A reader too slow to keep up is cut off (it will resume); what it missed waits."""
+        local.away = True
+        await self._script("cut_off", peer, local.conn, self._grace_ms, *frames)
+
+    async def _flush(self, peer: str) -> None:
+        local = self._local.get(peer)
+        if local is not None and not local.away:
+            await self._hand_over_all(peer, local, await self._script("flush", peer, local.conn))
+
+    def _supersede(self, peer: str, conn: str) -> None:
+        local = self._local.get(peer)
+        if local is not None and local.conn == conn:
+            del self._local[peer]
+            local.inbox.supersede()
+
+    def _release(self, peer: str, inbox: Inbox) -> str:
+        """Forget ``inbox``'s attachment of ``peer`` here; its id, or '' if it was not current."""
+        local = self._local.get(peer)
+        if local is None or local.inbox is not inbox:
+            return ""
+        del self._local[peer]
+        return local.conn
+
+    # --- after an outage ------------------------------------------------------------------
+
+    async def _reconcile(self) -> None:
+        """Make Redis agree with the peers attached here, and flush what waited for them."""
+        self._resync_needed = False
+        for peer, local in list(self._local.items()):
+            if local.away or self._local.get(peer) is not local:
+                continue
+            status, *queued = await self._script(
+                "resync", self._node, peer, local.conn, local.resume_hash, local.room, local.member
+            )
+            if status == b"lost":  # resumed on another connection meanwhile
+                self._supersede(peer, local.conn)
+            elif self._local.get(peer) is local:
+                await self._hand_over_all(peer, local, queued)
+        client = self._connected()
+        listed = await self._guard(client.smembers(self._key("node", self._node)))
+        for raw in listed:
+            peer = raw.decode()
+            if peer not in self._local:
+                await self._script("abandon", peer, self._node, self._grace_ms)
+        event(log, logging.INFO, "redis state reconciled", peers=len(self._local))
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self._prefix, *parts))
+
+    def _connected(self) -> coredis.Redis[bytes]:
+        if self._client is None:
+            raise BrokerUnavailable("not connected to Redis")
+        return self._client
+
+    async def _script(self, name: str, *args: str | bytes | int) -> Any:
+        self._connected()
+        return await self._guard(self._scripts[name](args=[self._prefix, *args]))
+
+    async def _guard(self, request: Any) -> Any:
+        """Await one Redis request; trouble of any kind becomes BrokerUnavailable."""
+        try:
+            with trio.fail_after(OP_TIMEOUT):
+                return await request
+        except UNAVAILABLE as error:
+            if isinstance(error, redis_errors.ReadOnlyError) and self._client is not None:
+                # A primary demoted by a failover: reconnect, asking Sentinel where to.
+                self._client.connection_pool.disconnect()
+            self._trouble("redis unavailable", error)
+            raise BrokerUnavailable(_describe(error)) from error
+
+    def _trouble(self, what: str, error: BaseException) -> None:
+        if self._healthy_since is not None:
+            event(log, logging.WARNING, what, error=_describe(error))
+        self._healthy_since = None
+        self._resync_needed = True
+
+
+def _member(raw: bytes) -> Member:
+    fields = orjson.loads(raw)
+    return Member(fields["peer"], fields["name"], fields["meta"])
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, BaseExceptionGroup):
+        return "; ".join(_describe(inner) for inner in error.exceptions)
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

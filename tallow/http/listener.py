@@ -1,0 +1,62 @@
+"""Accept TCP connections and hand each to hypercorn's HTTP/1.1 + WebSocket protocol machinery.
+
+hypercorn's own ``worker_serve`` lets an exception in one connection's protocol handling escape
+into the shared nursery, which stops the whole server (a pipelined WebSocket frame sent before
+the 101 response did exactly that). Here every connection runs inside its own guard: a broken
+connection is logged and closed, and every other client carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import ConnectionState
+from hypercorn.utils import repr_socket_addr, wrap_app
+
+from tallow.observability.logs import event
+
+log = logging.getLogger("tallow.http")
+
+
+async def serve_http(
+    asgi_app: Any,
+    config: Config,
+    stop: trio.Event,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until ``stop`` is set, then stop accepting and give open connections
+    ``config.graceful_timeout`` seconds to finish."""
+    app = wrap_app(asgi_app, 0, "asgi")
+    context = WorkerContext(None)
+    sockets = config.create_sockets()
+    listeners, urls = [], []
+    for sock in sockets.insecure_sockets:
+        sock.listen(config.backlog)
+        listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
+        urls.append("http://" + repr_socket_addr(sock.family, sock.getsockname()))
+
+    async def guarded(stream: trio.SocketStream) -> None:
+        try:
+            await TCPServer(app, config, context, ConnectionState({}), stream)
+        except Exception:
+            log.warning("connection failed", exc_info=True)
+            await trio.aclose_forcefully(stream)
+
+    async with trio.open_nursery() as connections:
+        async with trio.open_nursery() as accepting:
+            await accepting.start(
+                partial(trio.serve_listeners, handler_nursery=connections), guarded, listeners
+            )
+            task_status.started(urls)
+            await stop.wait()
+            accepting.cancel_scope.cancel()  # closes the listening sockets
+        event(log, logging.INFO, "stopped accepting", open_connections=len(connections.child_tasks))
+        await context.terminated.set()  # idle keep-alive connections close now
+        connections.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
