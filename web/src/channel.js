@@ -29,8 +29,10 @@ function nonce(counter) {
  * frame each way is the key confirmation, and `confirmed` resolves once the peer's tag verifies.
  */
 export class SecureChannel {
-  constructor(dc, { onControl, onChunk, onFailure }) {
+  /** `recordFirstFrame` (tests only) receives the bytes of the first frame this side sends. */
+  constructor(dc, { onControl, onChunk, onFailure }, recordFirstFrame = null) {
     this.dc = dc;
+    this.recordFirstFrame = recordFirstFrame;
     this.handlers = { onControl, onChunk, onFailure };
     this.session = null;
     this.pending = [];
@@ -89,6 +91,7 @@ export class SecureChannel {
     const sealed = crypto.subtle.encrypt({ name: 'AES-GCM', iv: nonce(counter) }, this.session.sendKey, plain);
     this.tx = this.tx.then(async () => {
       const frame = await sealed;
+      if (counter === 0) this.recordFirstFrame?.(new Uint8Array(frame));
       if (this.dc.readyState !== 'open') throw new Error('the connection closed');
       this.dc.send(frame);
     });

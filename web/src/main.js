@@ -190,6 +190,7 @@ function sendTo(peers, files) {
 }
 
 function showTransfer(t) {
+  hook?.transfers.push(t);
   $('transfers-card').hidden = false;
   const { li, update } = transferRow(t);
   $('transfers').prepend(li);
@@ -299,7 +300,6 @@ async function main() {
   const url = new URL('/signaling', location.href);
   url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
   app.signaling = new Signaling(url.href);
-  if (hook) hook.signaling = app.signaling;
   app.signaling.addEventListener('state', onSignalingState);
   app.signaling.addEventListener('message', (event) => onServerMessage(event.detail));
   app.signaling.addEventListener('expired', onExpired);

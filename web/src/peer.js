@@ -37,6 +37,8 @@ export class Peer extends EventTarget {
     this.pc.addEventListener('connectionstatechange', () => this.onConnectionState());
     this.pc.addEventListener('datachannel', ({ channel }) => this.attach(channel));
     this.timer = setTimeout(() => this.fail(this.unreachableText()), CONNECT_TIMEOUT_MS);
+    this.hook = hook;
+    hook?.connections.push({ peer: id, pc: this.pc });
   }
 
   /** Initiator only: open the data channel, make the offer, send hs1. */
@@ -89,7 +91,7 @@ export class Peer extends EventTarget {
       onControl: (message) => this.transfers.onControl(message),
       onChunk: (id, data) => this.transfers.onChunk(id, data),
       onFailure: (reason) => this.fail(`The secure connection with ${this.name} failed: ${reason}. Nothing more was sent. Reload and try again; if it happens again, someone may be interfering.`),
-    });
+    }, this.hook && ((frame) => this.hook.frames.push({ peer: this.id, frame })));
     this.transfers = new Transfers(this.channel, () => this.name, this.onTransfer);
     dc.addEventListener('open', () => this.maybeStartChannel());
     dc.addEventListener('close', () => this.onChannelClosed());
