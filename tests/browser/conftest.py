@@ -14,20 +14,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-# What a test installs before the app's script runs to read the handshake secrets (tests only).
-TEST_HOOK = (
-    "window.__tallowTestHook = {handshakes: [], frames: [], connections: [], transfers: []};"
-)
+from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS, TEST_HOOK
+
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from playwright.sync_api import expect
+
 from tests.browser.app import create_room, hook, join_room, random_file, save_received, wait_secure
 from tests.browser.coturn import run_coturn
 
@@ -33,3 +35,13 @@ def test_relay_only_transfer_through_coturn(start_tallow, new_page, tmp_path: Pa
         path, digest = random_file(tmp_path, "through-the-relay.bin", 3 * 1024 * 1024)
         alice.get_by_test_id("file-input").set_input_files(path)
         assert save_received(bob, path.name) == (path.name, digest)
+
+
+def test_relay_only_without_a_relay_says_what_to_do(tallow_server, new_page) -> None:
+    alice, bob = new_page(), new_page()
+    join_room(bob, create_room(alice, tallow_server.url, "?relay=1"), "?relay=1")
+    for page in (alice, bob):
+        peer = page.locator("[data-testid=peer][data-state=failed]")
+        expect(peer).to_contain_text("this Tallow server offers no TURN relay")
+        expect(peer).to_contain_text("Remove relay=1 from the address")
+        expect(page.get_by_test_id("sas")).to_have_count(0)

@@ -218,7 +218,11 @@ function announceTransfer(t) {
 // ---- signaling --------------------------------------------------------------------------
 
 function onServerMessage(msg) {
-  if (msg.type === 'peer-joined') addPeer(msg.peer, msg.name, false);
+  if (msg.type === 'peer-joined') {
+    // Its first signal may have overtaken this announcement (see onSignal): keep that peer.
+    if (app.peers.has(msg.peer)) app.peers.get(msg.peer).rename(msg.name);
+    else addPeer(msg.peer, msg.name, false);
+  }
   else if (msg.type === 'peer-left') removePeer(msg.peer);
   else if (msg.type === 'signal') onSignal(msg);
   else if (msg.type === 'broadcast' && msg.data?.t === 'name') app.peers.get(msg.from)?.rename(msg.data.name);

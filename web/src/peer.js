@@ -37,6 +37,8 @@ export class Peer extends EventTarget {
     this.pc.addEventListener('connectionstatechange', () => this.onConnectionState());
     this.pc.addEventListener('datachannel', ({ channel }) => this.attach(channel));
     this.timer = setTimeout(() => this.fail(this.unreachableText()), CONNECT_TIMEOUT_MS);
+    // Relay-only without a relay can never connect: say so now rather than after the timeout.
+    if (ice.relayOnly && !this.hasRelay()) queueMicrotask(() => this.fail(this.unreachableText()));
     this.hook = hook;
     hook?.connections.push({ peer: id, pc: this.pc });
   }
@@ -115,8 +117,12 @@ export class Peer extends EventTarget {
     this.fail(`The connection to ${this.name} closed. If they are still in the room, reload the page to reconnect.`);
   }
 
+  hasRelay() {
+    return this.ice.iceServers.some((s) => [s.urls].flat().some((u) => /^turns?:/.test(u)));
+  }
+
   unreachableText() {
-    const relays = this.ice.iceServers.some((s) => [s.urls].flat().some((u) => /^turns?:/.test(u)));
+    const relays = this.hasRelay();
     if (this.ice.relayOnly && !relays) {
       return `Relay-only mode is on, but this Tallow server offers no TURN relay, so ${this.name} cannot be reached. Remove relay=1 from the address, or ask the server’s operator to configure TURN.`;
     }

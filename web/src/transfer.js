@@ -76,7 +76,7 @@ export class Transfers {
     this.outgoing.set(t.id, t);
     this.onTransfer(t);
     this.queue = this.queue.then(() => this.stream(t, file)).catch((error) => {
-      t.settle('failed', `The connection broke while sending (${error.message}). Send it again once the peer is back.`);
+      t.settle('failed', `Sending stopped: ${error.message}. Send it again once the connection is back.`);
     });
     return t;
   }
