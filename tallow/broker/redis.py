@@ -16,6 +16,7 @@ waited while it was unsubscribed. docs/scaling.md has the whole story.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from collections.abc import Sequence
@@ -122,11 +123,12 @@ class RedisBroker:
         self._local: dict[str, _Local] = {}
         self._healthy_since: float | None = None  # continuous heartbeats since (trio clock)
         self._resync_needed = True
+        self._announce_to: dict[str, list[str]] = {}  # joiner -> peers its join listed
 
     # --- background work ------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with open_client(self._url, timeout=OP_TIMEOUT) as client:
+        async with open_client(self._url, op_timeout=OP_TIMEOUT) as client:
             self._client = client
             self._scripts = {
                 name: client.register_script(lua.full(body)) for name, body in _SCRIPTS.items()
@@ -176,10 +178,9 @@ class RedisBroker:
             await trio.sleep(HEARTBEAT_INTERVAL)
 
     async def _goodbye(self) -> None:
-        try:
+        # If Redis is away, other replicas take this one for dead and reap its peers instead.
+        with contextlib.suppress(BrokerUnavailable):
             await self._script("goodbye", self._node, self._grace_ms)
-        except BrokerUnavailable:
-            pass  # other replicas will take this one for dead and reap its peers
 
     # --- the Broker protocol --------------------------------------------------------------
 
@@ -241,7 +242,9 @@ class RedisBroker:
         local = self._local.get(member.peer)
         if local is not None:
             local.room, local.member = room, record
-        return [_member(raw) for raw in present]
+        members = [_member(raw) for raw in present]
+        self._announce_to[member.peer] = [other.peer for other in members]
+        return members
 
     async def leave(self, room: str, peer: str) -> None:
         await self._script("leave", room, peer)
@@ -258,7 +261,14 @@ class RedisBroker:
         return _DELIVERY[result]
 
     async def publish(self, room: str, frame: bytes, exclude: str | None = None) -> None:
-        await self._script("publish", room, exclude or "", frame, self._bound, self._keep_ms)
+        # The session announces a join right after join(): only to the peers that join listed,
+        # as on one replica, so a peer joining in between does not hear of the newcomer twice.
+        only = self._announce_to.pop(exclude, None) if exclude else None
+        if only == []:
+            return
+        await self._script(
+            "publish", room, exclude or "", frame, self._bound, self._keep_ms, *(only or ())
+        )
 
     async def expired(self) -> list[Expired]:
         # Right after an outage every replica's heartbeat looks old: judge others only once this
@@ -331,6 +341,7 @@ class RedisBroker:
         local = self._local.get(peer)
         if local is None or local.inbox is not inbox:
             return ""
+        self._announce_to.pop(peer, None)
         del self._local[peer]
         return local.conn
 

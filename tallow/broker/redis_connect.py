@@ -43,11 +43,11 @@ def _sentinel_hosts(netloc: str) -> list[TCPLocation]:
 
 
 @asynccontextmanager
-async def open_client(url: str, *, timeout: float) -> AsyncIterator[coredis.Redis[bytes]]:
+async def open_client(url: str, *, op_timeout: float) -> AsyncIterator[coredis.Redis[bytes]]:
     """A connected-on-demand client for ``url``; commands fail fast instead of retrying."""
     options: dict[str, Any] = {
-        "connect_timeout": timeout,
-        "stream_timeout": timeout,
+        "connect_timeout": op_timeout,
+        "stream_timeout": op_timeout,
         "retry_policy": NoRetryPolicy(),
     }
     parts = urlsplit(url)
@@ -60,15 +60,15 @@ async def open_client(url: str, *, timeout: float) -> AsyncIterator[coredis.Redi
     if not path:
         raise ValueError("a redis+sentinel:// URL names the service: .../<service>[/db]")
     tls = _tls_context(query) if parts.scheme.startswith("rediss") else None
-    sentinel_kwargs: dict[str, Any] = {"connect_timeout": timeout, "stream_timeout": timeout}
+    sentinel_kwargs: dict[str, Any] = {"connect_timeout": op_timeout, "stream_timeout": op_timeout}
     if query.get("sentinel_password"):
         sentinel_kwargs["password"] = query["sentinel_password"]
         sentinel_kwargs["username"] = query.get("sentinel_username")
     if tls is not None:
         sentinel_kwargs["ssl_context"] = tls
     node_kwargs: dict[str, Any] = {
-        "connect_timeout": timeout,
-        "stream_timeout": timeout,
+        "connect_timeout": op_timeout,
+        "stream_timeout": op_timeout,
         "db": int(path[1]) if len(path) > 1 else 0,
         "username": unquote(parts.username) if parts.username else None,
         "password": unquote(parts.password) if parts.password else None,
@@ -78,6 +78,5 @@ async def open_client(url: str, *, timeout: float) -> AsyncIterator[coredis.Redi
     sentinel = coredis.Sentinel(
         _sentinel_hosts(parts.netloc), sentinel_kwargs=sentinel_kwargs, **node_kwargs
     )
-    async with sentinel:
-        async with sentinel.primary_for(path[0]) as client:
-            yield client
+    async with sentinel, sentinel.primary_for(path[0]) as client:
+        yield client

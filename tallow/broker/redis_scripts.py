@@ -207,11 +207,17 @@ if redis.call('HEXISTS', P .. ':room:' .. ARGV[2], ARGV[3]) == 0 then return 'go
 return send({ARGV[3]}, ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]))[1]
 """
 
-# ARGV: P, room, exclude, frame, bound, keep_ms -> number of peers it was handed to
+# ARGV: P, room, exclude, frame, bound, keep_ms[, only...] -> number of peers it was handed to
+# With ``only``, just those of them still in the room get it.
 PUBLISH = """
+local only = nil
+if #ARGV > 6 then
+  only = {}
+  for i = 7, #ARGV do only[ARGV[i]] = true end
+end
 local peers = {}
 for _, peer in ipairs(redis.call('HKEYS', P .. ':room:' .. ARGV[2])) do
-  if peer ~= ARGV[3] then peers[#peers + 1] = peer end
+  if peer ~= ARGV[3] and (only == nil or only[peer]) then peers[#peers + 1] = peer end
 end
 return #send(peers, ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]))
 """

@@ -1,0 +1,171 @@
+"""Resume on any replica, dead replicas, a Redis restart, and what Redis keeps afterwards."""
+
+from __future__ import annotations
+
+import json
+
+import trio
+
+from tests.conftest import http_get
+from tests.redis.redis_procs import eventually
+from tests.signaling_client import connect
+
+
+async def _pair(alice, bob, room: str) -> None:
+    await alice.join(room), await bob.join(room)
+    assert (await alice.recv())["type"] == "peer-joined"
+
+
+async def test_resume_on_another_replica_keeps_identity_room_and_queued_signals(replicas) -> None:
+    one, two = replicas(2, TALLOW_RESUME_SECONDS="10", TALLOW_RESUME_QUEUE="5")
+    async with connect(one.ws_url) as alice:
+        async with connect(two.ws_url) as bob:
+            await _pair(alice, bob, "resume")
+            bob_peer, token = bob.peer, bob.resume
+        for number in range(5):
+            await alice.send({"type": "signal", "to": bob_peer, "data": number})
+        await alice.expect_error({"type": "signal", "to": bob_peer, "data": 5}, "queue-full")
+        async with connect(one.ws_url, resume=token) as bob:
+            assert bob.peer == bob_peer
+            assert bob.welcome["resumed"] is True and bob.welcome["room"] == "RESUME"
+            assert [(await bob.recv())["data"] for _ in range(5)] == list(range(5))
+            await alice.send({"type": "signal", "to": bob_peer, "data": "live"})
+            assert (await bob.recv())["data"] == "live"
+            assert await alice.nothing_pending()  # no peer-left, no peer-joined
+            async with connect(two.ws_url, resume=token) as again:  # a token works once
+                assert again.peer != bob_peer and "resumed" not in again.welcome
+
+
+async def test_resume_while_connected_supersedes_the_connection_on_the_other_replica(
+    replicas,
+) -> None:
+    one, two = replicas(2)
+    async with connect(one.ws_url) as alice, connect(two.ws_url) as bob:
+        await _pair(alice, bob, "twice")
+        async with connect(one.ws_url, resume=bob.resume) as bob_again:
+            assert bob_again.peer == bob.peer
+            assert await bob.closed_code() == 4000
+            await alice.send({"type": "signal", "to": bob.peer, "data": "here"})
+            assert (await bob_again.recv())["data"] == "here"
+            assert await alice.nothing_pending()
+
+
+async def test_killed_replica_peers_leave_within_grace_plus_ten_seconds(
+    replicas, redis_server
+) -> None:
+    grace = 2.0
+    one, two = replicas(2, TALLOW_RESUME_SECONDS=str(grace))
+    async with connect(one.ws_url) as alice, connect(two.ws_url) as bob:
+        await _pair(alice, bob, "crash")
+        dead_node = f"test-{two.port}:"
+        assert any(
+            n.startswith(dead_node)
+            for n in redis_server.cli("ZRANGE", "tallow:nodes", "0", "-1").split()
+        )
+        two.process.kill()
+        started = trio.current_time()
+        assert await alice.recv(grace + 10) == {
+            "type": "peer-left",
+            "room": "CRASH",
+            "peer": bob.peer,
+        }
+        noticed = trio.current_time() - started
+        assert grace <= noticed <= grace + 10
+        nodes = redis_server.cli("ZRANGE", "tallow:nodes", "0", "-1").split()
+        assert not any(node.startswith(dead_node) for node in nodes)
+        left = [key for key in redis_server.scan_keys() if dead_node in key or bob.peer in key]
+        assert left == []
+
+
+async def test_peer_of_a_killed_replica_resumes_elsewhere_with_what_was_sent_meanwhile(
+    replicas,
+) -> None:
+    one, two = replicas(2, TALLOW_RESUME_SECONDS="10")
+    async with connect(one.ws_url) as alice:
+        async with connect(two.ws_url) as bob:
+            await _pair(alice, bob, "phoenix")
+            two.process.kill()
+            assert await bob.closed_code() is not None
+        await alice.send({"type": "signal", "to": bob.peer, "data": "while you were out"})
+        assert await alice.nothing_pending()  # accepted: queued for bob, not an error
+        async with connect(one.ws_url, resume=bob.resume) as back:
+            assert back.peer == bob.peer and back.welcome["room"] == "PHOENIX"
+            assert (await back.recv())["data"] == "while you were out"
+        assert await alice.nothing_pending()
+
+
+async def _signal_until_through(sender, receiver, timeout: float) -> float:
+    """Signal every 0.2 s until one gets through; seconds it took. Errors are fine meanwhile."""
+    started = trio.current_time()
+    with trio.fail_after(timeout):
+        while True:
+            await sender.send({"type": "signal", "to": receiver.peer, "data": "probe"})
+            with trio.move_on_after(0.2):
+                while True:
+                    reply = await receiver.recv(timeout)
+                    if reply.get("data") == "probe":
+                        return trio.current_time() - started
+            while not await sender.nothing_pending(0.01):
+                pass  # errors from the outage: drop them
+
+
+async def test_redis_restart_never_crashes_a_replica_and_signaling_recovers(
+    replicas, redis_server
+) -> None:
+    one, two = replicas(2)
+    async with connect(one.ws_url) as alice, connect(two.ws_url) as bob:
+        await _pair(alice, bob, "outage")
+        redis_server.kill()
+        # During the outage the sender hears of it: never a silent loss.
+        reply = await alice.request({"type": "signal", "to": bob.peer, "data": "lost?", "id": 1})
+        assert reply["type"] == "error" and reply["re"] == 1
+        status, _, body = http_get(one.url + "/api/ready")
+        assert json.loads(body)["checks"]["broker"]["ok"] is False
+        assert http_get(one.url + "/api/health")[0] == 200
+        await trio.sleep(1)
+        redis_server.start()  # empty: no persistence
+        recovery = await _signal_until_through(alice, bob, 20)
+        assert recovery < 20
+        await bob.send({"type": "signal", "to": alice.peer, "data": "back"})
+        assert (await alice.recv())["data"] == "back"
+        async with connect(one.ws_url) as carol:  # the room exists again, with both
+            peers = (await carol.join("outage"))["peers"]
+            assert sorted(p["peer"] for p in peers) == sorted([alice.peer, bob.peer])
+        status, _, body = http_get(two.url + "/api/ready")
+        assert status == 200, body
+    assert one.process.poll() is None and two.process.poll() is None
+
+
+async def test_every_key_expires_or_goes_with_its_peer(replicas, redis_server) -> None:
+    one, two = replicas(2, TALLOW_RESUME_SECONDS="1")
+    baseline = redis_server.scan_keys()
+    assert baseline == ["tallow:nodes"]
+    async with trio.open_nursery() as nursery:
+
+        async def busy(index: int) -> None:
+            server = (one, two)[index % 2]
+            async with connect(server.ws_url) as client:
+                await client.join(f"room-{index % 3}", f"user {index}", {"i": index})
+                await client.send({"type": "broadcast", "data": index})
+                if index % 2:
+                    await client.request({"type": "leave"})
+                await trio.sleep(0.5)
+
+        for index in range(12):
+            nursery.start_soon(busy, index)
+    keys_during = set(redis_server.scan_keys())
+    assert any(
+        key.startswith("tallow:queue:") or key.startswith("tallow:peer:") for key in keys_during
+    )
+    for key in keys_during:
+        ttl = int(redis_server.cli("PTTL", key))
+        assert ttl > 0 or key.split(":")[1] in ("nodes", "away", "peer", "resume", "room", "node")
+    await eventually(lambda: redis_server.scan_keys() == baseline, 10)
+
+
+async def test_shutdown_while_redis_is_down_exits_cleanly(replicas, redis_server) -> None:
+    (one,) = replicas(1)
+    redis_server.kill()
+    await trio.sleep(0.5)
+    assert one.terminate() == 0
+    assert "Traceback" not in one.log()
