@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 import pytest
+import trio
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0
@@ -63,6 +64,20 @@ class TallowProcess:
 
     def log_entries(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.log().splitlines() if line.startswith("{")]
+
+    def metric(self, name: str) -> float:
+        """The current value of an unlabelled metric from /api/metrics."""
+        body = http_get(self.url + "/api/metrics")[2].decode()
+        for line in body.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise KeyError(name)
+
+    async def wait_metric(self, name: str, value: float, timeout: float = 10.0) -> None:
+        """Wait until the server reports ``value`` for ``name`` (e.g. after a client left)."""
+        with trio.fail_after(timeout):
+            while await trio.to_thread.run_sync(self.metric, name) != value:
+                await trio.sleep(0.02)
 
     def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -51,7 +52,9 @@ class AsgiTransport:
     async def close(self, code: int, reason: str) -> None:
         if not self._closed:
             self._closed = True
-            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+            # The client may already be gone: hypercorn then refuses the close; nothing to do.
+            with contextlib.suppress(Exception):
+                await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
 
 async def deny(send: ASGISend, status: int, body: bytes) -> None:

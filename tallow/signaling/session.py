@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tallow.signaling")
 
+CLOSE_TIMEOUT = 5.0  # seconds to hand over the close frame before giving up on a client
+
 
 class Transport(Protocol):
     """A WebSocket as the session sees it, whatever server library carries it."""
@@ -52,9 +54,13 @@ class Session:
         self.peer = ""
         self.room: str | None = None
         # (frame, relayed): relayed frames came from other peers and must survive a reconnect.
+        # Live traffic may fill ``send_queue`` entries; a resumed peer's backlog (at most the
+        # resume queue plus what its last connection left unsent) is taken in whole on attach.
         self._outbox_in, self._outbox = trio.open_memory_channel[tuple[bytes, bool]](
-            self.settings.send_queue
+            2 * self.settings.send_queue + self.settings.resume_queue
         )
+        self._restoring = False
+        self._allowance = self.settings.send_queue  # frames the outbox may hold before a cut
         self._bucket = TokenBucket(self.settings.rate_limit, self.settings.rate_burst)
         self._strikes = 0
         self._scope = trio.CancelScope()
@@ -65,6 +71,9 @@ class Session:
     # --- the broker's Inbox -------------------------------------------------------------------
 
     def offer(self, frame: bytes) -> bool:
+        backlog = self._outbox.statistics().current_buffer_used
+        if backlog >= self._allowance and not self._restoring:
+            return self._cut_slow_reader()
         return self._push(frame, relayed=True)
 
     def supersede(self) -> None:
@@ -74,9 +83,12 @@ class Session:
         try:
             self._outbox_in.send_nowait((frame, relayed))
         except trio.WouldBlock:
-            self.close_soon(p.CLOSE_TRY_AGAIN, "too slow reading messages; resume to continue")
-            return False
+            return self._cut_slow_reader()
         return True
+
+    def _cut_slow_reader(self) -> bool:
+        self.close_soon(p.CLOSE_TRY_AGAIN, "too slow reading messages; resume to continue")
+        return False
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -109,7 +121,12 @@ class Session:
         self._push(
             p.encode(welcome), relayed=False
         )  # first in the outbox, before anything queued for us
-        await broker.attach(self.peer, token_hash(token), self)
+        self._restoring = True
+        try:
+            await broker.attach(self.peer, token_hash(token), self)
+        finally:
+            self._restoring = False
+            self._allowance += self._outbox.statistics().current_buffer_used
         event(log, logging.DEBUG, "session open", peer=self.peer, resumed=bool(claim))
         try:
             with self._scope:
@@ -133,7 +150,10 @@ class Session:
             unsent = [frame for frame, relayed in self._drain_outbox() if relayed]
             await broker.detach(self.peer, self, unsent)
         if not self._client_gone:
-            await self.transport.close(self._close_code, self._close_reason)
+            # A client that stopped reading may never take the close frame: bounded, and the
+            # transport's own read timeout closes the socket after three silent heartbeats.
+            with trio.move_on_after(CLOSE_TIMEOUT):
+                await self.transport.close(self._close_code, self._close_reason)
         event(log, logging.DEBUG, "session closed", peer=self.peer, code=self._close_code)
 
     def _drain_outbox(self) -> list[tuple[bytes, bool]]:
