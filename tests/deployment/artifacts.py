@@ -49,11 +49,13 @@ def compose_config(name: str) -> dict[str, Any]:
 
 
 def compose_variables() -> set[str]:
-    """Every ${VARIABLE} the Compose files interpolate."""
+    """Every ${VARIABLE} the Compose files interpolate (comments left out)."""
     return {
         name
         for path in COMPOSE_DIR.glob("*.yml")
-        for name in _INTERPOLATION.findall(path.read_text())
+        for line in path.read_text().splitlines()
+        if not line.lstrip().startswith("#")
+        for name in _INTERPOLATION.findall(line)
     }
 
 
