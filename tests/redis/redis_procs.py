@@ -1,4 +1,4 @@
-"""Real redis-server and redis-sentinel processes on free loopback ports, for the Redis tests."""
+"""Real redis-server and redis-sentinel processes on free loopback ports, and polling helpers."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import attrs
 import trio
@@ -144,3 +145,18 @@ async def eventually(check: Callable[[], bool], timeout: float, step: float = 0.
             raise AssertionError(f"still not so after {timeout} s")
         await trio.sleep(step)
     return trio.current_time() - started
+
+
+async def signal_until_through(sender: Any, receiver: Any, timeout: float) -> float:
+    """Signal every 0.2 s until one gets through; seconds it took. Errors are fine meanwhile."""
+    started = trio.current_time()
+    with trio.fail_after(timeout):
+        while True:
+            await sender.send({"type": "signal", "to": receiver.peer, "data": "probe"})
+            with trio.move_on_after(0.2):
+                while True:
+                    reply = await receiver.recv(timeout)
+                    if reply.get("data") == "probe":
+                        return trio.current_time() - started
+            while not await sender.nothing_pending(0.01):
+                pass  # errors from the outage: drop them

@@ -7,7 +7,7 @@ import json
 import trio
 
 from tests.conftest import http_get
-from tests.redis.redis_procs import eventually
+from tests.redis.redis_procs import eventually, signal_until_through
 from tests.signaling_client import connect
 
 
@@ -94,21 +94,6 @@ async def test_peer_of_a_killed_replica_resumes_elsewhere_with_what_was_sent_mea
         assert await alice.nothing_pending()
 
 
-async def _signal_until_through(sender, receiver, timeout: float) -> float:
-    """Signal every 0.2 s until one gets through; seconds it took. Errors are fine meanwhile."""
-    started = trio.current_time()
-    with trio.fail_after(timeout):
-        while True:
-            await sender.send({"type": "signal", "to": receiver.peer, "data": "probe"})
-            with trio.move_on_after(0.2):
-                while True:
-                    reply = await receiver.recv(timeout)
-                    if reply.get("data") == "probe":
-                        return trio.current_time() - started
-            while not await sender.nothing_pending(0.01):
-                pass  # errors from the outage: drop them
-
-
 async def test_redis_restart_never_crashes_a_replica_and_signaling_recovers(
     replicas, redis_server
 ) -> None:
@@ -124,7 +109,7 @@ async def test_redis_restart_never_crashes_a_replica_and_signaling_recovers(
         assert http_get(one.url + "/api/health")[0] == 200
         await trio.sleep(1)
         redis_server.start()  # empty: no persistence
-        recovery = await _signal_until_through(alice, bob, 20)
+        recovery = await signal_until_through(alice, bob, 20)
         assert recovery < 20
         await bob.send({"type": "signal", "to": alice.peer, "data": "back"})
         assert (await alice.recv())["data"] == "back"
