@@ -71,3 +71,32 @@ def test_signaling_drop_resumes_and_keeps_the_room(start_tallow, new_page, tmp_p
         wait_secure(carol, 2)
         wait_secure(alice, 2)
         wait_secure(bob, 2)
+
+
+def test_outage_longer_than_the_grace_period_rejoins_the_room(
+    start_tallow, new_page, tmp_path: Path
+) -> None:
+    server = start_tallow(env={"TALLOW_RESUME_SECONDS": "1"})
+    with cuttable_proxy(server.port) as proxy:
+        alice, bob = new_page(), new_page()
+        for page in (alice, bob):
+            page.log.expected.append("WebSocket connection to")
+        join_room(bob, create_room(alice, proxy.url))
+        room = alice.get_by_test_id("room-code").inner_text()
+        old_ids = peer_ids(alice) + peer_ids(bob)
+        wait_secure(alice, 1)
+        wait_secure(bob, 1)
+
+        proxy.refusing.set()
+        proxy.cut()
+        time.sleep(3 * OUTAGE_SECONDS)  # the server forgets both peers meanwhile
+        proxy.refusing.clear()
+
+        for page in (alice, bob):
+            expect(page.get_by_role("alert")).to_contain_text("rejoined the room", timeout=20_000)
+            expect(page.get_by_test_id("room-code")).to_have_text(room)
+            wait_secure(page, 1)
+        assert not set(peer_ids(alice) + peer_ids(bob)) & set(old_ids)
+        path, digest = random_file(tmp_path, "after-rejoin.bin", 500_000)
+        bob.get_by_test_id("file-input").set_input_files(path)
+        assert save_received(alice, path.name) == (path.name, digest)

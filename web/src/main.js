@@ -90,13 +90,14 @@ async function joinRoom(code) {
     reply = await app.signaling.request({ type: 'join', room: code, name: myName(), meta: {} });
   } catch (error) {
     showAlert(ROOM_ERRORS[error.code] || `Could not join room ${code}: ${error.message}`);
-    return;
+    return false;
   }
   app.room = reply.room;
   history.replaceState(null, '', `${location.pathname}${location.search}#room=${encodeURIComponent(app.room)}`);
   showRoom();
   for (const p of reply.peers) addPeer(p.peer, p.name, true);
   announce(`You are in room ${app.room}.`);
+  return true;
 }
 
 async function leaveRoom() {
@@ -257,9 +258,8 @@ async function onExpired() {
   const room = app.room;
   for (const id of [...app.peers.keys()]) removePeer(id);
   app.room = null;
-  if (room) {
+  if (room && (await joinRoom(room))) {
     showAlert('The connection to the server was lost for too long, so you rejoined the room. Connections to the others are being set up again.');
-    await joinRoom(room);
   }
 }
 
