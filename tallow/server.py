@@ -17,13 +17,13 @@ import logging
 import signal
 
 import trio
-from hypercorn.config import Config
+from hypercorn.config import Config, Sockets
 
 from tallow import pqc
 from tallow.broker import open_broker
 from tallow.config import Settings, masked_url
 from tallow.http.app import TallowApp
-from tallow.http.listener import serve_http
+from tallow.http.listener import bind, serve_http
 from tallow.observability import metrics
 from tallow.observability.logs import event
 from tallow.runtime import Runtime
@@ -71,6 +71,7 @@ async def _watch_signals(stop: trio.Event, nursery: trio.Nursery) -> None:
 
 async def _run_http(
     runtime: Runtime,
+    sockets: Sockets,
     stop: trio.Event,
     done: trio.Event,
     *,
@@ -78,7 +79,11 @@ async def _run_http(
 ) -> None:
     try:
         await serve_http(
-            TallowApp(runtime), hypercorn_config(runtime.settings), stop, task_status=task_status
+            TallowApp(runtime),
+            hypercorn_config(runtime.settings),
+            sockets,
+            stop,
+            task_status=task_status,
         )
     finally:
         done.set()
@@ -89,6 +94,7 @@ async def serve(
 ) -> None:
     """Run Tallow until SIGTERM/SIGINT (or cancellation); returns after a graceful drain."""
     runtime = build_runtime(settings)
+    sockets = bind(hypercorn_config(settings))
     metrics.build_info.labels(runtime.version, settings.role, runtime.broker.name).set(1)
     metrics.up.set(1)
     if not runtime.selftest.ok:
@@ -98,7 +104,7 @@ async def serve(
         await nursery.start(runtime.broker.run)
         await nursery.start(runtime.signaling.reap_expired)
         nursery.start_soon(_watch_signals, stop, nursery)
-        binds = await nursery.start(_run_http, runtime, stop, http_done)
+        binds = await nursery.start(_run_http, runtime, sockets, stop, http_done)
         event(
             log,
             logging.INFO,

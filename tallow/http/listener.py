@@ -13,7 +13,7 @@ from functools import partial
 from typing import Any
 
 import trio
-from hypercorn.config import Config
+from hypercorn.config import Config, Sockets
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
@@ -24,9 +24,18 @@ from tallow.observability.logs import event
 log = logging.getLogger("tallow.http")
 
 
+def bind(config: Config) -> Sockets:
+    """Open the listening sockets (before any task starts, so a taken port is a plain error)."""
+    sockets = config.create_sockets()
+    for sock in sockets.insecure_sockets:
+        sock.listen(config.backlog)
+    return sockets
+
+
 async def serve_http(
     asgi_app: Any,
     config: Config,
+    sockets: Sockets,
     stop: trio.Event,
     *,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
@@ -35,10 +44,8 @@ async def serve_http(
     ``config.graceful_timeout`` seconds to finish."""
     app = wrap_app(asgi_app, 0, "asgi")
     context = WorkerContext(None)
-    sockets = config.create_sockets()
     listeners, urls = [], []
     for sock in sockets.insecure_sockets:
-        sock.listen(config.backlog)
         listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
         urls.append("http://" + repr_socket_addr(sock.family, sock.getsockname()))
 
