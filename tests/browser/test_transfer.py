@@ -116,3 +116,19 @@ def test_cancel_from_either_side(tallow_server, new_page, tmp_path: Path) -> Non
     small, digest = random_file(tmp_path, "after.bin", 200_000)
     alice.get_by_test_id("file-input").set_input_files(small)
     assert save_received(bob, small.name) == (small.name, digest)
+
+
+def test_peer_leaving_mid_transfer_is_explained(tallow_server, new_page, tmp_path: Path) -> None:
+    alice, bob = new_page(), new_page()
+    join_room(bob, create_room(alice, tallow_server.url))
+    wait_secure(alice, 1)
+    wait_secure(bob, 1)
+    big, _ = random_file(tmp_path, "big.bin", 100 * MIB)
+    alice.get_by_test_id("file-input").set_input_files(big)
+    wait_started(bob)
+    bob.close()
+    outgoing = alice.locator("li.transfer.out")
+    expect(outgoing).to_have_attribute("data-state", "failed")
+    expect(outgoing.locator(".message")).to_contain_text("left the room before this finished")
+    expect(alice.get_by_test_id("peer")).to_have_count(0)
+    expect(alice.locator("#no-peers")).to_be_visible()

@@ -74,3 +74,23 @@ def test_phone_width_keyboard_and_dark_theme(tallow_server, new_page, artifacts:
     expect(page.get_by_role("status")).to_have_attribute("aria-live", "polite")
     expect(page.get_by_role("img", name=re.compile("QR code"))).to_be_visible()
     page.screenshot(path=artifacts / "tallow-phone-dark.png", full_page=True)
+
+
+def test_join_by_typed_code_and_names_are_editable_and_remembered(tallow_server, new_page) -> None:
+    alice, bob = new_page(), new_page()
+    alice.goto(tallow_server.url + "/")
+    alice.get_by_label("Your name").fill("Alice")
+    alice.get_by_label("Your name").press("Enter")
+    alice.get_by_test_id("create-room").click()
+    code = alice.get_by_test_id("room-code").inner_text()
+
+    bob.goto(tallow_server.url + "/")
+    bob.get_by_label("Or join with a code").fill(code.lower())  # codes are case-insensitive
+    bob.get_by_label("Or join with a code").press("Enter")
+    expect(bob.get_by_test_id("peer")).to_contain_text("Alice")
+
+    alice.get_by_label("Your name").fill("Alice B.")
+    alice.get_by_label("Your name").press("Enter")
+    expect(bob.get_by_test_id("peer").locator("h3")).to_have_text("Alice B.")
+    alice.reload()
+    expect(alice.get_by_label("Your name")).to_have_value("Alice B.")

@@ -287,6 +287,10 @@ function bindControls() {
     sendTo([...app.peers.values()], [...event.target.files]);
     event.target.value = '';
   });
+  // Closing the page: tell the others now rather than after the server's resume grace period.
+  window.addEventListener('pagehide', () => {
+    if (app.room) app.signaling.send({ type: 'leave' });
+  });
   document.addEventListener('dragover', (event) => event.preventDefault());
   document.addEventListener('drop', (event) => {
     event.preventDefault();

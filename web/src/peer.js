@@ -113,8 +113,11 @@ export class Peer extends EventTarget {
   }
 
   onChannelClosed() {
-    if (this.state === 'closed' || this.state === 'failed') return;
-    this.fail(`The connection to ${this.name} closed. If they are still in the room, reload the page to reconnect.`);
+    // A peer that closes its page says `leave` first; give that a moment to arrive, so the
+    // message can say "left" rather than guess.
+    setTimeout(() => {
+      this.fail(`The connection to ${this.name} closed. If they are still in the room, reload the page to reconnect.`);
+    }, 1000);
   }
 
   hasRelay() {
