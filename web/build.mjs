@@ -43,6 +43,7 @@ const files = [...Object.values(assets), { name: 'index.html', contents: Buffer.
 // The output folder holds only the build: clear what an older build left.
 await mkdir(outdir, { recursive: true });
 for (const name of await readdir(outdir)) await rm(join(outdir, name), { recursive: true });
+const report = [];
 let total = 0;
 let gzipped = 0;
 for (const { name, contents } of files) {
@@ -50,6 +51,8 @@ for (const { name, contents } of files) {
   const zipped = gzipSync(contents, { level: 9 }).length;
   total += contents.length;
   gzipped += zipped;
-  console.log(`${name.padEnd(28)} ${String(contents.length).padStart(8)} B  ${String(zipped).padStart(7)} B gzip`);
+  report.push(`${name.padEnd(28)} ${String(contents.length).padStart(8)} B  ${String(zipped).padStart(7)} B gzip`);
 }
-console.log(`${'total'.padEnd(28)} ${String(total).padStart(8)} B  ${String(gzipped).padStart(7)} B gzip`);
+// Print only once every file is written, so a closed stdout cannot leave a half-written build.
+report.push(`${'total'.padEnd(28)} ${String(total).padStart(8)} B  ${String(gzipped).padStart(7)} B gzip`);
+console.log(report.join('\n'));
