@@ -82,9 +82,11 @@ def test_join_by_typed_code_and_names_are_editable_and_remembered(tallow_server,
     alice.get_by_label("Your name").fill("Alice")
     alice.get_by_label("Your name").press("Enter")
     alice.get_by_test_id("create-room").click()
+    expect(alice.get_by_test_id("room-code")).to_have_text(re.compile(r"\S"))
     code = alice.get_by_test_id("room-code").inner_text()
 
     bob.goto(tallow_server.url + "/")
+    expect(bob.get_by_role("button", name="Join", exact=True)).to_be_enabled()  # server reached
     bob.get_by_label("Or join with a code").fill(code.lower())  # codes are case-insensitive
     bob.get_by_label("Or join with a code").press("Enter")
     expect(bob.get_by_test_id("peer")).to_contain_text("Alice")
