@@ -7,6 +7,7 @@ debootstrap and passed to packaging/Dockerfile as BASE_IMAGE and NODE_IMAGE.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +26,10 @@ BASES = {
     "localhost/tallow-node:bookworm": "nodejs,npm,ca-certificates",
 }
 IMAGE = "localhost/tallow:container-test"
+# The builds inside reach the package registries the way this machine does: with its trust store
+# (which may include a TLS-inspecting proxy's CA), for apt, pip and npm alike.
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+TRUST = [f"ENV {name}={CA_BUNDLE}" for name in ("PIP_CERT", "NODE_EXTRA_CA_CERTS")]
 # This sandbox's podman: crun cannot set rlimits here, runc can when they are not raised.
 PODMAN_RUN = ["--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 
@@ -36,19 +41,26 @@ def _make_base(image: str, packages: str) -> None:
         rootfs = Path(folder) / "rootfs"
         command = [tool("debootstrap"), "--variant=minbase", f"--include={packages}"]
         assert_succeeds(run([*command, "bookworm", str(rootfs)], timeout=1200))
-        for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
-            for item in (rootfs / cache).glob("*"):
-                if item.is_file():
-                    item.unlink()
-        script = f'tar -C "{rootfs}" -c . | "$1" import - "$2"'
-        assert_succeeds(run(["sh", "-c", script, "sh", tool("podman"), image], timeout=600))
+        # debootstrap resolves --include only partly (npm misses some of its dependencies).
+        fix = ["chroot", str(rootfs), "apt-get", "--fix-broken", "install", "-y", "-q"]
+        assert_succeeds(run([*fix, "--no-install-recommends"], timeout=1200))
+        assert_succeeds(run(["chroot", str(rootfs), "apt-get", "clean"]))
+        for item in (rootfs / "var/lib/apt/lists").glob("*"):
+            if item.is_file():
+                item.unlink()
+        shutil.copy(CA_BUNDLE, rootfs / CA_BUNDLE.lstrip("/"))
+        changes = [arg for change in TRUST for arg in ("--change", change)]
+        script = f'podman="$1"; shift; tar -C "{rootfs}" -c . | "$podman" import "$@" - "$0"'
+        command = ["sh", "-c", script, image, tool("podman"), *changes]
+        assert_succeeds(run(command, timeout=600))
 
 
 @pytest.fixture(scope="module")
 def image() -> str:
     for base, packages in BASES.items():
         _make_base(base, packages)
-    command = [tool("buildah"), "bud", "--isolation", "chroot", "--layers"]
+    # Docker format keeps the HEALTHCHECK (the OCI image format has no such field).
+    command = [tool("buildah"), "bud", "--isolation", "chroot", "--layers", "--format", "docker"]
     command += ["--ignorefile", "packaging/Dockerfile.dockerignore", "-f", "packaging/Dockerfile"]
     command += ["--build-arg", "BASE_IMAGE=localhost/tallow-base:bookworm"]
     command += ["--build-arg", "NODE_IMAGE=localhost/tallow-node:bookworm"]
