@@ -6,7 +6,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/deploy-lib.sh"
 
 usage() {
     cat <<USAGE
-Usage: scripts/container-test.sh [PYTEST ARGS...]
+Usage: scripts/container-test.sh
 
 Runs tests/deployment/test_container.py (pytest -m container), which needs root, podman,
 buildah and debootstrap:
@@ -22,12 +22,19 @@ Takes several minutes the first time (debootstrap), about two after that.
 USAGE
 }
 
-if [[ "${1:-}" == -h || "${1:-}" == --help ]]; then
+case "${1:-}" in
+'') ;;
+-h | --help)
     usage
     exit 0
-fi
+    ;;
+*)
+    usage >&2
+    exit 2
+    ;;
+esac
 need podman "apt-get install podman"
 need buildah "apt-get install buildah"
 need debootstrap "apt-get install debootstrap"
 cd "$REPO_ROOT"
-exec .venv/bin/python -m pytest -m container -p no:cacheprovider -s tests/deployment/test_container.py "$@"
+exec .venv/bin/python -m pytest -m container -p no:cacheprovider -s tests/deployment/test_container.py
