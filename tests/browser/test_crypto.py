@@ -130,7 +130,7 @@ SIGNAL_SHAPES = {
     "hs3": {"t", "n"},
 }
 SERVER_TYPES = {"welcome", "created", "joined", "peer-joined", "peer-left", "signal", "pong"}
-CLIENT_TYPES = {"create", "join", "signal", "broadcast", "ping", "leave"}
+CLIENT_TYPES = {"create", "join", "signal", "ping", "leave"}
 
 
 def encodings(secret: bytes) -> list[str]:

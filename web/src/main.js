@@ -53,7 +53,7 @@ function initName() {
   input.value = name;
   input.addEventListener('change', () => {
     localStorage.setItem(NAME_KEY, myName());
-    if (app.room) app.signaling.send({ type: 'broadcast', data: { t: 'name', name: myName() } });
+    for (const peer of app.peers.values()) peer.sendName(myName());
   });
 }
 
@@ -142,6 +142,7 @@ function addPeer(id, name, initiator) {
     name: String(name || 'Someone').slice(0, 64),
     initiator,
     selfId: app.signaling.peerId,
+    selfName: myName,
     signal: (data) => app.signaling.send({ type: 'signal', to: id, data }),
     ice: app.ice,
     onTransfer: showTransfer,
@@ -226,7 +227,6 @@ function onServerMessage(msg) {
   }
   else if (msg.type === 'peer-left') removePeer(msg.peer);
   else if (msg.type === 'signal') onSignal(msg);
-  else if (msg.type === 'broadcast' && msg.data?.t === 'name') app.peers.get(msg.from)?.rename(msg.data.name);
   else if (msg.type === 'error') showAlert(ROOM_ERRORS[msg.code] || `The server refused a message: ${msg.message}`);
 }
 

@@ -16,9 +16,9 @@ export class Peer extends EventTarget {
    * @param {{iceServers: object[], relayOnly: boolean}} o.ice
    * @param {(t: import('./transfer.js').Transfer) => void} o.onTransfer
    */
-  constructor({ id, name, initiator, selfId, signal, ice, onTransfer, hook }) {
+  constructor({ id, name, initiator, selfId, selfName, signal, ice, onTransfer, hook }) {
     super();
-    Object.assign(this, { id, name, initiator, signal, ice, onTransfer });
+    Object.assign(this, { id, name, initiator, selfName, signal, ice, onTransfer });
     this.state = 'connecting'; // connecting | securing | secure | failed | closed
     this.problem = '';
     this.sas = null;
@@ -90,7 +90,7 @@ export class Peer extends EventTarget {
   attach(dc) {
     this.dc = dc;
     this.channel = new SecureChannel(dc, {
-      onControl: (message) => this.transfers.onControl(message),
+      onControl: (message) => (message.t === 'name' ? this.rename(message.name) : this.transfers.onControl(message)),
       onChunk: (id, data) => this.transfers.onChunk(id, data),
       onFailure: (reason) => this.fail(`The secure connection with ${this.name} failed: ${reason}. Nothing more was sent. Reload and try again; if it happens again, someone may be interfering.`),
     }, this.hook && ((frame) => this.hook.frames.push({ peer: this.id, frame })));
@@ -105,6 +105,7 @@ export class Peer extends EventTarget {
     this.channel.confirmed.then(() => {
       clearTimeout(this.timer);
       if (this.state === 'securing') this.setState('secure');
+      this.sendName(this.selfName());
     });
   }
 
@@ -174,8 +175,13 @@ export class Peer extends EventTarget {
     this.dispatchEvent(new Event('change'));
   }
 
+  /** Names go end to end: the one the server saw at `join` may be out of date. */
+  sendName(name) {
+    if (this.state === 'secure') this.channel.control({ t: 'name', name }).catch(() => {});
+  }
+
   rename(name) {
-    this.name = String(name).slice(0, 64);
+    this.name = String(name ?? '').trim().slice(0, 64) || 'Someone';
     this.dispatchEvent(new Event('change'));
   }
 }
