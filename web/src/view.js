@@ -51,7 +51,8 @@ export function renderPeer(li, peer, onFiles) {
         event.target.value = '';
       },
     });
-    li.append(h('label', { for: inputId, class: 'button' }, `Send files to ${peer.name}…`), input);
+    // The input sits inside its label so the label shows the keyboard focus (:focus-within).
+    li.append(h('label', { for: inputId, class: 'button' }, `Send files to ${peer.name}…`, input));
   }
 }
 
