@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -100,3 +101,13 @@ def nginx_directives(name: str) -> list[str]:
     """The arguments of every `name ...;` directive in the shipped nginx.conf."""
     pattern = re.compile(rf"^\s*{re.escape(name)}\s+(.+?);\s*$", re.MULTILINE)
     return pattern.findall(NGINX_CONF.read_text())
+
+
+def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined, comments dropped."""
+    lines = [line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n", " ", "\n".join(lines))
+    return [
+        (match.group(1).upper(), match.group(2))
+        for match in re.finditer(r"^([A-Za-z]+)\s+(.*)$", joined, re.MULTILINE)
+    ]

@@ -28,6 +28,7 @@ from tests.deployment.artifacts import (
     SCRIPTS,
     compose_config,
     compose_variables,
+    dockerfile_instructions,
     env_example,
     kustomize,
     nginx_directives,
@@ -275,13 +276,18 @@ def test_nginx_upstreams_and_locations_match_compose_and_routes() -> None:
 def test_dockerfiles_use_real_settings_port_and_check() -> None:
     runtime_env = {"SHIV_ROOT", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PATH"}
     for dockerfile in DOCKERFILES:
-        text = dockerfile.read_text()
-        names = set(re.findall(r"^\s*(?:ENV\s+)?([A-Z][A-Z0-9_]*)=\S", text, re.MULTILINE))
-        assert names <= SETTING_ENVS | runtime_env, dockerfile.name
-        (exposed,) = re.findall(r"^EXPOSE (\d+)$", text, re.MULTILINE)
-        assert exposed == re.search(r"TALLOW_PORT=(\d+)", text).group(1)
-        assert 'CMD ["tallow", "check"]' in text
-        assert re.search(r"^USER 10001:10001$", text, re.MULTILINE)
+        instructions = dockerfile_instructions(dockerfile)
+        env = dict(
+            re.findall(
+                r"([A-Z][A-Z0-9_]*)=(\S+)", " ".join(a for i, a in instructions if i == "ENV")
+            )
+        )
+        assert set(env) <= SETTING_ENVS | runtime_env, dockerfile.name
+        load(environ={name: value for name, value in env.items() if name in SETTING_ENVS})
+        assert [a for i, a in instructions if i == "EXPOSE"] == [env["TALLOW_PORT"]]
+        (healthcheck,) = [a for i, a in instructions if i == "HEALTHCHECK"]
+        assert healthcheck.endswith('CMD ["tallow", "check"]')
+        assert [a for i, a in instructions if i == "USER"] == ["10001:10001"]
 
 
 def test_every_path_the_artifacts_name_is_a_route() -> None:
