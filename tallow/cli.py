@@ -121,6 +121,83 @@ def show_config(**overrides: str | None) -> None:
 
 
 @main.command()
+@click.argument("url", default="ws://127.0.0.1:3000/signaling")
+@click.option("--pairs", default=100, show_default=True, help="Peer pairs, each in its own room.")
+@click.option("--seconds", default=10.0, show_default=True, help="How long to measure.")
+@click.option(
+    "--payload",
+    "payload_bytes",
+    default=300,
+    show_default=True,
+    help="Bytes of payload per signal.",
+)
+@click.option("--inflight", default=1, show_default=True, help="Signals each pair keeps in flight.")
+@click.option("--insecure", is_flag=True, help="Accept any TLS certificate (wss:// test setups).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def bench(
+    url: str,
+    pairs: int,
+    seconds: float,
+    payload_bytes: int,
+    inflight: int,
+    insecure: bool,
+    as_json: bool,
+) -> None:
+    """Load-test a Tallow signaling URL with closed-loop signal round trips.
+
+    The server's per-connection rate limit (TALLOW_RATE_LIMIT, 50/s by default) caps what one
+    pair can relay; set it to 0 on the server under test to measure raw capacity.
+    """
+    import trio
+
+    from tallow.bench import BenchResult, run_bench
+
+    def progress(result: BenchResult, elapsed: float) -> None:
+        click.echo(
+            f"\r{elapsed:5.1f}s  {result.relayed / elapsed:10.0f} msg/s  "
+            f"errors {sum(result.errors.values())}",
+            nl=False,
+            err=True,
+        )
+
+    show = progress if sys.stderr.isatty() and not as_json else None
+    try:
+        result = trio.run(
+            lambda: run_bench(
+                url,
+                pairs=pairs,
+                seconds=seconds,
+                payload_bytes=payload_bytes,
+                inflight=inflight,
+                insecure=insecure,
+                progress=show,
+            )
+        )
+    except Exception as failure:
+        error = failure
+        while isinstance(error, BaseExceptionGroup):  # the first cause, out of the nurseries
+            error = error.exceptions[0]
+        detail = str(error) or repr(error.__cause__ or error.__context__ or error)
+        click.echo(f"tallow bench: {url}: {type(error).__name__}: {detail}", err=True)
+        sys.exit(1)
+    if show:
+        click.echo("", err=True)
+    summary = result.summary()
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    rtt = summary["rtt_ms"]
+    click.echo(
+        f"{summary['messages_per_second']:.0f} relayed messages/s over {pairs} pairs "
+        f"({payload_bytes} B payload, {inflight} in flight, {seconds:g} s)"
+    )
+    click.echo(f"round trip ms: p50 {rtt['p50']}  p99 {rtt['p99']}  max {rtt['max']}")
+    click.echo(
+        f"connections/s: {summary['connections_per_second']}  errors: {summary['errors'] or 'none'}"
+    )
+
+
+@main.command()
 def version() -> None:
     """Print the version."""
     click.echo(f"tallow {__version__}")
