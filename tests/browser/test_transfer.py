@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from playwright.sync_api import Page, expect
@@ -77,6 +78,22 @@ def test_three_peers_in_one_room(tallow_server, new_page, tmp_path: Path) -> Non
     assert save_received(bob, second.name) == (second.name, second_digest)
     expect(alice.locator("li.transfer[data-state=done]")).to_have_count(2)
     expect(carol.locator(f"[data-testid=received-file][download='{second.name}']")).to_have_count(0)
+
+    # Dropping a file on a person sends it to that person only.
+    dropped = b"dropped on carol\n" * 1000
+    drop = bob.evaluate_handle(
+        "(text) => { const d = new DataTransfer();"
+        " d.items.add(new File([text], 'dropped.txt')); return d; }",
+        dropped.decode(),
+    )
+    bob.locator(f"[data-testid=peer][data-peer='{carol_id}']").dispatch_event(
+        "drop", {"dataTransfer": drop}
+    )
+    assert save_received(carol, "dropped.txt") == (
+        "dropped.txt",
+        hashlib.sha256(dropped).hexdigest(),
+    )
+    expect(alice.locator("[data-testid=received-file][download='dropped.txt']")).to_have_count(0)
 
 
 def wait_started(page: Page) -> None:
