@@ -25,7 +25,7 @@ const app = {
   signaling: null,
   room: null,
   peers: new Map(),
-  ice: { iceServers: [], relayOnly, fetchedAt: 0, ttl: 0 },
+  ice: { iceServers: [], relayOnly, ttl: 0 },
 };
 
 function announce(text) {
@@ -299,6 +299,7 @@ function bindControls() {
 }
 
 async function main() {
+  $('relay-mode').hidden = !relayOnly;
   initName();
   bindControls();
   if (!window.RTCPeerConnection || !(await x25519Supported())) {
@@ -318,8 +319,8 @@ async function main() {
   } catch (error) {
     showAlert(`${error.message} The page keeps trying.`);
     await new Promise((resolve) => app.signaling.addEventListener('welcome', resolve, { once: true }));
+    showAlert('');
   }
-  showAlert('');
   const code = roomFromHash();
   if (code) await joinRoom(code);
 }
