@@ -149,3 +149,26 @@ def test_peer_leaving_mid_transfer_is_explained(tallow_server, new_page, tmp_pat
     expect(outgoing.locator(".message")).to_contain_text("left the room before this finished")
     expect(alice.get_by_test_id("peer")).to_have_count(0)
     expect(alice.locator("#no-peers")).to_be_visible()
+
+
+def test_file_too_large_for_the_receiver_is_refused_with_a_reason(
+    tallow_server, new_page, tmp_path: Path
+) -> None:
+    alice, bob = new_page(), new_page(hook=True)
+    # Lower the receiver's in-memory limit (2 GiB in real use) through the test hook.
+    bob.context.add_init_script("window.__tallowTestHook.maxReceiveBytes = 1000000;")
+    join_room(bob, create_room(alice, tallow_server.url))
+    wait_secure(alice, 1)
+    wait_secure(bob, 1)
+    big, _ = random_file(tmp_path, "too-big.bin", 2 * MIB)
+    alice.get_by_test_id("file-input").set_input_files(big)
+    expect(bob.locator("li.transfer.in")).to_have_attribute("data-state", "failed")
+    expect(bob.locator("li.transfer.in .message")).to_contain_text("Too large for this browser")
+    expect(alice.locator("li.transfer.out")).to_have_attribute("data-state", "failed")
+    expect(alice.locator("li.transfer.out .message")).to_contain_text(
+        "cannot hold a file this large"
+    )
+
+    small, digest = random_file(tmp_path, "fits.bin", 500_000)
+    alice.get_by_test_id("file-input").set_input_files(small)
+    assert save_received(bob, small.name) == (small.name, digest)

@@ -94,7 +94,8 @@ export class Peer extends EventTarget {
       onChunk: (id, data) => this.transfers.onChunk(id, data),
       onFailure: (reason) => this.fail(`The secure connection with ${this.name} failed: ${reason}. Nothing more was sent. Reload and try again; if it happens again, someone may be interfering.`),
     }, this.hook && ((frame) => this.hook.frames.push({ peer: this.id, frame })));
-    this.transfers = new Transfers(this.channel, () => this.name, this.onTransfer);
+    // A test may lower the in-memory limit to exercise the "too large" path with a small file.
+    this.transfers = new Transfers(this.channel, () => this.name, this.onTransfer, this.hook?.maxReceiveBytes);
     dc.addEventListener('open', () => this.maybeStartChannel());
     dc.addEventListener('close', () => this.onChannelClosed());
   }

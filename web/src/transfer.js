@@ -9,6 +9,7 @@
 import { sha256 } from '@noble/hashes/sha2.js';
 import { toHex } from './bytes.js';
 import { CHUNK_BYTES } from './channel.js';
+import { formatBytes } from './format.js';
 
 /** Received files are held in memory until saved; refuse what a browser tab cannot hold. */
 export const MAX_RECEIVE_BYTES = 2 * 1024 ** 3;
@@ -55,8 +56,9 @@ function safeName(name) {
 
 /** Both directions of file traffic with one peer. `onTransfer(t)` announces each new transfer. */
 export class Transfers {
-  constructor(channel, peerName, onTransfer) {
+  constructor(channel, peerName, onTransfer, maxReceiveBytes = MAX_RECEIVE_BYTES) {
     this.channel = channel;
+    this.maxReceiveBytes = maxReceiveBytes;
     this.peerName = peerName;
     this.onTransfer = onTransfer;
     this.nextId = 1;
@@ -128,8 +130,8 @@ export class Transfers {
     };
     this.incoming.set(id, t);
     this.onTransfer(t);
-    if (size > MAX_RECEIVE_BYTES) {
-      t.settle('failed', `Too large for this browser: it holds received files in memory, up to ${MAX_RECEIVE_BYTES / 1024 ** 3} GiB. Ask the sender to split it.`);
+    if (size > this.maxReceiveBytes) {
+      t.settle('failed', `Too large for this browser: it holds received files in memory, up to ${formatBytes(this.maxReceiveBytes)}. Ask the sender to split it.`);
       this.channel.control({ t: 'reject', id, reason: 'too-large' }).catch(() => {});
     }
   }
