@@ -98,9 +98,8 @@ class TallowApp:
             *security_headers(https=request.https),
             *response.headers,
         ]
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        body = b"" if request.method == "HEAD" else response.body
-        await send({"type": "http.response.body", "body": body})
+        # Account before sending: once the client has its answer it may hang up, and the
+        # connection's tasks end with it.
         elapsed = time.perf_counter() - started
         metrics.http_requests.labels(route_name, request.method, str(response.status)).inc()
         metrics.http_duration.labels(route_name).observe(elapsed)
@@ -115,6 +114,9 @@ class TallowApp:
             client=request.client,
             request_id=request.request_id,
         )
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        body = b"" if request.method == "HEAD" else response.body
+        await send({"type": "http.response.body", "body": body})
 
     async def _websocket(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         headers = _headers(scope)
