@@ -66,7 +66,15 @@ class ProtocolError(Exception):
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    return orjson.dumps(message)
+    """The frame for ``message``; client data that orjson cannot write is the client's error.
+
+    orjson reads JSON nested 1024 levels deep but writes at most 254, so a client's ``data``
+    can parse fine and still not fit in the frame relayed around it.
+    """
+    try:
+        return orjson.dumps(message)
+    except orjson.JSONEncodeError:
+        raise ProtocolError(BAD_MESSAGE, "the message is nested too deeply") from None
 
 
 def decode(text: str) -> dict[str, Any]:
@@ -115,7 +123,9 @@ def metadata(message: dict[str, Any]) -> dict[str, Any]:
     meta = message.get("meta", {})
     if not isinstance(meta, dict):
         raise ProtocolError(BAD_MESSAGE, '"meta" must be a JSON object')
-    if len(orjson.dumps(meta)) > MAX_META_BYTES:
+    # Checked three levels down, where `joined` lists it (peers -> member -> meta): a meta that
+    # passes here can be written into every later reply about its peer.
+    if len(encode({"peers": [{"meta": meta}]})) > MAX_META_BYTES + len('{"peers":[{"meta":}]}'):
         raise ProtocolError(BAD_MESSAGE, f'"meta" is larger than {MAX_META_BYTES} bytes')
     return meta
 
