@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from tests.browser.app import create_room, hook, join_room, random_file, save_received, wait_secure
@@ -26,8 +27,12 @@ def test_relay_only_transfer_through_coturn(start_tallow, new_page, tmp_path: Pa
         server = start_tallow(env={"TURN_URLS": turn.url, "TURN_SECRET": turn.secret})
         alice, bob = new_page(hook=True), new_page(hook=True)
         join_room(bob, create_room(alice, server.url, "?relay=1"), "?relay=1")
-        wait_secure(alice, 1)
-        wait_secure(bob, 1)
+        try:
+            wait_secure(alice, 1)
+            wait_secure(bob, 1)
+        except PlaywrightError as error:
+            peers = [page.get_by_test_id("peer").all_inner_texts() for page in (alice, bob)]
+            raise AssertionError(f"{error}\npeers: {peers}\ncoturn log:\n{turn.log()}") from error
         for page in (alice, bob):
             # Only relay candidates were gathered, and the live pair runs through coturn.
             assert hook(page, SELECTED_CANDIDATES) == [["relay", "relay"]]
