@@ -18,7 +18,7 @@ export class Peer extends EventTarget {
    */
   constructor({ id, name, initiator, selfId, selfName, signal, ice, onTransfer, hook }) {
     super();
-    Object.assign(this, { id, name, initiator, selfName, signal, ice, onTransfer });
+    Object.assign(this, { id, name, initiator, selfName, signal, ice, onTransfer, hook });
     this.state = 'connecting'; // connecting | securing | secure | failed | closed
     this.problem = '';
     this.sas = null;
@@ -39,7 +39,6 @@ export class Peer extends EventTarget {
     this.timer = setTimeout(() => this.fail(this.unreachableText()), CONNECT_TIMEOUT_MS);
     // Relay-only without a relay can never connect: say so now rather than after the timeout.
     if (ice.relayOnly && !this.hasRelay()) queueMicrotask(() => this.fail(this.unreachableText()));
-    this.hook = hook;
     hook?.connections.push({ peer: id, pc: this.pc });
   }
 
