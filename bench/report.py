@@ -1,0 +1,275 @@
+"""Turn bench/compare.py's samples into its section of docs/performance.md and a PNG plot."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from servers import BENCH
+
+SECTION = "## Side by side with PeerJS server (bench/compare.py)"
+NAMES = ("Tallow", "PeerJS")
+
+
+def _package_version(name: str) -> str:
+    manifest = BENCH / "node_modules" / name / "package.json"
+    return json.loads(manifest.read_text())["version"]
+
+
+def machine() -> dict[str, Any]:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
+    from tallow import __version__  # importable: servers put the repository first on sys.path
+
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu": model.group(1).strip() if model else platform.processor() or "unknown",
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "node": subprocess.run(["node", "-v"], capture_output=True, text=True).stdout.strip(),
+        "peer": _package_version("peer"),
+        "ws": _package_version("ws"),
+        "tallow": __version__,
+        "load_before": round(os.getloadavg()[0], 2),
+    }
+
+
+def _median(samples: list[dict[str, Any]], *keys: str) -> float:
+    values = []
+    for sample in samples:
+        value: Any = sample
+        for key in keys:
+            value = value[key]
+        values.append(value)
+    return statistics.median(values)
+
+
+def _figures(samples: list[dict[str, Any]]) -> dict[str, float]:
+    return {
+        "mps": _median(samples, "messages_per_second"),
+        "p50": _median(samples, "rtt_ms", "p50"),
+        "p99": _median(samples, "rtt_ms", "p99"),
+        "max": max(sample["rtt_ms"]["max"] for sample in samples),
+        "server_cpu": _median(samples, "server_cpu"),
+        "generator_cpu": _median(samples, "generator_cpu"),
+        "errors": sum(sum(sample["errors"].values()) for sample in samples),
+    }
+
+
+def rate_rows(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per pair count: medians for each server and the Tallow/PeerJS ratios."""
+    rows = []
+    for pairs in sorted({sample["pairs"] for sample in samples}):
+        row: dict[str, Any] = {"pairs": pairs}
+        for name in NAMES:
+            group = [s for s in samples if s["pairs"] == pairs and s["server"] == name]
+            row[name] = _figures(group)
+        row["mps_ratio"] = row["Tallow"]["mps"] / row["PeerJS"]["mps"]
+        row["p99_ratio"] = row["Tallow"]["p99"] / row["PeerJS"]["p99"]
+        rows.append(row)
+    return rows
+
+
+def _rate_table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| pairs (connections) | Tallow msg/s | PeerJS msg/s | msg/s ratio "
+        "| Tallow RTT p50 / p99 / max ms | PeerJS RTT p50 / p99 / max ms | p99 ratio "
+        "| CPU: Tallow / PeerJS / generator |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        t, p = row["Tallow"], row["PeerJS"]
+        lines.append(
+            f"| {row['pairs']} ({2 * row['pairs']}) | {t['mps']:,.0f} | {p['mps']:,.0f} "
+            f"| **{row['mps_ratio']:.2f}** | {t['p50']:.2f} / {t['p99']:.2f} / {t['max']:.1f} "
+            f"| {p['p50']:.2f} / {p['p99']:.2f} / {p['max']:.1f} | **{row['p99_ratio']:.2f}** "
+            f"| {t['server_cpu']:.0%} / {p['server_cpu']:.0%} / "
+            f"{max(t['generator_cpu'], p['generator_cpu']):.0%} |"
+        )
+    errors = {name: sum(row[name]["errors"] for row in rows) for name in NAMES}
+    lines += ["", f"Errors and unexpected closes over all runs: {errors}."]
+    return lines
+
+
+def _memory_table(samples: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| server | connections held | opened in | RSS before | RSS with them open "
+        "| per idle connection | closed by the server |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in samples:
+        lines.append(
+            f"| {s['server']} | {s['connections']:,} | {s['open_seconds']:.1f} s "
+            f"| {s['rss_before'] / 2**20:.1f} MiB | {s['rss_open'] / 2**20:.1f} MiB "
+            f"| **{s['bytes_per_connection'] / 1024:.1f} KiB** | {s['dropped']} |"
+        )
+    return lines
+
+
+def _redis_lines(data: dict[str, Any]) -> list[str]:
+    if data.get("redis") is None:
+        reason = data.get("redis_error", "skipped (--redis-pairs empty)")
+        return [f"Pending: not measured in this run: {reason}"]
+    lines = [
+        "Two Tallow replicas with `REDIS_URL` on one redis-server (all on this machine). "
+        "*same replica*: both peers of a pair on replica A; *across*: the first peer on A, the "
+        "second on B, so every signal crosses Redis. Medians of the alternating runs.",
+        "",
+        "| pairs | layout | msg/s | RTT p50 ms | RTT p99 ms | RTT max ms | CPU (both replicas) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for pairs in sorted({s["pairs"] for s in data["redis"]}):
+        for layout in ("same replica", "across"):
+            group = [s for s in data["redis"] if s["pairs"] == pairs and s["layout"] == layout]
+            f = _figures(group)
+            lines.append(
+                f"| {pairs} | {layout} | {f['mps']:,.0f} | {f['p50']:.2f} | {f['p99']:.2f} "
+                f"| {f['max']:.1f} | {f['server_cpu']:.0%} |"
+            )
+    return lines
+
+
+def _targets(rows: list[dict[str, Any]], memory: list[dict[str, Any]], want: int) -> list[str]:
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    lines = []
+    for row in rows:
+        if row["pairs"] in (100, 1000):
+            ok = row["mps_ratio"] >= 1 and row["p99_ratio"] <= 1
+            lines.append(
+                f"- Relay at {row['pairs']} pairs, Tallow >= PeerJS with p99 no worse: "
+                f"{verdict(ok)} (msg/s x{row['mps_ratio']:.2f}, p99 x{row['p99_ratio']:.2f})."
+            )
+    per = {s["server"]: s["bytes_per_connection"] for s in memory}
+    if len(per) == 2:
+        lines.append(
+            f"- Memory per idle connection no more than PeerJS's: "
+            f"{verdict(per['Tallow'] <= per['PeerJS'])} "
+            f"({per['Tallow'] / 1024:.1f} KiB vs {per['PeerJS'] / 1024:.1f} KiB)."
+        )
+    for s in memory:
+        if s["server"] == "Tallow":
+            held = s["connections"] == want and s["dropped"] == 0
+            lines.append(
+                f"- One node holds {want:,} concurrent connections: {verdict(held)} "
+                f"({s['connections']:,} open, {s['dropped']} closed by the server; the "
+                "per-address limit lifted because one generator address opens them all)."
+            )
+    return lines
+
+
+def markdown(data: dict[str, Any], plot_name: str) -> str:
+    m, args = data["machine"], data["args"]
+    rows = rate_rows(data["rates"])
+    lines = [
+        SECTION,
+        "",
+        f"Command: `{data['command']}` ({data['minutes']} min). Measured {m['date']} on "
+        f"{m['cores']} cores of {m['cpu']}, Linux {m['kernel']}, Python {m['python']} "
+        f"(Tallow {m['tallow']}), Node {m['node']} (PeerJS server `peer` {m['peer']}, `ws` "
+        f"{m['ws']}). The cores are shared with other work: load average {m['load_before']} at "
+        f"the start, {m['load_after']} at the end, so absolute figures are noisy; the ratios, "
+        "from runs alternated Tallow, PeerJS, Tallow, ..., are the figures to read.",
+        "",
+        "Method: one Node generator (`bench/loadgen.mjs`, `ws`) speaks both protocols. Each pair "
+        "of peers is alone (a Tallow room each; PeerJS has no rooms, ids suffice); the first "
+        f"peer keeps {args['inflight']} signal(s) of {args['payload']} B in flight to the second, "
+        "which echoes each back (closed loop: every returned echo is one round trip, two relayed "
+        f"messages, and frees the slot). Every run starts a fresh server, warms up "
+        f"{args['warmup']:g} s, then measures {args['seconds']:g} s; figures are medians of "
+        f"{args['runs']} runs (max: the largest of all runs). Ratios are Tallow / PeerJS: above "
+        "1 is better for msg/s, below 1 better for p99. CPU is the share of one core each "
+        "process used during the measured window (the generator's is the higher of its two "
+        "runs; below 100% it was not the bottleneck). Tallow runs `python -m tallow serve` "
+        "with `TALLOW_RATE_LIMIT=0`, `TALLOW_MAX_CONNECTIONS_PER_IP=0`, `LOG_LEVEL=warning`; "
+        "PeerJS runs its own `peerjs` CLI with `--concurrent_limit 100000` (its default of 5000 "
+        "would refuse the idle test) and the generator sends its client's 5 s HEARTBEAT.",
+        "",
+        "### Relayed messages per second and round trip",
+        "",
+        *_rate_table(rows),
+        "",
+        f"![Relayed messages/s and p99 round trip, Tallow and PeerJS server]({plot_name})",
+        "",
+        f"### Memory per idle connection ({args['idle_connections']:,} connections)",
+        "",
+        "Resident memory (VmRSS of the server process and its children) with the connections "
+        "open and identified (Tallow: `welcome` received; PeerJS: `OPEN` received) and idle, "
+        "minus the resident memory before, after a first batch of 100 connections warmed the "
+        "server up.",
+        "",
+        *_memory_table(data["memory"]),
+        "",
+        "### Zipapp start-up",
+        "",
+    ]
+    if data["startup"]:
+        cold, warm = data["startup"]["cold"], data["startup"]["warm"]
+        lines += [
+            f"`dist/tallow.pyz` to its first healthy probe, medians of {len(cold)}: cold (empty "
+            f"`SHIV_ROOT`) **{statistics.median(cold):.2f} s**, warm (unpacked) "
+            f"**{statistics.median(warm):.2f} s** (measured with bench/core.py's function).",
+        ]
+    else:
+        lines.append("Not measured in this run (`--startup-runs 0`).")
+    lines += [
+        "",
+        "### Across replicas through Redis",
+        "",
+        *_redis_lines(data),
+        "",
+        "### Against the targets",
+        "",
+        *_targets(rows, data["memory"], args["idle_connections"]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot(data: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    from matplotlib import pyplot
+
+    rows = rate_rows(data["rates"])
+    labels = [f"{row['pairs']} pairs" for row in rows]
+    positions = range(len(rows))
+    width = 0.38
+    figure, (rate, p99) = pyplot.subplots(1, 2, figsize=(10, 4), dpi=100)
+    for offset, name, colour in ((-width / 2, "Tallow", "#2a7f62"), (width / 2, "PeerJS", "#888")):
+        xs = [x + offset for x in positions]
+        rate.bar(xs, [row[name]["mps"] for row in rows], width, label=name, color=colour)
+        p99.bar(xs, [row[name]["p99"] for row in rows], width, label=name, color=colour)
+    rate.set_title("Relayed messages/s (higher is better)")
+    p99.set_title("Round trip p99, ms (lower is better)")
+    for axes in (rate, p99):
+        axes.set_xticks(list(positions), labels)
+        axes.legend()
+        axes.grid(axis="y", alpha=0.3)
+    figure.suptitle(
+        f"Same machine ({data['machine']['cores']} shared cores), one generator, "
+        f"medians of {data['args']['runs']} alternating runs"
+    )
+    figure.tight_layout()
+    figure.savefig(path)
+    pyplot.close(figure)
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace this harness's section of `path`, keeping every other section as it is."""
+    text = path.read_text() if path.exists() else "# Performance\n"
+    pattern = re.compile(re.escape(SECTION) + r".*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text)
+    else:
+        text = text.rstrip() + "\n\n" + section
+    path.write_text(text.rstrip() + "\n")

@@ -1,0 +1,200 @@
+"""The processes a side-by-side run needs: Tallow, PeerJS server, Redis and the Node generator.
+
+Every process is started on a free loopback port and stopped by whoever started it; the figures
+read from /proc (resident memory, CPU time) cover a process and all its descendants, so a server
+that forks workers is measured whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import free_port, launch  # noqa: E402  (the helpers the tests use)
+from tests.redis.redis_procs import RedisServer  # noqa: E402
+
+PEERJS_BIN = BENCH / "node_modules" / "peer" / "dist" / "bin" / "peerjs.js"
+LOADGEN = BENCH / "loadgen.mjs"
+START_TIMEOUT = 60.0
+# Tallow with its per-connection and per-address limits off: one generator on one address
+# drives every connection, and the limits would measure themselves instead of the relay.
+TALLOW_ENV = {
+    "TALLOW_RATE_LIMIT": "0",
+    "TALLOW_MAX_CONNECTIONS_PER_IP": "0",
+    "LOG_LEVEL": "warning",
+}
+# PeerJS server refuses clients past `concurrent_limit` (5000 by default): lift it above the
+# 10,000 idle connections, as an operator would. Its other defaults stay: alive_timeout only
+# drops peers that send no HEARTBEAT, and the generator sends one every 5 s like its client.
+PEERJS_ARGS = ["--concurrent_limit", "100000"]
+
+
+def ensure_node_packages() -> None:
+    """`npm ci` in bench/ unless node_modules already matches package-lock.json."""
+    installed = BENCH / "node_modules" / ".package-lock.json"
+    lock = BENCH / "package-lock.json"
+    if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
+        return
+    subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=BENCH, check=True)
+
+
+def _children() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # exited while we looked
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    return children
+
+
+def tree(pid: int) -> list[int]:
+    """`pid` and all its descendants."""
+    children, found, todo = _children(), [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process tree (VmRSS from /proc/<pid>/status)."""
+    total = 0
+    for member in tree(pid):
+        for line in Path(f"/proc/{member}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process tree."""
+    ticks = 0
+    for member in tree(pid):
+        fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+@attrs.define
+class Server:
+    name: str
+    process: subprocess.Popen[bytes]
+    ws_url: str
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+def _wait_http(url: str, process: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{what} did not answer {url} within {START_TIMEOUT:.0f} s")
+
+
+@contextmanager
+def tallow(workdir: Path, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """`python -m tallow serve` on a free port (its log in `workdir`)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    running = launch(workdir, env={**TALLOW_ENV, **(env or {})})
+    try:
+        yield Server("Tallow", running.process, running.ws_url)
+    finally:
+        running.kill()
+
+
+@contextmanager
+def peerjs(workdir: Path) -> Iterator[Server]:
+    """PeerJS server's own CLI (the `peerjs` bin of npm `peer`) on a free loopback port."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    with (workdir / f"peerjs-{port}.log").open("wb") as log:
+        process = subprocess.Popen(
+            ["node", str(PEERJS_BIN), "--host", "127.0.0.1", "--port", str(port), *PEERJS_ARGS],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/", process, "PeerJS server")
+        yield Server("PeerJS", process, f"ws://127.0.0.1:{port}/peerjs")
+    finally:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def redis(workdir: Path) -> Iterator[RedisServer]:
+    server = RedisServer(workdir).start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def run_generator(
+    args: list[str],
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    timeout: float = 300.0,
+) -> dict[str, Any]:
+    """Run bench/loadgen.mjs; hand each event line to `on_event`; return its result line.
+
+    After an "open" event (idle mode) the generator's stdin is closed, which tells it to close
+    its connections and finish.
+    """
+    process = subprocess.Popen(
+        ["node", str(LOADGEN), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watchdog = threading.Timer(timeout, process.kill)  # a hung run must not hang the harness
+    watchdog.start()
+    result: dict[str, Any] | None = None
+    try:
+        assert process.stdout is not None and process.stdin is not None
+        for line in process.stdout:
+            event = json.loads(line)
+            if event["event"] == "result":
+                result = event
+            elif on_event is not None:
+                on_event(event)
+            if event["event"] == "open":
+                process.stdin.close()
+        stderr = process.stderr.read() if process.stderr else ""
+        process.wait()
+    finally:
+        watchdog.cancel()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    if process.returncode != 0 or result is None:
+        raise RuntimeError(f"loadgen {' '.join(args)} failed ({process.returncode}): {stderr}")
+    return result
