@@ -72,6 +72,8 @@ def rate_args(
         str(args.payload),
         "--inflight",
         str(args.inflight),
+        "--connect-timeout",
+        "300",
     ]
 
 
@@ -131,7 +133,12 @@ def _idle_sample(server: Server, protocol: str, connections: int) -> dict[str, A
         held["rss"] = rss_bytes(server.pid)
         held["seconds"] = event["seconds"]
 
-    result = run_generator([*idle, "--connections", str(connections)], on_event, timeout=600)
+    # Opening 10,000 takes a minute or more on a busy 2-core machine: bound it generously.
+    result = run_generator(
+        [*idle, "--connections", str(connections), "--connect-timeout", "400"],
+        on_event,
+        timeout=600,
+    )
     return {
         "server": server.name,
         "connections": result["connections"],

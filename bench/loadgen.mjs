@@ -4,6 +4,7 @@
 //   node loadgen.mjs rate --protocol tallow|peerjs --url WS [--url2 WS] --pairs N --seconds S
 //                         [--warmup S] [--payload BYTES] [--inflight K]
 //   node loadgen.mjs idle --protocol tallow|peerjs --url WS --connections N [--hold S]
+//   (both: [--connect-timeout S], the bound on opening every connection)
 //
 // rate: N pairs, each pair alone (its own Tallow room; PeerJS has no rooms, ids are enough).
 // The first peer keeps K signals in flight to the second, which echoes each one back; a returned
@@ -22,9 +23,10 @@ import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import WebSocket from "ws";
 
-const CONNECT_TIMEOUT_MS = 60_000;
 const CONNECT_CONCURRENCY = 100; // parallel handshakes: stays under the servers' listen backlogs
 const PEERJS_HEARTBEAT_MS = 5_000; // what the PeerJS browser client sends; the server drops silent peers
+
+let connectTimeoutMs = 60_000;
 
 function parseArgs(argv) {
   const [mode, ...rest] = argv;
@@ -40,6 +42,7 @@ function parseArgs(argv) {
     inflight: 1,
     connections: 100,
     hold: 120,
+    "connect-timeout": 60,
   };
   for (let i = 0; i < rest.length; i += 2) {
     const key = rest[i].replace(/^--/, "");
@@ -50,6 +53,7 @@ function parseArgs(argv) {
   if (!["rate", "idle"].includes(mode)) throw new Error("mode must be rate or idle");
   if (!["tallow", "peerjs"].includes(options.protocol)) throw new Error("bad --protocol");
   if (!options.url) throw new Error("--url is required");
+  connectTimeoutMs = options["connect-timeout"] * 1000;
   return options;
 }
 
@@ -75,7 +79,7 @@ function openSocket(url) {
 /** Resolve with the first parsed message that `accept` returns true for. */
 function waitFor(ws, accept, what) {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), CONNECT_TIMEOUT_MS);
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), connectTimeoutMs);
     const onMessage = (data) => {
       const message = JSON.parse(data.toString());
       if (message.type === "error" || message.type === "ERROR" || message.type === "ID-TAKEN") {
@@ -162,7 +166,7 @@ async function bounded(count, job) {
 function withTimeout(promise, what) {
   let timer;
   const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} took over ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
+    timer = setTimeout(() => reject(new Error(`${what} took over ${connectTimeoutMs} ms`)), connectTimeoutMs);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

@@ -59,6 +59,10 @@ def _figures(samples: list[dict[str, Any]]) -> dict[str, float]:
         "p99": _median(samples, "rtt_ms", "p99"),
         "max": max(sample["rtt_ms"]["max"] for sample in samples),
         "server_cpu": _median(samples, "server_cpu"),
+        # Messages per second of server CPU: what a starved run (busy shared cores) still shows.
+        "per_cpu": statistics.median(
+            s["messages_per_second"] / s["server_cpu"] for s in samples if s["server_cpu"] > 0
+        ),
         "generator_cpu": _median(samples, "generator_cpu"),
         "errors": sum(sum(sample["errors"].values()) for sample in samples),
     }
@@ -74,6 +78,7 @@ def rate_rows(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row[name] = _figures(group)
         row["mps_ratio"] = row["Tallow"]["mps"] / row["PeerJS"]["mps"]
         row["p99_ratio"] = row["Tallow"]["p99"] / row["PeerJS"]["p99"]
+        row["cpu_ratio"] = row["Tallow"]["per_cpu"] / row["PeerJS"]["per_cpu"]
         rows.append(row)
     return rows
 
@@ -82,8 +87,8 @@ def _rate_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
         "| pairs (connections) | Tallow msg/s | PeerJS msg/s | msg/s ratio "
         "| Tallow RTT p50 / p99 / max ms | PeerJS RTT p50 / p99 / max ms | p99 ratio "
-        "| CPU: Tallow / PeerJS / generator |",
-        "|---|---|---|---|---|---|---|---|",
+        "| CPU: Tallow / PeerJS / generator | msg per server CPU-second: Tallow / PeerJS (ratio) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         t, p = row["Tallow"], row["PeerJS"]
@@ -92,7 +97,8 @@ def _rate_table(rows: list[dict[str, Any]]) -> list[str]:
             f"| **{row['mps_ratio']:.2f}** | {t['p50']:.2f} / {t['p99']:.2f} / {t['max']:.1f} "
             f"| {p['p50']:.2f} / {p['p99']:.2f} / {p['max']:.1f} | **{row['p99_ratio']:.2f}** "
             f"| {t['server_cpu']:.0%} / {p['server_cpu']:.0%} / "
-            f"{max(t['generator_cpu'], p['generator_cpu']):.0%} |"
+            f"{max(t['generator_cpu'], p['generator_cpu']):.0%} "
+            f"| {t['per_cpu']:,.0f} / {p['per_cpu']:,.0f} ({row['cpu_ratio']:.2f}) |"
         )
     errors = {name: sum(row[name]["errors"] for row in rows) for name in NAMES}
     lines += ["", f"Errors and unexpected closes over all runs: {errors}."]
@@ -180,19 +186,26 @@ def markdown(data: dict[str, Any], plot_name: str) -> str:
         f"the start, {m['load_after']} at the end, so absolute figures are noisy; the ratios, "
         "from runs alternated Tallow, PeerJS, Tallow, ..., are the figures to read.",
         "",
-        "Method: one Node generator (`bench/loadgen.mjs`, `ws`) speaks both protocols. Each pair "
-        "of peers is alone (a Tallow room each; PeerJS has no rooms, ids suffice); the first "
-        f"peer keeps {args['inflight']} signal(s) of {args['payload']} B in flight to the second, "
-        "which echoes each back (closed loop: every returned echo is one round trip, two relayed "
-        f"messages, and frees the slot). Every run starts a fresh server, warms up "
-        f"{args['warmup']:g} s, then measures {args['seconds']:g} s; figures are medians of "
-        f"{args['runs']} runs (max: the largest of all runs). Ratios are Tallow / PeerJS: above "
-        "1 is better for msg/s, below 1 better for p99. CPU is the share of one core each "
-        "process used during the measured window (the generator's is the higher of its two "
-        "runs; below 100% it was not the bottleneck). Tallow runs `python -m tallow serve` "
-        "with `TALLOW_RATE_LIMIT=0`, `TALLOW_MAX_CONNECTIONS_PER_IP=0`, `LOG_LEVEL=warning`; "
-        "PeerJS runs its own `peerjs` CLI with `--concurrent_limit 100000` (its default of 5000 "
-        "would refuse the idle test) and the generator sends its client's 5 s HEARTBEAT.",
+        "Method:",
+        "- One Node generator (`bench/loadgen.mjs`, `ws`) speaks both protocols. Each pair of "
+        "peers is alone (a Tallow room each; PeerJS has no rooms, ids suffice); the first peer "
+        f"keeps {args['inflight']} signal(s) of {args['payload']} B in flight to the second, "
+        "which echoes each back: a closed loop where every returned echo is one round trip, "
+        "two relayed messages, and frees the slot.",
+        f"- Every run starts a fresh server, warms up {args['warmup']:g} s, then measures "
+        f"{args['seconds']:g} s. Figures are medians of {args['runs']} runs (max: the largest "
+        "of all runs). Ratios are Tallow / PeerJS: above 1 is better for msg/s and msg per "
+        "CPU-second, below 1 is better for p99.",
+        "- CPU is the share of one core a process used during the measured window (for the "
+        "generator, the higher of its medians against the two servers; below 100% it was not "
+        "the bottleneck). Messages per server CPU-second divide the rate by the server's CPU "
+        "share: when other work starves both servers of CPU, that figure still compares how "
+        "much work each does per message.",
+        "- Tallow runs `python -m tallow serve` with `TALLOW_RATE_LIMIT=0`, "
+        "`TALLOW_MAX_CONNECTIONS_PER_IP=0`, `LOG_LEVEL=warning`. PeerJS runs its own `peerjs` "
+        "CLI with `--concurrent_limit 100000` (its default of 5000 would refuse the idle test; "
+        "its `alive_timeout` only drops peers that send no HEARTBEAT, and the generator sends "
+        "one every 5 s like PeerJS's own client).",
         "",
         "### Relayed messages per second and round trip",
         "",
