@@ -24,14 +24,8 @@ USAGE
 
 case "${1:-}" in
 '') ;;
--h | --help)
-    usage
-    exit 0
-    ;;
-*)
-    usage >&2
-    exit 2
-    ;;
+-h | --help) show_help ;;
+*) bad_usage ;;
 esac
 need podman "apt-get install podman"
 need buildah "apt-get install buildah"

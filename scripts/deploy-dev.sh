@@ -25,14 +25,8 @@ while (($#)); do
     --down) action=down ;;
     --logs) follow=1 ;;
     --no-build) build=() ;;
-    -h | --help)
-        usage
-        exit 0
-        ;;
-    *)
-        usage >&2
-        exit 2
-        ;;
+    -h | --help) show_help ;;
+    *) bad_usage ;;
     esac
     shift
 done

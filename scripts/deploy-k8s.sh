@@ -34,21 +34,12 @@ while (($#)); do
         timeout="${2:?--timeout needs a duration}"
         shift
         ;;
-    -h | --help)
-        usage
-        exit 0
-        ;;
-    *)
-        usage >&2
-        exit 2
-        ;;
+    -h | --help) show_help ;;
+    *) bad_usage ;;
     esac
     shift
 done
-[[ -n "$environment" ]] || {
-    usage >&2
-    exit 2
-}
+[[ -n "$environment" ]] || bad_usage
 if [[ -z "$namespace" ]]; then
     namespace=tallow
     [[ "$environment" == dev ]] && namespace=tallow-dev

@@ -23,6 +23,16 @@ die() {
     exit 1
 }
 
+# For the option parsers: each script defines usage().
+show_help() {
+    usage
+    exit 0
+}
+bad_usage() {
+    usage >&2
+    exit 2
+}
+
 # need TOOL WHY: stop with a clear message when a required command is missing.
 need() {
     command -v "$1" >/dev/null 2>&1 || die "'$1' is not installed ($2)"

@@ -25,14 +25,8 @@ while (($#)); do
     --dry-run) dry_run=1 ;;
     --no-build) build=() ;;
     --down) action=down ;;
-    -h | --help)
-        usage
-        exit 0
-        ;;
-    *)
-        usage >&2
-        exit 2
-        ;;
+    -h | --help) show_help ;;
+    *) bad_usage ;;
     esac
     shift
 done

@@ -36,14 +36,8 @@ while (($#)); do
         timeout="${2:?--timeout needs seconds}"
         shift
         ;;
-    -h | --help)
-        usage
-        exit 0
-        ;;
-    -*)
-        usage >&2
-        exit 2
-        ;;
+    -h | --help) show_help ;;
+    -*) bad_usage ;;
     *) target="$1" ;;
     esac
     shift
@@ -59,10 +53,7 @@ k8s)
     base="https://$host"
     ;;
 http://* | https://*) base="${target%/}" ;;
-*)
-    usage >&2
-    exit 2
-    ;;
+*) bad_usage ;;
 esac
 
 info "checking $base"
