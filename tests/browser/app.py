@@ -37,6 +37,13 @@ def wait_secure(page: Page, peers: int) -> list[str]:
     return page.get_by_test_id("sas").all_text_contents()
 
 
+def connected_pair(alice: Page, bob: Page, base_url: str, query: str = "") -> None:
+    """Alice creates a room, Bob joins with its link; both wait for confirmed keys."""
+    join_room(bob, create_room(alice, base_url, query), query)
+    wait_secure(alice, 1)
+    wait_secure(bob, 1)
+
+
 def sas_for(page: Page, peer_id: str) -> str:
     return page.locator(f"[data-testid=peer][data-peer='{peer_id}'] [data-testid=sas]").inner_text()
 

@@ -27,7 +27,15 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from playwright.sync_api import Page, WebSocket
 
-from tests.browser.app import create_room, hook, join_room, random_file, save_received, wait_secure
+from tests.browser.app import (
+    connected_pair,
+    create_room,
+    hook,
+    join_room,
+    random_file,
+    save_received,
+    wait_secure,
+)
 
 NODE_MODULES = Path(__file__).resolve().parents[2] / "web" / "node_modules"
 WORDLIST = NODE_MODULES / "@scure" / "bip39" / "wordlists" / "english.js"
@@ -49,9 +57,7 @@ def b64(text: str) -> bytes:
 def handshake_pair(new_page, server) -> tuple[Page, Page, dict[str, Any], dict[str, Any]]:
     """Two hooked pages in one room; (responder page, initiator page, their handshake records)."""
     alice, bob = new_page(hook=True), new_page(hook=True)
-    join_room(bob, create_room(alice, server.url))
-    wait_secure(alice, 1)
-    wait_secure(bob, 1)
+    connected_pair(alice, bob, server.url)
     (responder,) = hook(alice, "h.handshakes")
     (initiator,) = hook(bob, "h.handshakes")  # whoever joins later initiates
     assert (initiator["role"], responder["role"]) == ("initiator", "responder")
