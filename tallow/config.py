@@ -272,6 +272,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Most messages queued for a peer while it is away; beyond, senders get queue-full.",
     ),
     Setting(
+        "header_timeout",
+        "TALLOW_HEADER_TIMEOUT",
+        "10",
+        _seconds(0.5, 600),
+        "Seconds a new connection has to send its first request head (slow clients are cut).",
+    ),
+    Setting(
         "heartbeat_seconds",
         "TALLOW_HEARTBEAT_SECONDS",
         "20",
@@ -364,6 +371,7 @@ class Settings:
     max_room_peers: int
     resume_seconds: float
     resume_queue: int
+    header_timeout: float
     heartbeat_seconds: float
     send_queue: int
     trusted_proxies: tuple[Network, ...]

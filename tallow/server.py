@@ -83,6 +83,8 @@ async def _run_http(
             hypercorn_config(runtime.settings),
             sockets,
             stop,
+            signaling=runtime.signaling if runtime.settings.serves_signaling else None,
+            header_timeout=runtime.settings.header_timeout,
             task_status=task_status,
         )
     finally:

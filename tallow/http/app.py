@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from tallow.http import routes
 from tallow.http.clients import client_address
 from tallow.http.headers import security_headers
-from tallow.http.messages import Request, Response, error
+from tallow.http.messages import Request, Response, error, request_id
 from tallow.http.static import PACKAGE_STATIC, StaticFiles
 from tallow.http.websocket import deny, serve_signaling
 from tallow.observability import metrics
@@ -20,8 +18,6 @@ from tallow.observability.logs import event
 from tallow.runtime import Runtime
 
 log = logging.getLogger("tallow.http")
-
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 def _headers(scope: dict[str, Any]) -> dict[str, str]:
@@ -54,8 +50,6 @@ class TallowApp:
         https = scope.get("scheme") in ("https", "wss") or (
             via_proxy and headers.get("x-forwarded-proto", "").lower() == "https"
         )
-        given_id = headers.get("x-request-id", "")
-        request_id = given_id if _REQUEST_ID.fullmatch(given_id) else uuid.uuid4().hex
         return Request(
             scope.get("method", "GET"),
             scope["path"],
@@ -63,7 +57,7 @@ class TallowApp:
             headers,
             client,
             https,
-            request_id,
+            request_id(headers.get("x-request-id")),
         )
 
     async def _route(self, request: Request) -> tuple[str, Response]:

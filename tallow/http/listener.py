@@ -19,9 +19,15 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
 from hypercorn.utils import repr_socket_addr, wrap_app
 
+from tallow.http.direct import serve_direct
+from tallow.http.routes import SIGNALING_PATH
 from tallow.observability.logs import event
+from tallow.signaling.service import SignalingService
 
 log = logging.getLogger("tallow.http")
+
+HEAD_LIMIT = 16384  # bytes of request head read before handing the connection on
+RECEIVE_BYTES = 65536
 
 
 class _Connection(TCPServer):
@@ -46,12 +52,73 @@ def bind(config: Config) -> Sockets:
     return sockets
 
 
+class _Replay(trio.abc.HalfCloseableStream):
+    """A socket stream that first gives back the bytes already read from it (the request head)."""
+
+    def __init__(self, stream: trio.SocketStream, prefix: bytes) -> None:
+        self._stream = stream
+        self._prefix = prefix
+        self.socket = stream.socket  # hypercorn reads the peer address from it
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._prefix:
+            data, self._prefix = self._prefix, b""
+            await trio.lowlevel.checkpoint()
+            return data
+        return await self._stream.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+async def read_head(stream: trio.SocketStream, within: float) -> bytes | None:
+    """The first request's head (and whatever followed it in the same reads).
+
+    None when the client sent nothing useful ``within`` seconds: a slow-header client
+    (slowloris) holds a connection for that long at most.
+    """
+    buffer = bytearray()
+    with trio.move_on_after(within):
+        while b"\r\n\r\n" not in buffer and len(buffer) <= HEAD_LIMIT:
+            chunk = await stream.receive_some(RECEIVE_BYTES)
+            if not chunk:
+                return None
+            buffer += chunk
+        return bytes(buffer)  # an oversize head goes to hypercorn, which answers it with an error
+    return None
+
+
+def wants_signaling(head: bytes) -> bool:
+    """Whether the head is a WebSocket upgrade to /signaling (wsproto validates the rest)."""
+    lines = head.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    method, _, rest = lines[0].partition(b" ")
+    target = rest.rpartition(b" ")[0]
+    if method != b"GET" or target.split(b"?", 1)[0] != SIGNALING_PATH.encode():
+        return False
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"upgrade" and value.strip().lower() == b"websocket":
+            return True
+    return False
+
+
 async def serve_http(
     asgi_app: Any,
     config: Config,
     sockets: Sockets,
     stop: trio.Event,
     *,
+    signaling: SignalingService | None,
+    header_timeout: float,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until ``stop`` is set, then stop accepting and give open connections
@@ -68,7 +135,13 @@ async def serve_http(
     async def guarded(stream: trio.SocketStream) -> None:
         open_streams.add(stream)
         try:
-            await _Connection(app, config, context, ConnectionState({}), stream)
+            head = await read_head(stream, header_timeout)
+            if head is None:
+                await trio.aclose_forcefully(stream)
+            elif signaling is not None and wants_signaling(head):
+                await serve_direct(stream, head, signaling)
+            else:
+                await _Connection(app, config, context, ConnectionState({}), _Replay(stream, head))
         except Exception:
             log.warning("connection failed", exc_info=True)
             await trio.aclose_forcefully(stream)

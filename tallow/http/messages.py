@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import uuid
 from typing import Any
 
 import attrs
@@ -41,3 +43,11 @@ class Response:
 def error(status: int, code: str, message: str) -> Response:
     """A JSON error body with a stable ``code`` and a human ``message``."""
     return Response.json({"error": code, "message": message}, status)
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id(given: str | None) -> str:
+    """The client's (or proxy's) X-Request-ID when it is a sane token, else a fresh one."""
+    return given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex

@@ -4,27 +4,16 @@ from __future__ import annotations
 
 import contextlib
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 import attrs
 
-from tallow.config import Settings
-from tallow.observability import metrics
+from tallow.http.admission import TOO_MANY, over_connection_limit, refuse_upgrade
 from tallow.signaling import protocol as p
 from tallow.signaling.service import SignalingService
 
 ASGIReceive = Any
 ASGISend = Any
-
-
-def origin_allowed(origin: str | None, host: str | None, settings: Settings) -> bool:
-    """PROTOCOL.md: no Origin (not a browser) is fine; a browser page must be an allowed origin."""
-    if origin is None:
-        return True
-    origin = origin.rstrip("/").lower()
-    if settings.allowed_origins:
-        return "*" in settings.allowed_origins or origin in settings.allowed_origins
-    return host is not None and urlsplit(origin).netloc == host.lower()
 
 
 @attrs.define
@@ -80,23 +69,15 @@ async def serve_signaling(
     headers: dict[str, str],
     client: str,
 ) -> None:
-    settings = service.settings
-    if not origin_allowed(headers.get("origin"), headers.get("host"), settings):
-        metrics.connections_rejected.labels("origin").inc()
-        await deny(send, 403, b'{"error":"origin-not-allowed","message":"origin not allowed"}\n')
-        return
-    refusal = service.refusal(client)
-    if refusal == "draining":
-        metrics.connections_rejected.labels("draining").inc()
-        await deny(send, 503, b'{"error":"draining","message":"server restarting; retry"}\n')
+    refusal = refuse_upgrade(service, headers.get("origin"), headers.get("host"))
+    if refusal is not None:
+        await deny(send, *refusal)
         return
     await receive()  # websocket.connect
     await send({"type": "websocket.accept"})
     transport = AsgiTransport(receive, send)
-    if refusal is not None:
-        metrics.connections_rejected.labels(refusal).inc()
-        await transport.close(p.CLOSE_TRY_AGAIN, "too many connections from your address")
+    if over_connection_limit(service, client):
+        await transport.close(p.CLOSE_TRY_AGAIN, TOO_MANY)
         return
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    resume = query.get("resume", [None])[0]
-    await service.serve(transport, client, resume)
+    await service.serve(transport, client, query.get("resume", [None])[0])
