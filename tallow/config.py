@@ -49,30 +49,30 @@ def _choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
-def _integer(low: int, high: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
+def _bounded(
+    kind: Callable[[str], Any], what: str, low: float, high: float
+) -> Callable[[str], Any]:
+    """A parser for a number of ``kind`` (int or float) from ``low`` to ``high``."""
+    expected = f"must be {what} from {low:.10g} to {high:.10g}"
+
+    def parse(raw: str) -> Any:
         try:
-            value = int(raw.strip())
+            value = kind(raw.strip())
         except ValueError:
-            raise ValueError(f"must be a whole number from {low} to {high}") from None
+            raise ValueError(expected) from None
         if not low <= value <= high:
-            raise ValueError(f"must be a whole number from {low} to {high}")
+            raise ValueError(expected)
         return value
 
     return parse
+
+
+def _integer(low: int, high: int) -> Callable[[str], int]:
+    return _bounded(int, "a whole number", low, high)
 
 
 def _seconds(low: float, high: float) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            raise ValueError(f"must be a number of seconds from {low:g} to {high:g}") from None
-        if not low <= value <= high:
-            raise ValueError(f"must be a number of seconds from {low:g} to {high:g}")
-        return value
-
-    return parse
+    return _bounded(float, "a number of seconds", low, high)
 
 
 def _list(raw: str) -> tuple[str, ...]:
