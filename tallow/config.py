@@ -75,6 +75,10 @@ def _seconds(low: float, high: float) -> Callable[[str], float]:
     return _bounded(float, "a number of seconds", low, high)
 
 
+def _rate(low: float, high: float) -> Callable[[str], float]:
+    return _bounded(float, "a number per second", low, high)
+
+
 def _list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
@@ -303,7 +307,7 @@ SETTINGS: tuple[Setting, ...] = (
         "rate_limit",
         "TALLOW_RATE_LIMIT",
         "50",
-        _seconds(0, 1000000),
+        _rate(0, 1000000),
         "Signaling messages per second per connection (token bucket refill); 0 disables.",
     ),
     Setting(
