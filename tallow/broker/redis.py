@@ -50,6 +50,7 @@ HEARTBEAT_INTERVAL = 1.0  # seconds between a replica's heartbeats
 NODE_TIMEOUT = 5.0  # seconds without a heartbeat after which a replica is taken for dead
 RESUBSCRIBE_DELAY = 0.5  # seconds between attempts to subscribe again after losing Redis
 REAP_LIMIT = 500  # expired peers handled per expired() call
+RELEASE_TIMEOUT = 3.0  # seconds a hand-over waits for its marker before it goes ahead anyway
 KEEP_EXTRA_MS = 60_000  # away peers' keys outlive their grace by this much, then expire
 
 # What a Redis client raises when the server is gone, restarting, failing over or refusing us.
@@ -77,8 +78,8 @@ _DELIVERY = {
 _SCRIPTS = {
     "attach": lua.ATTACH,
     "claim": lua.CLAIM,
-    "detach": lua.DETACH,
-    "cut_off": lua.CUT_OFF,
+    "handoff": lua.HANDOFF,
+    "release": lua.RELEASE,
     "forget": lua.FORGET,
     "join": lua.JOIN,
     "leave": lua.LEAVE,
@@ -103,7 +104,22 @@ class _Local:
     resume_hash: str
     room: str = ""
     member: bytes = b""  # the member record (JSON) in ``room``
-    away: bool = False  # cut off as a slow reader; frames for it go back through Redis
+
+
+@attrs.define(eq=False)
+class _Release:
+    """This replica is letting go of a peer: frames that reached it meanwhile, oldest first.
+
+    It ends (frames go back through Redis, to wherever the peer is by then) once the connection
+    has detached and the marker published with the hand-over has come through this replica's
+    channel, which proves no older frame for the peer is still on its way here.
+    """
+
+    frames: list[bytes]
+    detached: bool = False
+    marker_seen: bool = False
+    finishing: bool = False
+    done: trio.Event = attrs.Factory(trio.Event)  # its frames are back in Redis
 
 
 class RedisBroker:
@@ -124,6 +140,7 @@ class RedisBroker:
         self._healthy_since: float | None = None  # continuous heartbeats since (trio clock)
         self._resync_needed = True
         self._announce_to: dict[str, list[str]] = {}  # joiner -> peers its join listed
+        self._releases: dict[str, _Release] = {}
 
     # --- background work ------------------------------------------------------------------
 
@@ -202,7 +219,7 @@ class RedisBroker:
                 del self._local[peer]
             raise
         local.room, local.member = room.decode(), member
-        await self._hand_over_all(peer, local, queued)
+        self._hand_over_all(peer, local, queued)
 
     async def claim(self, resume_hash: str) -> Claim | None:
         found = await self._script("claim", resume_hash, self._node, self._grace_ms)
@@ -212,20 +229,43 @@ class RedisBroker:
         old = self._local.get(peer)
         if node == self._node and old is not None and old.conn == conn:
             # The client came back before its old connection here was noticed as dead.
-            del self._local[peer]
-            old.inbox.supersede()
+            self._let_go(peer, old)
         return Claim(peer, room or None)
 
     async def detach(self, peer: str, inbox: Inbox, unsent: Sequence[bytes] = ()) -> None:
-        conn = self._release(peer, inbox)
-        try:
-            await self._script("detach", peer, conn, self._grace_ms, *unsent)
-        except BrokerUnavailable:
-            # Redis still lists the peer here; the reconcile after the outage makes it away.
-            event(log, logging.WARNING, "detach lost in outage", peer=peer, unsent=len(unsent))
+        conn = self._unregister(peer, inbox)
+        release = self._releases.get(peer)
+        if release is None and not conn:
+            # Never the peer's current connection here: nothing else was on its way to it.
+            if unsent:
+                done = _Release(list(unsent), detached=True, marker_seen=True)
+                await self._finish_release(peer, done)
+            return
+        release = self._releases.setdefault(peer, _Release([]))
+        release.frames[:0] = unsent  # never written, so older than anything that came after
+        release.detached = True
+        if conn:  # else a resume superseded it, and the marker that came with that ends it
+            try:
+                outcome = await self._script("handoff", peer, conn, self._node, self._grace_ms)
+            except BrokerUnavailable:
+                # Redis still lists the peer here; the reconcile after the outage makes it away.
+                self._releases.pop(peer, None)
+                event(log, logging.WARNING, "detach lost in outage", peer=peer, frames=len(unsent))
+                return
+            if outcome == b"gone":
+                self._releases.pop(peer, None)
+                return
+            release.marker_seen |= outcome == b"other"
+        await self._finish_release(peer, release)
+        # Return only once what was on its way is queued, so a resume right after the close
+        # finds all of it; a marker lost with the subscription must not hold the peer forever.
+        with trio.move_on_after(RELEASE_TIMEOUT):
+            await release.done.wait()
+        await self._finish_release(peer, release, overdue=True)
 
     async def forget(self, peer: str, inbox: Inbox) -> Expired | None:
-        conn = self._release(peer, inbox)
+        conn = self._unregister(peer, inbox)
+        self._releases.pop(peer, None)
         if not conn:
             return None
         try:
@@ -278,7 +318,12 @@ class RedisBroker:
             and trio.current_time() - self._healthy_since >= NODE_TIMEOUT
         )
         gone = await self._script(
-            "reap", self._grace_ms, int(NODE_TIMEOUT * 1000), int(settled), REAP_LIMIT
+            "reap",
+            self._grace_ms,
+            int(NODE_TIMEOUT * 1000),
+            int(settled),
+            REAP_LIMIT,
+            self._bound,
         )
         return [
             Expired(peer.decode(), room.decode() or None)
@@ -301,42 +346,75 @@ class RedisBroker:
                     await self._hand_over(peer, frame)
             elif kind == "f":
                 await self._flush(args[0])
-            elif kind == "s":
+            elif kind == "s":  # a resume took the peer: close its connection here
                 self._supersede(*args)
+                await self._marker(args[0])
+            elif kind == "m":  # the hand-over marker: nothing older for the peer is on its way
+                await self._marker(args[0])
         except BrokerUnavailable as error:
             event(log, logging.WARNING, "frame not handed over", kind=kind, error=str(error))
 
     async def _hand_over(self, peer: str, frame: bytes) -> None:
+        release = self._releases.get(peer)
         local = self._local.get(peer)
-        if local is None or local.away:
-            # The peer moved (resumed elsewhere, cut off, gone): Redis knows where it is now.
+        if release is not None:
+            release.frames.append(frame)
+        elif local is None:
+            # The peer moved on (resumed elsewhere, gone): Redis knows where it is now.
             await self._script("reroute", peer, self._node, frame, self._bound, self._keep_ms)
         elif not local.inbox.offer(frame):
-            await self._cut_off(peer, local, [frame])
+            self._releases[peer] = _Release([frame])  # cut off as a slow reader
 
-    async def _hand_over_all(self, peer: str, local: _Local, frames: list[bytes]) -> None:
+    def _hand_over_all(self, peer: str, local: _Local, frames: list[bytes]) -> None:
         for index, frame in enumerate(frames):
-            if not local.inbox.offer(frame):
-                await self._cut_off(peer, local, frames[index:])
+            release = self._releases.get(peer)
+            if release is not None:
+                release.frames.extend(frames[index:])
                 return
-
-    async def _cut_off(self, peer: str, local: _Local, frames: list[bytes]) -> None:
-        """A reader too slow to keep up is cut off (it will resume); what it missed waits."""
-        local.away = True
-        await self._script("cut_off", peer, local.conn, self._grace_ms, *frames)
+            if not local.inbox.offer(frame):
+                self._releases[peer] = _Release(frames[index:])  # cut off as a slow reader
+                return
 
     async def _flush(self, peer: str) -> None:
         local = self._local.get(peer)
-        if local is not None and not local.away:
-            await self._hand_over_all(peer, local, await self._script("flush", peer, local.conn))
+        if local is not None and peer not in self._releases:
+            self._hand_over_all(peer, local, await self._script("flush", peer, local.conn))
 
     def _supersede(self, peer: str, conn: str) -> None:
         local = self._local.get(peer)
         if local is not None and local.conn == conn:
-            del self._local[peer]
-            local.inbox.supersede()
+            self._let_go(peer, local)
 
-    def _release(self, peer: str, inbox: Inbox) -> str:
+    def _let_go(self, peer: str, local: _Local) -> None:
+        """Close ``local``'s connection; frames still arriving for the peer join its release."""
+        del self._local[peer]
+        self._releases.setdefault(peer, _Release([]))
+        local.inbox.supersede()
+
+    async def _marker(self, peer: str) -> None:
+        release = self._releases.get(peer)
+        if release is not None:
+            release.marker_seen = True
+            await self._finish_release(peer, release)
+
+    async def _finish_release(self, peer: str, release: _Release, *, overdue: bool = False) -> None:
+        if release.finishing or not (release.detached and (release.marker_seen or overdue)):
+            return
+        release.finishing = True
+        if self._releases.get(peer) is release:
+            del self._releases[peer]
+        # Room for the frames that were on their way on top of a full resume queue.
+        bound = self._bound + len(release.frames)
+        try:
+            await self._script("release", peer, self._node, bound, self._keep_ms, *release.frames)
+        except BrokerUnavailable:
+            event(
+                log, logging.WARNING, "frames lost in outage", peer=peer, frames=len(release.frames)
+            )
+        finally:
+            release.done.set()
+
+    def _unregister(self, peer: str, inbox: Inbox) -> str:
         """Forget ``inbox``'s attachment of ``peer`` here; its id, or '' if it was not current."""
         local = self._local.get(peer)
         if local is None or local.inbox is not inbox:
@@ -351,7 +429,7 @@ class RedisBroker:
         """Make Redis agree with the peers attached here, and flush what waited for them."""
         self._resync_needed = False
         for peer, local in list(self._local.items()):
-            if local.away or self._local.get(peer) is not local:
+            if peer in self._releases or self._local.get(peer) is not local:
                 continue
             status, *queued = await self._script(
                 "resync", self._node, peer, local.conn, local.resume_hash, local.room, local.member
@@ -359,7 +437,7 @@ class RedisBroker:
             if status == b"lost":  # resumed on another connection meanwhile
                 self._supersede(peer, local.conn)
             elif self._local.get(peer) is local:
-                await self._hand_over_all(peer, local, queued)
+                self._hand_over_all(peer, local, queued)
         client = self._connected()
         listed = await self._guard(client.smembers(self._key("node", self._node)))
         for raw in listed:
@@ -383,9 +461,13 @@ class RedisBroker:
         return await self._guard(self._scripts[name](args=[self._prefix, *args]))
 
     async def _guard(self, request: Any) -> Any:
-        """Await one Redis request; trouble of any kind becomes BrokerUnavailable."""
+        """Await one Redis request; trouble of any kind becomes BrokerUnavailable.
+
+        Shielded (and bounded): a caller cancelled meanwhile must not leave half an operation
+        behind, such as a join whose announcement never went out.
+        """
         try:
-            with trio.fail_after(OP_TIMEOUT):
+            with trio.CancelScope(shield=True), trio.fail_after(OP_TIMEOUT):
                 return await request
         except UNAVAILABLE as error:
             if isinstance(error, redis_errors.ReadOnlyError) and self._client is not None:

@@ -7,10 +7,17 @@ Keys (``P`` is REDIS_PREFIX; every script gets it as ARGV[1]):
     P:room:<room>     hash   peer -> member JSON; Redis deletes it with its last member
     P:queue:<peer>    list   frames waiting for the peer (while away, or while its replica is
                              not subscribed); TTL grace + 60 s
+    P:held:<peer>     list   frames sent while the peer's last replica still hands over (below)
     P:away            zset   peer -> deadline (ms, Redis clock) of peers inside their grace period
+    P:holds           zset   peer -> deadline of its hand-over (a dead replica's hold lapses)
     P:nodes           zset   replica -> last heartbeat (ms, Redis clock)
     P:node:<replica>  set    peers attached on that replica
     channel P:ch:<replica>   frames for peers attached there
+
+A replica that lets go of a peer (its connection closed, was cut off, or resumed elsewhere) may
+still have frames for it in flight on its channel. Until it has passed those on, the peer is *held*:
+new frames wait in P:held, and the replica's ``release`` sends its frames first, then the held
+ones, so one sender's frames never overtake each other across the hand-over.
 
 Timestamps come from Redis' own clock (TIME), so replicas never compare their clocks.
 Scripts build key names from the prefix, which a single Redis (or a primary of Sentinel) allows;
@@ -47,8 +54,9 @@ local function drop(peer)
   if f[1] then redis.call('SREM', P .. ':node:' .. f[1], peer) end
   if f[2] and f[2] ~= '' then redis.call('HDEL', P .. ':room:' .. f[2], peer) end
   if f[3] then redis.call('DEL', P .. ':resume:' .. f[3]) end
-  redis.call('DEL', rec, queue_key(peer))
+  redis.call('DEL', rec, queue_key(peer), P .. ':held:' .. peer)
   redis.call('ZREM', P .. ':away', peer)
+  redis.call('ZREM', P .. ':holds', peer)
   return f[2] or ''
 end
 
@@ -69,9 +77,18 @@ end
 local function send(peers, frame, bound, keep_ms)
   local results, groups, order = {}, {}, {}
   for i, peer in ipairs(peers) do
-    local f = redis.call('HMGET', rec_key(peer), 'node', 'conn')
+    local f = redis.call('HMGET', rec_key(peer), 'node', 'conn', 'hold')
     if not f[1] then
       results[i] = 'gone'
+    elseif f[3] and f[3] ~= '' then
+      local held = P .. ':held:' .. peer
+      if redis.call('LLEN', held) >= bound then
+        results[i] = 'full'
+      else
+        redis.call('RPUSH', held, frame)
+        redis.call('PEXPIRE', held, keep_ms)
+        results[i] = 'queued'
+      end
     elseif f[2] ~= '' and redis.call('LLEN', queue_key(peer)) == 0 then
       if not groups[f[1]] then groups[f[1]] = {}; order[#order + 1] = f[1] end
       table.insert(groups[f[1]], i)
@@ -92,6 +109,29 @@ local function send(peers, frame, bound, keep_ms)
     end
   end
   return results
+end
+
+-- ``node`` still has frames in flight for ``peer``: hold new ones until it releases them.
+local function hold(peer, node)
+  redis.call('HSET', rec_key(peer), 'hold', node)
+  redis.call('ZADD', P .. ':holds', now_ms() + 10000, peer)
+end
+
+-- End a hold: ``frames`` (in flight at the holder), then the held ones, go where the peer is now.
+local function release(peer, node, frames, bound, keep_ms)
+  local rec, held = rec_key(peer), P .. ':held:' .. peer
+  redis.call('ZREM', P .. ':holds', peer)
+  if redis.call('EXISTS', rec) == 0 then
+    redis.call('DEL', held)
+    return
+  end
+  if node == nil or redis.call('HGET', rec, 'hold') == node then
+    redis.call('HSET', rec, 'hold', '')
+  end
+  for _, frame in ipairs(frames) do send({peer}, frame, bound, keep_ms) end
+  local waiting = redis.call('LRANGE', held, 0, -1)
+  redis.call('DEL', held)
+  for _, frame in ipairs(waiting) do send({peer}, frame, bound, keep_ms) end
 end
 
 -- Take everything queued for a peer (in order) and clear the queue.
@@ -138,7 +178,9 @@ local peer = redis.call('GETDEL', P .. ':resume:' .. ARGV[2])
 if not peer then return nil end
 local f = redis.call('HMGET', rec_key(peer), 'node', 'conn', 'room')
 if not f[1] then return nil end
-if f[2] ~= '' and f[1] ~= ARGV[3] then
+if f[2] ~= '' then
+  -- Its old connection is still open somewhere: close it, and hold until that replica lets go.
+  hold(peer, f[1])
   redis.call('PUBLISH', P .. ':ch:' .. f[1], 's ' .. peer .. ' ' .. f[2] .. '\\n')
 end
 redis.call('HDEL', rec_key(peer), 'resume')
@@ -146,33 +188,28 @@ set_away(peer, now_ms() + tonumber(ARGV[4]))
 return {peer, f[3], f[1], f[2]}
 """
 
-# ARGV: P, peer, conn ('' if unknown), grace_ms, unsent frames... (oldest first)
-DETACH = """
-local peer, conn = ARGV[2], ARGV[3]
-local current = redis.call('HGET', rec_key(peer), 'conn')
-if not current then return 0 end
-if conn ~= '' and current == conn then
-  set_away(peer, now_ms() + tonumber(ARGV[4]))
-  current = ''
+# ARGV: P, peer, conn, node, grace_ms -> what became of the peer this connection let go of:
+# 'held' (now away; a marker follows the frames in flight), 'claimed' (a resume holds it for this
+# replica already), 'other' (attached or away elsewhere), 'gone'.
+HANDOFF = """
+local peer, conn, node = ARGV[2], ARGV[3], ARGV[4]
+local f = redis.call('HMGET', rec_key(peer), 'conn', 'hold')
+if not f[1] then return 'gone' end
+if f[1] == conn then
+  set_away(peer, now_ms() + tonumber(ARGV[5]))
+  hold(peer, node)
+  redis.call('PUBLISH', P .. ':ch:' .. node, 'm ' .. peer .. ' ' .. conn .. '\\n')
+  return 'held'
 end
-if current == '' and #ARGV > 4 then
-  local q = queue_key(peer)
-  for i = #ARGV, 5, -1 do redis.call('LPUSH', q, ARGV[i]) end
-  redis.call('PEXPIRE', q, tonumber(ARGV[4]) + 60000)
-end
-return 1
+if f[2] == node then return 'claimed' end
+return 'other'
 """
 
-# ARGV: P, peer, conn, grace_ms, frames... : a reader too slow to keep up is cut off; what it
-# missed waits for its resume, behind anything already queued.
-CUT_OFF = """
-local peer, conn = ARGV[2], ARGV[3]
-if redis.call('HGET', rec_key(peer), 'conn') ~= conn then return 0 end
-local grace = tonumber(ARGV[4])
-set_away(peer, now_ms() + grace)
-local q = queue_key(peer)
-for i = 5, #ARGV do redis.call('RPUSH', q, ARGV[i]) end
-redis.call('PEXPIRE', q, grace + 60000)
+# ARGV: P, peer, node, bound, keep_ms, frames...: this replica lets go of the peer.
+RELEASE = """
+local frames = {}
+for i = 6, #ARGV do frames[#frames + 1] = ARGV[i] end
+release(ARGV[2], ARGV[3], frames, tonumber(ARGV[4]), tonumber(ARGV[5]))
 return 1
 """
 
@@ -288,7 +325,7 @@ redis.call('SREM', P .. ':node:' .. ARGV[3], ARGV[2])
 return 1
 """
 
-# ARGV: P, grace_ms, node_timeout_ms, check_nodes (0/1), limit -> {peer, room, peer, room, ...}
+# ARGV: P, grace_ms, node_timeout_ms, check_nodes (0/1), limit, bound -> {peer, room, ...}
 # Replicas silent for node_timeout are dead: their peers become away (deadline: last heartbeat
 # plus grace). Peers whose deadline passed are removed; the caller announces them leaving.
 REAP = """
@@ -305,6 +342,9 @@ if ARGV[4] == '1' then
     redis.call('DEL', P .. ':node:' .. node)
     redis.call('ZREM', P .. ':nodes', node)
   end
+end
+for _, peer in ipairs(redis.call('ZRANGEBYSCORE', P .. ':holds', '-inf', now, 'LIMIT', 0, limit)) do
+  release(peer, nil, {}, tonumber(ARGV[6]), grace + 60000)  -- its holder died mid hand-over
 end
 local gone = {}
 for _, peer in ipairs(redis.call('ZRANGEBYSCORE', P .. ':away', '-inf', now, 'LIMIT', 0, limit)) do

@@ -12,7 +12,7 @@ from tests.conftest import TallowProcess
 from tests.redis.redis_procs import RedisServer
 
 # Short grace periods keep the failure tests fast; the values under test are named in each test.
-REPLICA_ENV = {"TALLOW_RESUME_SECONDS": "3", "TALLOW_HEARTBEAT_SECONDS": "5"}
+REPLICA_ENV = {"TALLOW_RESUME_SECONDS": "3"}
 
 
 @pytest.fixture

@@ -1,0 +1,81 @@
+"""The single-server resume tests, rerun on replicas sharing Redis.
+
+Each test of tests/integration/test_resume.py runs here unchanged against a "server" whose
+``ws_url`` alternates between two replicas, so consecutive clients land on different replicas:
+resume must behave across replicas exactly as on one. (test_cross_replica.py covers the other
+rows of PROTOCOL.md; the slow reader has its own cross-replica test in
+test_resume_and_failures.py.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import trio
+
+from tests.conftest import TallowProcess, launch
+from tests.integration.test_resume import (
+    test_resume_keeps_peer_and_room_and_delivers_what_was_queued,
+    test_resume_queue_is_bounded_and_the_sender_is_told,
+    test_resume_token_is_single_use,
+    test_resume_while_old_connection_still_open_supersedes_it,
+    test_unknown_or_expired_token_gives_a_fresh_identity,
+)
+from tests.redis.redis_procs import RedisServer
+
+
+@attrs.define
+class Replicas:
+    """Looks like one TallowProcess; each ``ws_url`` read picks the next replica."""
+
+    members: list[TallowProcess]
+    turn: int = 0
+
+    @property
+    def ws_url(self) -> str:
+        self.turn += 1
+        return self.members[self.turn % len(self.members)].ws_url
+
+    def metric(self, name: str) -> float:
+        """The service's value: the sum over the replicas."""
+        return sum(member.metric(name) for member in self.members)
+
+    async def wait_metric(self, name: str, value: float, timeout: float = 10.0) -> None:
+        with trio.fail_after(timeout):
+            while await trio.to_thread.run_sync(self.metric, name) != value:
+                await trio.sleep(0.02)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.members[0], name)
+
+
+@pytest.fixture
+def start_tallow(tmp_path: Path, redis_server: RedisServer):
+    started: list[TallowProcess] = []
+
+    def start(env: dict[str, str] | None = None, **kwargs: Any) -> Replicas:
+        full = {"REDIS_URL": redis_server.url, **(env or {})}
+        pair = [launch(tmp_path, env=full, **kwargs) for _ in range(2)]
+        started.extend(pair)
+        return Replicas(pair)
+
+    yield start
+    for server in started:
+        server.kill()
+
+
+@pytest.fixture
+def tallow_server(start_tallow: Any) -> Replicas:
+    return start_tallow()
+
+
+__all__ = [
+    "test_resume_keeps_peer_and_room_and_delivers_what_was_queued",
+    "test_resume_queue_is_bounded_and_the_sender_is_told",
+    "test_resume_token_is_single_use",
+    "test_resume_while_old_connection_still_open_supersedes_it",
+    "test_unknown_or_expired_token_gives_a_fresh_identity",
+]
