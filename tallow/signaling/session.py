@@ -118,9 +118,8 @@ class Session:
         if claim:
             welcome.update(resumed=True, room=claim.room)
             metrics.resumes.inc()
-        self._push(
-            p.encode(welcome), relayed=False
-        )  # first in the outbox, before anything queued for us
+        # The welcome goes first into the outbox, before anything queued for a resumed peer.
+        self._push(p.encode(welcome), relayed=False)
         self._restoring = True
         try:
             await broker.attach(self.peer, token_hash(token), self)
