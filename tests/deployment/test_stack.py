@@ -151,6 +151,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         redis.kill()
 
 
+def test_replicas_are_ready_on_the_password_protected_redis(stack: Stack) -> None:
+    for replica in stack.replicas:
+        status, _, body = http_get(replica.url + "/api/ready")
+        assert status == 200, body
+        assert json.loads(body)["checks"]["broker"]["broker"] == "redis"
+
+
 def test_https_responses_carry_the_apps_security_headers_exactly_once(stack: Stack) -> None:
     for path in ("/", "/api/health", "/no-such-file"):
         response = stack.get(path)
@@ -182,6 +189,10 @@ def test_plain_http_redirects_to_https(stack: Stack) -> None:
     response = connection.getresponse()
     assert response.status == 301
     assert response.getheader("Location") == "https://tallow.test/app?x=1"
+    response.read()
+    # The one plain-HTTP answer: nginx's own health check (the Compose healthcheck uses it).
+    connection.request("GET", "/healthz")
+    assert connection.getresponse().read() == b"ok\n"
 
 
 def test_fingerprinted_assets_are_cached_at_the_edge_and_compressed(stack: Stack) -> None:
