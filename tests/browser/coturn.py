@@ -55,7 +55,9 @@ def run_coturn(directory: Path) -> Iterator[Coturn]:
         "turnserver", "-n", "--listening-ip=127.0.0.1", f"--listening-port={port}",
         "--relay-ip=127.0.0.1", f"--min-port={relay_min}", f"--max-port={relay_min + 199}",
         "--use-auth-secret", f"--static-auth-secret={server.secret}", "--realm=tallow.test",
-        "--no-tls", "--no-dtls", "--no-cli", "--allow-loopback-peers", "--simple-log",
+        # UDP only: the port was picked free for UDP, and a busy TCP twin would stall start-up.
+        "--no-tcp", "--no-tcp-relay", "--no-tls", "--no-dtls", "--no-cli",
+        "--allow-loopback-peers", "--simple-log",
         f"--log-file={server.log_path}", f"--pidfile={directory / 'turnserver.pid'}",
         f"--userdb={directory / 'turndb'}",
     ]  # fmt: skip
