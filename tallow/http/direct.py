@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 from urllib.parse import parse_qs, urlsplit
 
 import trio
@@ -75,9 +76,9 @@ class DirectTransport:
                 self._broken = True
                 await trio.aclose_forcefully(self.stream)
 
-    async def send(self, frame: bytes) -> None:
+    async def send(self, frames: Sequence[bytes]) -> None:
         if not self._closed:
-            await self._write(self.ws.send(TextMessage(data=frame.decode())))
+            await self._write(b"".join(self.ws.send(TextMessage(data=f.decode())) for f in frames))
 
     async def ping(self) -> None:
         if not self._closed:

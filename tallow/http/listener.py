@@ -9,6 +9,7 @@ connection is logged and closed, and every other client carries on.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -156,13 +157,28 @@ async def serve_http(
                 )
                 task_status.started(urls)
                 await stop.wait()
+                # Connections the kernel completed before the signal are served, not reset.
+                _accept_backlog(sockets, connections, guarded)
                 accepting.cancel_scope.cancel()  # closes the listening sockets
             event(log, logging.INFO, "stopped accepting", open_connections=len(open_streams))
-            await context.terminated.set()  # idle keep-alive connections close now
+            # Idle keep-alive connections close after hypercorn's keep-alive timeout (5 s);
+            # closing them at once would race requests that have just arrived on them.
             deadline = trio.current_time() + config.graceful_timeout
             connections.cancel_scope.deadline = deadline
             closer.start_soon(_close_when_due, deadline, open_streams)
         closer.cancel_scope.cancel()
+
+
+def _accept_backlog(
+    sockets: Sockets, nursery: trio.Nursery, handler: Callable[[trio.SocketStream], Awaitable[None]]
+) -> None:
+    for sock in sockets.insecure_sockets:  # non-blocking since trio took them over
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:  # BlockingIOError: nothing waiting
+                break
+            nursery.start_soon(handler, trio.SocketStream(trio.socket.from_stdlib_socket(conn)))
 
 
 async def _close_when_due(deadline: float, streams: set[trio.SocketStream]) -> None:

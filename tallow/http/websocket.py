@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -34,8 +35,10 @@ class AsgiTransport:
                 self._closed = True
         return None
 
-    async def send(self, frame: bytes) -> None:
-        if not self._closed:
+    async def send(self, frames: Sequence[bytes]) -> None:
+        for frame in frames:
+            if self._closed:
+                return
             await self._send({"type": "websocket.send", "text": frame.decode()})
 
     async def close(self, code: int, reason: str) -> None:
