@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 import subprocess
 import sys
@@ -14,9 +16,11 @@ ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 
 # checkov pins packaging<24 while pytest needs >=24, so it cannot share the test environment:
-# it gets a virtualenv of its own under build/ (git-ignored), made on first use.
+# it gets a virtualenv of its own, made on first use in the user's cache folder, so that every
+# checkout on this machine (CI's fresh clones too) shares one.
 CHECKOV_VERSION = "3.3.30"
-CHECKOV_HOME = ROOT / "build" / "tools" / f"checkov-{CHECKOV_VERSION}"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tallow"
+CHECKOV_HOME = CACHE / f"checkov-{CHECKOV_VERSION}"
 
 
 def tool(name: str) -> str:
@@ -49,9 +53,14 @@ def assert_succeeds(result: subprocess.CompletedProcess[str]) -> None:
 
 def checkov() -> str:
     """The pinned checkov, installed into its own virtualenv when it is not there yet."""
-    binary = CHECKOV_HOME / "bin" / "checkov"
-    if not binary.exists():
-        venv.create(CHECKOV_HOME, with_pip=True)
-        pip = [str(CHECKOV_HOME / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-        assert_succeeds(run([*pip, f"checkov=={CHECKOV_VERSION}"], timeout=900))
-    return str(binary)
+    complete = CHECKOV_HOME / "installed"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / f"checkov-{CHECKOV_VERSION}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one installer at a time; the others wait, then reuse
+        if not complete.exists():
+            shutil.rmtree(CHECKOV_HOME, ignore_errors=True)  # a half-made one from a killed run
+            venv.create(CHECKOV_HOME, with_pip=True)
+            pip = [str(CHECKOV_HOME / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+            assert_succeeds(run([*pip, f"checkov=={CHECKOV_VERSION}"], timeout=900))
+            complete.touch()
+    return str(CHECKOV_HOME / "bin" / "checkov")
