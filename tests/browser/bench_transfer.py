@@ -58,9 +58,10 @@ def main() -> None:
         servers = []
         try:
             with run_coturn(directory) as turn:
-                direct = launch(directory)
-                relayed = launch(directory, env={"TURN_URLS": turn.url, "TURN_SECRET": turn.secret})
-                servers += [direct, relayed]
+                servers.append(launch(directory))
+                turn_env = {"TURN_URLS": turn.url, "TURN_SECRET": turn.secret}
+                servers.append(launch(directory, env=turn_env))
+                direct, relayed = servers
                 for mode, server, query in (("direct", direct, ""), ("relay", relayed, "?relay=1")):
                     rates = [
                         transfer_rate(browser, server.url, query, path) for _ in range(options.runs)
