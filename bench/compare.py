@@ -178,9 +178,14 @@ def across_replicas(args: argparse.Namespace, workdir: Path) -> list[dict[str, A
         for pairs in args.redis_pairs:
             for run in range(args.runs):
                 for layout, url2 in (("same replica", first.ws_url), ("across", second.ws_url)):
-                    result = measure_rate(
-                        rate_args(args, "tallow", pairs, first.ws_url, url2), pids
-                    )
+                    generator = rate_args(args, "tallow", pairs, first.ws_url, url2)
+                    try:
+                        result = measure_rate(generator, pids)
+                    except RuntimeError as failure:  # one failed run is a figure too
+                        reason = str(failure).split("): ", 1)[-1]
+                        samples.append({"layout": layout, "pairs": pairs, "failed": reason})
+                        log(f"redis {layout:12} {pairs:4} pairs: failed: {reason}")
+                        continue
                     samples.append({"layout": layout, "run": run, **result})
                     log(
                         f"redis {layout:12} {pairs:4} pairs: "
@@ -232,7 +237,7 @@ def main() -> None:
             try:
                 data["redis"] = across_replicas(args, workdir)
             except (RuntimeError, TimeoutError) as failure:  # the broker is still being built
-                data["redis_error"] = str(failure).strip().splitlines()[-1][:300]
+                data["redis_error"] = str(failure).strip()[:400]
                 log(f"across replicas: not measured: {data['redis_error']}")
     data["machine"]["load_after"] = round(os.getloadavg()[0], 2)
     data["minutes"] = round((time.monotonic() - began) / 60, 1)

@@ -235,6 +235,8 @@ async function rate(options) {
       peer.ws.on("close", (code) => {
         if (sending) countError(`closed-${code}`);
       });
+      // A reset socket is a figure to report, not a reason to lose the whole run.
+      peer.ws.on("error", (error) => countError(error.code || "socket-error"));
     }
   }
 
@@ -285,7 +287,10 @@ async function idle(options) {
   const peers = await withTimeout(bounded(options.connections, () => protocol.connect(options.url)), "connecting");
   const heartbeats = startHeartbeats(protocol, peers);
   let closed = 0;
-  for (const peer of peers) peer.ws.on("close", () => closed++);
+  for (const peer of peers) {
+    peer.ws.on("close", () => closed++);
+    peer.ws.on("error", () => {}); // counted by its close
+  }
   emit({ event: "open", connections: peers.length, seconds: round((performance.now() - started) / 1000) });
   await new Promise((resolve) => {
     const timer = setTimeout(resolve, options.hold * 1000);

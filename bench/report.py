@@ -132,14 +132,23 @@ def _redis_lines(data: dict[str, Any]) -> list[str]:
         "| pairs | layout | msg/s | RTT p50 ms | RTT p99 ms | RTT max ms | CPU (both replicas) |",
         "|---|---|---|---|---|---|---|",
     ]
+    failures = []
     for pairs in sorted({s["pairs"] for s in data["redis"]}):
         for layout in ("same replica", "across"):
             group = [s for s in data["redis"] if s["pairs"] == pairs and s["layout"] == layout]
-            f = _figures(group)
+            failed = [s["failed"] for s in group if "failed" in s]
+            failures += [f"{pairs} pairs, {layout}: {reason}" for reason in failed]
+            if len(failed) == len(group):
+                lines.append(f"| {pairs} | {layout} | failed | | | | |")
+                continue
+            f = _figures([s for s in group if "failed" not in s])
             lines.append(
                 f"| {pairs} | {layout} | {f['mps']:,.0f} | {f['p50']:.2f} | {f['p99']:.2f} "
                 f"| {f['max']:.1f} | {f['server_cpu']:.0%} |"
             )
+    if failures:
+        lines += ["", "Failed runs (left out of the medians):", ""]
+        lines += [f"- {failure}" for failure in failures]
     return lines
 
 

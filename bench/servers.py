@@ -196,5 +196,6 @@ def run_generator(
             process.kill()
             process.wait()
     if process.returncode != 0 or result is None:
-        raise RuntimeError(f"loadgen {' '.join(args)} failed ({process.returncode}): {stderr}")
+        reason = next((line for line in stderr.splitlines() if line.startswith("loadgen:")), stderr)
+        raise RuntimeError(f"loadgen {' '.join(args)} failed ({process.returncode}): {reason}")
     return result
