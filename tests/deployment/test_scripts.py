@@ -14,7 +14,9 @@ HEALTH_CHECK = str(ROOT / "scripts" / "health-check.sh")
 ESCAPE = "\033["
 
 
-@pytest.mark.parametrize("script", [s for s in SCRIPTS if s.name != "deploy-lib.sh"], ids=lambda s: s.name)
+@pytest.mark.parametrize(
+    "script", [s for s in SCRIPTS if s.name != "deploy-lib.sh"], ids=lambda s: s.name
+)
 def test_every_script_explains_itself(script: Any) -> None:
     result = run([str(script), "--help"])
     assert result.returncode == 0 and result.stdout.startswith("Usage: scripts/"), result
