@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import free_port
+from tests.deployment import nginx
 from tests.deployment.artifacts import SCRIPTS
-from tests.deployment.tools import ROOT, run, tool
+from tests.deployment.tools import ROOT, VENV_BIN, run, tool
 
 HEALTH_CHECK = str(ROOT / "scripts" / "health-check.sh")
 ESCAPE = "\033["
@@ -38,3 +42,30 @@ def test_health_check_fails_when_nothing_answers_and_colours_a_terminal() -> Non
     result = run([tool("script"), "-qec", f"{HEALTH_CHECK} {url}", "/dev/null"])
     assert result.returncode == 1
     assert f"{ESCAPE}31mFAIL" in result.stdout
+
+
+def test_deploy_prod_dry_run_validates_env_and_certificates(tmp_path: Path) -> None:
+    """In a copy of the deployment files, so the checkout's own .env is never touched."""
+    for folder in ("scripts", "manifests", "packaging"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    nginx.make_certificate(tmp_path / "certs")
+    example = (ROOT / ".env.example").read_text()
+    env_file = tmp_path / ".env"
+    env_file.write_text(example)
+    deploy = [str(tmp_path / "scripts" / "deploy-prod.sh"), "--dry-run"]
+    # docker-compose from the test environment stands in for `docker compose`.
+    path = {"PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+
+    refused = run(deploy, env={**os.environ, **path})
+    assert refused.returncode == 1 and "placeholder values" in refused.stderr, refused
+
+    secrets = {"REDIS_PASSWORD": "3f9a1c2b" * 4, "TURN_SECRET": "7d0e5a61" * 4}
+    for name, value in secrets.items():
+        example = example.replace(f"{name}=change-me-openssl-rand-hex-32", f"{name}={value}")
+    env_file.write_text(example)
+    accepted = run(deploy, env={**os.environ, **path})
+    assert accepted.returncode == 0 and "configuration valid" in accepted.stdout, accepted
+
+    (tmp_path / "certs" / "tls.key").unlink()
+    missing = run(deploy, env={**os.environ, **path})
+    assert missing.returncode == 1 and "tls.key is missing" in missing.stderr, missing
