@@ -44,6 +44,20 @@ WRITE_GRACE = 5.0  # seconds one frame may take to reach a slow client
 GONE = (trio.BrokenResourceError, trio.ClosedResourceError, LocalProtocolError)
 
 
+def text_frame(payload: bytes) -> bytes:
+    """One unmasked, unfragmented server text frame (RFC 6455 5.2) around UTF-8 ``payload``.
+
+    Written here rather than by wsproto, which wants a str and would decode and re-encode
+    every relayed message; no extension is ever negotiated, so the frame format is fixed.
+    """
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 1 << 16:
+        return b"\x81\x7e" + size.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + size.to_bytes(8, "big") + payload
+
+
 class DirectTransport:
     """The Session's transport over one wsproto connection on a Trio stream."""
 
@@ -78,7 +92,7 @@ class DirectTransport:
 
     async def send(self, frames: Sequence[bytes]) -> None:
         if not self._closed:
-            await self._write(b"".join(self.ws.send(TextMessage(data=f.decode())) for f in frames))
+            await self._write(b"".join(map(text_frame, frames)))
 
     async def ping(self) -> None:
         if not self._closed:

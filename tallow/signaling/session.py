@@ -31,6 +31,10 @@ CLOSE_TIMEOUT = 5.0  # seconds to hand over the close frame before giving up on 
 WRITE_BATCH = 64  # most frames the writer sends in one go
 
 
+# Counter children looked up once: labels() takes a lock and a dict lookup on every call.
+_HANDLED = {kind: metrics.messages_relayed.labels(kind) for kind in p.CLIENT_TYPES}
+
+
 class Transport(Protocol):
     """A WebSocket as the session sees it, whatever server library carries it."""
 
@@ -206,7 +210,7 @@ class Session:
             re = p.request_id(message)
             kind = p.kind(message)
             await getattr(self, "_on_" + kind)(message, re)
-            metrics.messages_relayed.labels(kind).inc()
+            _HANDLED[kind].inc()
         except p.ProtocolError as error:
             self._reply_error(error.code, error.message, re)
         except Exception:
