@@ -44,6 +44,8 @@ from tallow.config import Settings
 from tallow.observability.logs import event
 
 log = logging.getLogger("tallow.broker")
+# coredis reports every script it must load again (after a Redis restart) at INFO: routine here.
+logging.getLogger("coredis").setLevel(logging.WARNING)
 
 OP_TIMEOUT = 2.0  # seconds; a Redis round trip slower than this counts as an outage
 HEARTBEAT_INTERVAL = 1.0  # seconds between a replica's heartbeats
@@ -138,6 +140,7 @@ class RedisBroker:
         self._scripts: dict[str, Any] = {}
         self._local: dict[str, _Local] = {}
         self._healthy_since: float | None = None  # continuous heartbeats since (trio clock)
+        self._seen_outage = False
         self._resync_needed = True
         self._announce_to: dict[str, list[str]] = {}  # joiner -> peers its join listed
         self._releases: dict[str, _Release] = {}
@@ -313,9 +316,8 @@ class RedisBroker:
     async def expired(self) -> list[Expired]:
         # Right after an outage every replica's heartbeat looks old: judge others only once this
         # one has been beating for a whole NODE_TIMEOUT, so they had time to beat again too.
-        settled = (
-            self._healthy_since is not None
-            and trio.current_time() - self._healthy_since >= NODE_TIMEOUT
+        settled = self._healthy_since is not None and (
+            not self._seen_outage or trio.current_time() - self._healthy_since >= NODE_TIMEOUT
         )
         gone = await self._script(
             "reap",
@@ -480,6 +482,7 @@ class RedisBroker:
         if self._healthy_since is not None:
             event(log, logging.WARNING, what, error=_describe(error))
         self._healthy_since = None
+        self._seen_outage = True
         self._resync_needed = True
 
 

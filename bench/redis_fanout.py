@@ -1,0 +1,276 @@
+"""Measure Redis fan-out: signal latency, relay throughput, and recovery from failures.
+
+    .venv/bin/python -m bench.redis_fanout [--samples 1000] [--seconds 5] [--pairs 20]
+
+Starts its own redis-server, redis-sentinel and Tallow processes on free loopback ports (as the
+tests do) and prints one line per figure. Not a test: the numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+
+from tests.conftest import TallowProcess, launch
+from tests.redis.redis_procs import RedisServer, Sentinel, eventually, signal_until_through
+from tests.signaling_client import connect
+
+WINDOW = 32  # signals a throughput sender may have on their way before it waits
+
+
+def _report(name: str, value: str) -> None:
+    print(f"{name:<58} {value}", flush=True)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _redis_stats(redis: RedisServer) -> tuple[float, int]:
+    """(CPU seconds, commands processed) of redis-server so far."""
+    info = dict(line.split(":", 1) for line in redis.cli("INFO", "all").splitlines() if ":" in line)
+    cpu = float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+    return cpu, int(info["total_commands_processed"])
+
+
+def _percentiles(samples: list[float]) -> str:
+    ms = sorted(sample * 1000 for sample in samples)
+    p50, p99 = ms[len(ms) // 2], ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+    return f"p50 {p50:.2f} ms  p99 {p99:.2f} ms  (n={len(ms)})"
+
+
+async def latency(alice_url: str, bob_url: str, samples: int) -> list[float]:
+    """One signal at a time, send to receive, both clients in this process (one clock)."""
+    async with connect(alice_url) as alice, connect(bob_url) as bob:
+        await alice.join("latency"), await bob.join("latency")
+        await alice.recv()
+        times = []
+        for number in range(samples + 50):
+            started = time.perf_counter()
+            await alice.send({"type": "signal", "to": bob.peer, "data": number})
+            await bob.recv()
+            if number >= 50:  # warm-up
+                times.append(time.perf_counter() - started)
+        return times
+
+
+async def throughput(urls: tuple[str, str], pairs: int, seconds: float) -> tuple[float, int]:
+    """Signals relayed per second by ``pairs`` senders, each with at most WINDOW unanswered.
+
+    The window keeps receivers from being cut off as slow readers (close 1013), which is what
+    an unbounded sender would measure instead.
+    """
+    received = 0
+
+    async def pair(index: int) -> None:
+        nonlocal received
+        credits = trio.Semaphore(WINDOW)
+        async with connect(urls[0]) as sender, connect(urls[1]) as receiver:
+            room = f"tp-{index}"
+            await sender.join(room), await receiver.join(room)
+            await sender.recv()
+
+            async def drain() -> None:
+                nonlocal received
+                while True:
+                    await receiver.ws.get_message()
+                    received += 1
+                    credits.release()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(drain)
+                await start.wait()
+                with trio.move_on_after(seconds):
+                    while True:
+                        await credits.acquire()
+                        await sender.send({"type": "signal", "to": receiver.peer, "data": "x"})
+                nursery.cancel_scope.cancel()
+
+    start = trio.Event()
+    async with trio.open_nursery() as nursery:
+        for index in range(pairs):
+            nursery.start_soon(pair, index)
+        await trio.sleep(3)
+        start.set()
+        began = trio.current_time()
+    return received / (trio.current_time() - began), received
+
+
+async def idle_peers(server: TallowProcess, redis: RedisServer, count: int) -> tuple[float, float]:
+    """(replica KiB, Redis bytes) per idle peer, with ``count`` peers joined in rooms of two."""
+
+    def rss_kib() -> int:
+        status = Path(f"/proc/{server.process.pid}/status").read_text()
+        return int(status.split("VmRSS:")[1].split()[0])
+
+    def redis_bytes() -> int:
+        return int(redis.cli("INFO", "memory").split("used_memory:")[1].split()[0])
+
+    rss, used = rss_kib(), redis_bytes()
+    joined = 0
+    async with trio.open_nursery() as nursery:
+        done = trio.Event()
+
+        async def peer(index: int) -> None:
+            nonlocal joined
+            async with contextlib.AsyncExitStack() as stack:
+                async with opening:  # a few at a time: a burst of handshakes is another test
+                    client = await stack.enter_async_context(connect(server.ws_url))
+                    await client.join(f"idle-{index // 2}", f"peer {index}", {"device": "laptop"})
+                joined += 1
+                await done.wait()
+
+        opening = trio.CapacityLimiter(20)
+        for index in range(count):
+            nursery.start_soon(peer, index)
+        await eventually(lambda: joined == count, 120)
+        await trio.sleep(1)
+        result = (rss_kib() - rss) / count, (redis_bytes() - used) / count
+        done.set()
+    return result
+
+
+async def dead_replica(start: Callable[..., TallowProcess], room: str) -> float:
+    """SIGKILL a replica: seconds until a peer elsewhere hears its peer left (grace 0)."""
+    one, two = start(TALLOW_RESUME_SECONDS="0"), start(TALLOW_RESUME_SECONDS="0")
+    async with connect(one.ws_url) as alice, connect(two.ws_url) as bob:
+        await alice.join(room), await bob.join(room)
+        await alice.recv()
+        two.process.kill()
+        started = trio.current_time()
+        message = await alice.recv(30)
+        assert message == {"type": "peer-left", "room": room.upper(), "peer": bob.peer}, message
+        elapsed = trio.current_time() - started
+    one.terminate()
+    return elapsed
+
+
+async def redis_restart(start: Callable[..., TallowProcess], redis: RedisServer) -> float:
+    """Restart an empty Redis: seconds from it being back until a signal crosses replicas."""
+    one, two = start(), start()
+    async with connect(one.ws_url) as alice, connect(two.ws_url) as bob:
+        await alice.join("restart"), await bob.join("restart")
+        await alice.recv()
+        redis.kill()
+        await trio.sleep(2)
+        redis.start()
+        return await signal_until_through(alice, bob, 60)
+
+
+async def sentinel_failover(start: Callable[..., TallowProcess], workdir: Path) -> float:
+    """Kill the primary: seconds until a signal crosses replicas again (down-after 1 s)."""
+    primary = RedisServer(workdir / "primary").start()
+    standby = RedisServer(
+        workdir / "standby", extra=["--replicaof", "127.0.0.1", str(primary.port)]
+    ).start()
+    sentinels = [Sentinel(workdir / f"sentinel-{i}", primary.port).start() for i in range(3)]
+    try:
+        await eventually(lambda: "slave0" in primary.cli("INFO", "replication"), 10)
+        await eventually(lambda: all(s.primary_port_now() == primary.port for s in sentinels), 10)
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in sentinels)
+        url = f"redis+sentinel://{hosts}/tallow"
+        one, two = start(REDIS_URL=url), start(REDIS_URL=url)
+        async with connect(one.ws_url) as alice, connect(two.ws_url) as bob:
+            await alice.join("failover"), await bob.join("failover")
+            await alice.recv()
+            primary.kill()
+            return await signal_until_through(alice, bob, 60)
+    finally:
+        for process in (*sentinels, standby, primary):
+            process.kill()
+
+
+async def main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        workdir = Path(folder)
+        redis = RedisServer(workdir / "redis").start()
+        started: list[TallowProcess] = []
+
+        def start(**env: str) -> TallowProcess:
+            settings = {"REDIS_URL": redis.url, "TALLOW_RATE_LIMIT": "0", "LOG_LEVEL": "warning"}
+            server = launch(workdir, env={**settings, **env})
+            started.append(server)
+            return server
+
+        try:
+            memory = launch(workdir, env={"TALLOW_RATE_LIMIT": "0", "LOG_LEVEL": "warning"})
+            started.append(memory)
+            one, two = start(), start()
+            n = args.samples
+            _report(
+                "latency, embedded broker, same process",
+                _percentiles(await latency(memory.ws_url, memory.ws_url, n)),
+            )
+            _report(
+                "latency, Redis, same replica",
+                _percentiles(await latency(one.ws_url, one.ws_url, n)),
+            )
+            _report(
+                "latency, Redis, across replicas",
+                _percentiles(await latency(one.ws_url, two.ws_url, n)),
+            )
+            for name, servers in (
+                ("embedded broker, one process", (memory, memory)),
+                ("Redis, one replica", (one, one)),
+                ("Redis, across two replicas", (one, two)),
+            ):
+                pids = {server.process.pid for server in servers}
+                cpu_before = sum(_cpu_seconds(pid) for pid in pids)
+                redis_before = _redis_stats(redis)
+                rate, relayed = await throughput(
+                    (servers[0].ws_url, servers[1].ws_url), args.pairs, args.seconds
+                )
+                cpu = (sum(_cpu_seconds(pid) for pid in pids) - cpu_before) / relayed
+                redis_cpu, commands = (
+                    after - before
+                    for after, before in zip(_redis_stats(redis), redis_before, strict=True)
+                )
+                _report(
+                    f"throughput, {name}, {args.pairs} pairs",
+                    f"{rate:.0f} signals/s; Tallow CPU {cpu * 1e6:.0f} us/signal",
+                )
+                if servers[0] is not memory:
+                    _report(
+                        f"  Redis for it: {name}",
+                        f"{redis_cpu / relayed * 1e6:.0f} us CPU, "
+                        f"{commands / relayed:.2f} commands per signal",
+                    )
+            kib, redis_bytes = await idle_peers(
+                start(TALLOW_MAX_CONNECTIONS_PER_IP="0"), redis, 1000
+            )
+            _report("memory per idle peer (1000 joined), replica", f"{kib:.1f} KiB")
+            _report("memory per idle peer (1000 joined), Redis", f"{redis_bytes:.0f} bytes")
+            for server in started:
+                server.terminate()  # a goodbye, so no dead replica skews what follows
+            started.clear()
+            for attempt in range(3):
+                seconds = await dead_replica(start, f"dead-{attempt}")
+                _report(
+                    f"dead replica noticed (SIGKILL, grace 0), run {attempt + 1}",
+                    f"{seconds:.2f} s",
+                )
+            seconds = await redis_restart(start, redis)
+            _report("recovery after Redis restart (from Redis back)", f"{seconds:.2f} s")
+            seconds = await sentinel_failover(start, workdir)
+            _report("recovery after Sentinel failover (from primary kill)", f"{seconds:.2f} s")
+        finally:
+            for server in started:
+                server.kill()
+            redis.kill()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=1000, help="latency samples per case")
+    parser.add_argument("--seconds", type=float, default=5.0, help="throughput run length")
+    parser.add_argument("--pairs", type=int, default=20, help="sender/receiver pairs")
+    trio.run(main, parser.parse_args())
