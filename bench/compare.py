@@ -213,19 +213,27 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "performance.md")
     parser.add_argument("--plot", type=Path, help="default: performance.png beside --output")
     parser.add_argument("--raw", type=Path, help="also write every sample as JSON here")
+    parser.add_argument(
+        "--from-raw", type=Path, help="measure nothing: rewrite the report from a --raw file"
+    )
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
     args.plot = args.plot or args.output.with_name("performance.png")
+    if args.from_raw:
+        write_report(json.loads(args.from_raw.read_text()), args)
+        return
     # 1000 pairs are 2000 sockets on each side, the idle test 10,000: lift the soft fd limit
     # (the servers and the generator inherit it).
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     ensure_node_packages()
     began = time.monotonic()
-    command = shlex.join([".venv/bin/python", "bench/compare.py", *sys.argv[1:]])
+    # The command that reproduces the figures (--raw only keeps a copy of them elsewhere).
+    shown = [arg for arg in sys.argv[1:] if not arg.startswith("--raw")]
+    command = shlex.join([".venv/bin/python", "bench/compare.py", *shown])
     data: dict[str, Any] = {"machine": report.machine(), "args": vars(args), "command": command}
     with tempfile.TemporaryDirectory(prefix="tallow-compare-") as scratch:
         workdir = Path(scratch)
@@ -243,9 +251,13 @@ def main() -> None:
     data["minutes"] = round((time.monotonic() - began) / 60, 1)
     if args.raw:
         args.raw.write_text(json.dumps(data, indent=1, default=str))
+    write_report(data, args)
+
+
+def write_report(data: dict[str, Any], args: argparse.Namespace) -> None:
     report.plot(data, args.plot)
     report.write_section(args.output, report.markdown(data, args.plot.name))
-    log(f"wrote {args.output} and {args.plot} in {data['minutes']} min")
+    log(f"wrote {args.output} and {args.plot} ({data['minutes']} min of measuring)")
 
 
 if __name__ == "__main__":

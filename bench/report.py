@@ -38,6 +38,10 @@ def machine() -> dict[str, Any]:
         "peer": _package_version("peer"),
         "ws": _package_version("ws"),
         "tallow": __version__,
+        # The tree measured: a commit, "-dirty" when the work tree had changes on top of it.
+        "revision": subprocess.run(
+            ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=BENCH
+        ).stdout.strip(),
         "load_before": round(os.getloadavg()[0], 2),
     }
 
@@ -190,10 +194,11 @@ def markdown(data: dict[str, Any], plot_name: str) -> str:
         "",
         f"Command: `{data['command']}` ({data['minutes']} min). Measured {m['date']} on "
         f"{m['cores']} cores of {m['cpu']}, Linux {m['kernel']}, Python {m['python']} "
-        f"(Tallow {m['tallow']}), Node {m['node']} (PeerJS server `peer` {m['peer']}, `ws` "
-        f"{m['ws']}). The cores are shared with other work: load average {m['load_before']} at "
-        f"the start, {m['load_after']} at the end, so absolute figures are noisy; the ratios, "
-        "from runs alternated Tallow, PeerJS, Tallow, ..., are the figures to read.",
+        f"(Tallow {m['tallow']} at `{m['revision']}`), Node {m['node']} (PeerJS server "
+        f"`peer` {m['peer']}, `ws` {m['ws']}). The cores are shared with other work: load "
+        f"average {m['load_before']} at the start, {m['load_after']} at the end, so absolute "
+        "figures are noisy; the ratios, from runs alternated Tallow, PeerJS, Tallow, ..., are "
+        "the figures to read.",
         "",
         "Method:",
         "- One Node generator (`bench/loadgen.mjs`, `ws`) speaks both protocols. Each pair of "
@@ -266,17 +271,24 @@ def plot(data: dict[str, Any], path: Path) -> None:
     labels = [f"{row['pairs']} pairs" for row in rows]
     positions = range(len(rows))
     width = 0.38
-    figure, (rate, p99) = pyplot.subplots(1, 2, figsize=(10, 4), dpi=100)
-    for offset, name, colour in ((-width / 2, "Tallow", "#2a7f62"), (width / 2, "PeerJS", "#888")):
-        xs = [x + offset for x in positions]
-        rate.bar(xs, [row[name]["mps"] for row in rows], width, label=name, color=colour)
-        p99.bar(xs, [row[name]["p99"] for row in rows], width, label=name, color=colour)
-    rate.set_title("Relayed messages/s (higher is better)")
-    p99.set_title("Round trip p99, ms (lower is better)")
-    for axes in (rate, p99):
+    figure, panels = pyplot.subplots(1, 3, figsize=(14, 4.2), dpi=100)
+    shown = (
+        ("mps", "Relayed messages/s (higher is better)"),
+        ("p99", "Round trip p99, ms, log scale (lower is better)"),
+        ("per_cpu", "Messages per server CPU-second (higher is better)"),
+    )
+    for axes, (key, title) in zip(panels, shown, strict=True):
+        for offset, name, colour in (
+            (-width / 2, "Tallow", "#2a7f62"),
+            (width / 2, "PeerJS", "#888"),
+        ):
+            xs = [x + offset for x in positions]
+            axes.bar(xs, [row[name][key] for row in rows], width, label=name, color=colour)
+        axes.set_title(title, fontsize=10)
         axes.set_xticks(list(positions), labels)
         axes.legend()
         axes.grid(axis="y", alpha=0.3)
+    panels[1].set_yscale("log")
     figure.suptitle(
         f"Same machine ({data['machine']['cores']} shared cores), one generator, "
         f"medians of {data['args']['runs']} alternating runs"
