@@ -120,12 +120,15 @@ def main() -> None:
         values = [s[key][sub] if sub else s[key] for s in samples]  # type: ignore[index]
         return statistics.median(values)  # type: ignore[arg-type]
 
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     lines = [
         SECTION,
         "",
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}; medians of {args.runs} alternating runs "
-        f"(`.venv/bin/python bench/core.py --runs {args.runs}`).",
+        f"(`.venv/bin/python bench/core.py --runs {args.runs}`); load average at the end "
+        f"{load}. The generator is Python (`tallow bench`) on the same two cores, so these are "
+        "floors; bench/compare.py drives the server with a Node generator.",
         "",
         "| Figure | Value |",
         "|---|---|",
