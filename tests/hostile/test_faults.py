@@ -69,6 +69,16 @@ class Stream:
         except ConnectionClosed as closed:
             return closed.reason.code
 
+    async def resume(
+        self, url: str, *, task_status: trio.TaskStatus[Client] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Reconnect the receiver with its resume token and receive there until cancelled."""
+        async with connect(url, resume=self.receiver.resume) as again:
+            assert again.welcome.get("resumed") is True
+            self.receiver = again
+            task_status.started(again)
+            await self.receive(again)
+
     def check(self) -> int:
         """Delivered in order, at most once; everything sent arrived or got an error. Returns
         the number of signals lost silently (asserted zero by the callers that promise it)."""
@@ -197,18 +207,17 @@ async def test_sigkill_mid_handshake_peer_resumes_on_another_replica(start_tallo
             two.process.kill()
             await stream.receive(bob)
             noticed = len(stream.sent)
-            async with connect(one.ws_url, resume=bob.resume) as again:
-                resumed = trio.current_time() - killed
-                assert again.peer == bob.peer and again.welcome["room"] == "HANDSHAKE-0"
-                stream.receiver = again
-                load.readers.start_soon(stream.receive, again)
-                mark = len(stream.sent)  # caught up once the signal sent now has arrived
-                with trio.fail_after(25):
-                    while not stream.received or stream.received[-1] < mark:
-                        await trio.sleep(0.02)
-                flowing = trio.current_time() - killed
-                await trio.sleep(HOLD)
-                await again.send({"type": "signal", "to": stream.sender.peer, "data": "back"})
+            # Open in the readers' nursery: it stays open until what was in flight has landed.
+            again = await load.readers.start(stream.resume, one.ws_url)
+            resumed = trio.current_time() - killed
+            assert again.peer == bob.peer and again.welcome["room"] == "HANDSHAKE-0"
+            mark = len(stream.sent)  # caught up once the signal sent now has arrived
+            with trio.fail_after(25):
+                while not stream.received or stream.received[-1] < mark:
+                    await trio.sleep(0.02)
+            flowing = trio.current_time() - killed
+            await trio.sleep(HOLD)
+            await again.send({"type": "signal", "to": stream.sender.peer, "data": "back"})
     lost = stream.check()
     after_notice = set(stream.sent[noticed:]) - set(stream.received) - stream.errored
     print(
@@ -232,10 +241,7 @@ async def test_sigterm_under_load_loses_no_accepted_signal(start_tallow, redis) 
 
     async def receive_then_resume(stream: Stream) -> None:
         codes.append(await stream.receive(stream.receiver))
-        async with connect(two.ws_url, resume=stream.receiver.resume) as again:
-            assert again.welcome.get("resumed") is True
-            stream.receiver = again
-            await stream.receive(again)
+        await stream.resume(two.ws_url)
 
     async with AsyncExitStack() as stack:
         streams = await open_streams(stack, two.ws_url, one.ws_url, 4, "drain")
