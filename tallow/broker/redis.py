@@ -144,6 +144,7 @@ class RedisBroker:
         self._resync_needed = True
         self._announce_to: dict[str, list[str]] = {}  # joiner -> peers its join listed
         self._releases: dict[str, _Release] = {}
+        self._reconciling = trio.Lock()
 
     # --- background work ------------------------------------------------------------------
 
@@ -175,9 +176,13 @@ class RedisBroker:
                 async with self._client.pubsub(
                     channels=[channel], ignore_subscribe_messages=True, retry_policy=None
                 ) as pubsub:
-                    # Frames published while we were not subscribed wait in queues: flush them.
-                    self._resync_needed = True
                     subscribed.set()
+                    event(log, logging.INFO, "redis subscription ready", channel=channel)
+                    # Frames published while we were not subscribed wait in queues, and Redis
+                    # may have lost state (restart, failover): reconcile now, not at next beat.
+                    self._resync_needed = True
+                    with contextlib.suppress(BrokerUnavailable):
+                        await self._reconcile()
                     async for message in pubsub:
                         await self._on_message(message["data"])
             except Exception as error:  # coredis wraps connection loss in exception groups
@@ -191,8 +196,9 @@ class RedisBroker:
                 if self._healthy_since is None:
                     self._healthy_since = trio.current_time()
                     event(log, logging.INFO, "redis reachable", node=self._node)
-                if not known or self._resync_needed:
-                    await self._reconcile()
+                if not known:
+                    self._resync_needed = True
+                await self._reconcile()
             except BrokerUnavailable:
                 pass  # already logged by _trouble; try again next beat
             await trio.sleep(HEARTBEAT_INTERVAL)
@@ -429,7 +435,12 @@ class RedisBroker:
 
     async def _reconcile(self) -> None:
         """Make Redis agree with the peers attached here, and flush what waited for them."""
-        self._resync_needed = False
+        async with self._reconciling:
+            if self._resync_needed:
+                self._resync_needed = False
+                await self._resync()
+
+    async def _resync(self) -> None:
         for peer, local in list(self._local.items()):
             if peer in self._releases or self._local.get(peer) is not local:
                 continue
