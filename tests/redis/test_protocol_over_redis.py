@@ -9,13 +9,12 @@ test_resume_and_failures.py.)
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
 
-from tests.conftest import TallowProcess, launch
+from tests.conftest import TallowProcess
 from tests.integration.test_resume import (
     test_resume_keeps_peer_and_room_and_delivers_what_was_queued,
     test_resume_queue_is_bounded_and_the_sender_is_told,
@@ -49,23 +48,17 @@ class Replicas:
 
 
 @pytest.fixture
-def start_tallow(tmp_path: Path, redis_server: RedisServer):
-    started: list[TallowProcess] = []
+def start_tallow(start_tallow: Any, redis_server: RedisServer) -> Any:
+    """The shared factory, wrapped: each "server" is two replicas sharing ``redis_server``.
+
+    tests/conftest.py's ``tallow_server`` builds on this one, so it yields replicas too.
+    """
 
     def start(env: dict[str, str] | None = None, **kwargs: Any) -> Replicas:
         full = {"REDIS_URL": redis_server.url, **(env or {})}
-        pair = [launch(tmp_path, env=full, **kwargs) for _ in range(2)]
-        started.extend(pair)
-        return Replicas(pair)
+        return Replicas([start_tallow(env=full, **kwargs) for _ in range(2)])
 
-    yield start
-    for server in started:
-        server.kill()
-
-
-@pytest.fixture
-def tallow_server(start_tallow: Any) -> Replicas:
-    return start_tallow()
+    return start
 
 
 __all__ = [
