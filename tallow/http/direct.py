@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Sequence
 from urllib.parse import parse_qs, urlsplit
 
 import trio
 from wsproto import ConnectionType, WSConnection
+from wsproto.connection import Connection
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -61,9 +63,10 @@ def text_frame(payload: bytes) -> bytes:
 class DirectTransport:
     """The Session's transport over one wsproto connection on a Trio stream."""
 
-    def __init__(self, stream: trio.SocketStream, ws: WSConnection, max_bytes: int) -> None:
+    def __init__(self, stream: trio.SocketStream, ws: Connection, max_bytes: int) -> None:
         self.stream = stream
-        self.ws = ws
+        self.ws = ws  # the open connection only: the handshake's state is not kept per socket
+        self._fd = stream.socket.fileno()
         self.hard_limit = max_bytes * HARD_LIMIT_FACTOR
         self.last_heard = trio.current_time()
         self._send_lock = trio.StrictFIFOLock()
@@ -89,6 +92,30 @@ class DirectTransport:
             if scope.cancelled_caught:
                 self._broken = True
                 await trio.aclose_forcefully(self.stream)
+
+    def send_now(self, frame: bytes) -> bytes | None:
+        """Write ``frame`` at once when the socket can take it without waiting.
+
+        Most relayed messages go out this way, straight from the sender's task: no hand-off to
+        the writer task, no scheduling round. Returns None when nothing was written (queue the
+        frame as usual), b"" when all of it was, or the unwritten tail of the frame, which must
+        be written next, before anything else.
+        """
+        if self._closed or self._broken or self._send_lock.locked():
+            return None
+        data = text_frame(frame)
+        try:
+            written = os.write(self._fd, data)
+        except BlockingIOError:
+            return None
+        except OSError:
+            self._broken = True  # gone; the reader sees it too
+            return b""
+        return data[written:]
+
+    async def send_raw(self, data: bytes) -> None:
+        """Write bytes that are already framed (the tail left by send_now)."""
+        await self._write(data)
 
     async def send(self, frames: Sequence[bytes]) -> None:
         if not self._closed:
@@ -205,13 +232,16 @@ async def serve_direct(stream: trio.SocketStream, head: bytes, service: Signalin
     if refusal is not None:
         await _reject(stream, ws, *refusal)
         return
-    transport = DirectTransport(stream, ws, settings.max_message_bytes)
+    resume = parse_qs(urlsplit(request.target).query).get("resume", [None])[0]
     await stream.send_all(ws.send(AcceptConnection()))
-    ws.receive_data(early_frames)
+    connection = ws.connection
+    assert connection is not None  # open after the accept
+    del ws, request, head, request_head  # a long-lived connection keeps none of its handshake
+    connection.receive_data(early_frames)
+    transport = DirectTransport(stream, connection, settings.max_message_bytes)
     if over_connection_limit(service, client):
         await transport.close(p.CLOSE_TRY_AGAIN, TOO_MANY)
         return
-    resume = parse_qs(urlsplit(request.target).query).get("resume", [None])[0]
     async with trio.open_nursery() as nursery:
         nursery.start_soon(keep_alive, transport, settings.heartbeat_seconds)
         await service.serve(transport, client, resume)

@@ -29,6 +29,7 @@ log = logging.getLogger("tallow.signaling")
 
 CLOSE_TIMEOUT = 5.0  # seconds to hand over the close frame before giving up on a client
 WRITE_BATCH = 64  # most frames the writer sends in one go
+RELAYED, REPLY, TAIL = 0, 1, 2  # kinds of outbox entries
 
 
 # Counter children looked up once: labels() takes a lock and a dict lookup on every call.
@@ -46,6 +47,13 @@ class Transport(Protocol):
         """Send each frame as one text message, in order."""
         ...
 
+    def send_now(self, frame: bytes) -> bytes | None:
+        """Try to write ``frame`` without waiting: None (nothing written), b"" (all of it), or
+        the unwritten tail, which ``send_raw`` must write before anything else."""
+        ...
+
+    async def send_raw(self, data: bytes) -> None: ...
+
     async def close(self, code: int, reason: str) -> None: ...
 
 
@@ -61,13 +69,15 @@ class Session:
         self.client_ip = client_ip
         self.peer = ""
         self.room: str | None = None
-        # (frame, relayed): relayed frames came from other peers and must survive a reconnect.
+        # (bytes, kind): relayed frames came from other peers and must survive a reconnect;
+        # a tail is the rest of a frame that send_now could only partly write.
         # Live traffic may fill ``send_queue`` entries; a resumed peer's backlog (at most the
         # resume queue plus what its last connection left unsent) is taken in whole on attach.
-        self._outbox_in, self._outbox = trio.open_memory_channel[tuple[bytes, bool]](
+        self._outbox_in, self._outbox = trio.open_memory_channel[tuple[bytes, int]](
             2 * self.settings.send_queue + self.settings.resume_queue
         )
         self._restoring = False
+        self._unsent = 0  # outbox entries not yet written, including the batch being written
         self._allowance = self.settings.send_queue  # frames the outbox may hold before a cut
         self._bucket = TokenBucket(self.settings.rate_limit, self.settings.rate_burst)
         self._strikes = 0
@@ -79,19 +89,26 @@ class Session:
     # --- the broker's Inbox -------------------------------------------------------------------
 
     def offer(self, frame: bytes) -> bool:
+        if self._unsent == 0 and not self._restoring:
+            tail = self.transport.send_now(frame)  # nothing queued or in flight: order holds
+            if tail == b"":
+                return True
+            if tail is not None:
+                return self._push(tail, TAIL)
         backlog = self._outbox.statistics().current_buffer_used
         if backlog >= self._allowance and not self._restoring:
             return self._cut_slow_reader()
-        return self._push(frame, relayed=True)
+        return self._push(frame, RELAYED)
 
     def supersede(self) -> None:
         self.close_soon(p.CLOSE_SUPERSEDED, "resumed on another connection")
 
-    def _push(self, frame: bytes, *, relayed: bool) -> bool:
+    def _push(self, data: bytes, kind: int) -> bool:
         try:
-            self._outbox_in.send_nowait((frame, relayed))
+            self._outbox_in.send_nowait((data, kind))
         except trio.WouldBlock:
             return self._cut_slow_reader()
+        self._unsent += 1
         return True
 
     def _cut_slow_reader(self) -> bool:
@@ -127,7 +144,7 @@ class Session:
             welcome.update(resumed=True, room=claim.room)
             metrics.resumes.inc()
         # The welcome goes first into the outbox, before anything queued for a resumed peer.
-        self._push(p.encode(welcome), relayed=False)
+        self._push(p.encode(welcome), REPLY)
         self._restoring = True
         try:
             await broker.attach(self.peer, token_hash(token), self)
@@ -154,7 +171,7 @@ class Session:
             if gone is not None and gone.room is not None:
                 await self.service.announce_left(gone.room, self.peer)
         else:
-            unsent = [frame for frame, relayed in self._drain_outbox() if relayed]
+            unsent = [frame for frame, kind in self._drain_outbox() if kind == RELAYED]
             await broker.detach(self.peer, self, unsent)
         if not self._client_gone:
             # A client that stopped reading may never take the close frame: bounded, and the
@@ -163,7 +180,7 @@ class Session:
                 await self.transport.close(self._close_code, self._close_reason)
         event(log, logging.DEBUG, "session closed", peer=self.peer, code=self._close_code)
 
-    def _drain_outbox(self) -> list[tuple[bytes, bool]]:
+    def _drain_outbox(self) -> list[tuple[bytes, int]]:
         left = []
         while True:
             try:
@@ -172,16 +189,26 @@ class Session:
                 return left
 
     async def _write_loop(self) -> None:
-        # Whatever piled up while the last write was in progress goes out in one write: under
-        # load that means fewer wake-ups and system calls per message.
-        async for frame, _ in self._outbox:
-            frames = [frame]
-            while len(frames) < WRITE_BATCH:
+        while True:
+            batch = [await self._outbox.receive()]
+            # Whatever piled up while the last write was in progress goes out in one write:
+            # under load that means fewer wake-ups and system calls per message.
+            while len(batch) < WRITE_BATCH:
                 try:
-                    frames.append(self._outbox.receive_nowait()[0])
+                    batch.append(self._outbox.receive_nowait())
                 except trio.WouldBlock:
                     break
+            frames: list[bytes] = []
+            for data, kind in batch:
+                if kind == TAIL:
+                    await self.transport.send(frames)
+                    await self.transport.send_raw(data)
+                    frames = []
+                else:
+                    frames.append(data)
             await self.transport.send(frames)
+            self._unsent -= len(batch)
+            del batch, frames  # an idle connection keeps no copy of what it last sent
 
     async def _read_loop(self) -> None:
         limit = self.settings.max_message_bytes
@@ -224,7 +251,7 @@ class Session:
     def _reply(self, message: dict[str, Any], re: str | int | None) -> None:
         if re is not None:
             message["re"] = re
-        self._push(p.encode(message), relayed=False)
+        self._push(p.encode(message), REPLY)
 
     def _reply_error(self, code: str, text: str, re: str | int | None) -> None:
         metrics.signaling_errors.labels(code).inc()
