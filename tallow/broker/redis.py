@@ -4,7 +4,9 @@ Rooms, peers, resume tokens and queues live in Redis (see ``redis_scripts`` for 
 change is one Lua script, so capacity checks and single-use tokens are atomic across replicas.
 Each replica subscribes to one channel of its own. A frame for a peer attached elsewhere is
 published to that replica's channel by the same script that checked the room, so one sender's
-frames keep their order; frames for a peer that is away wait in its queue.
+frames keep their order; frames for a peer that is away wait in its queue. When a peer leaves a
+replica (closed, cut off as a slow reader, resumed elsewhere) that replica *releases* it: frames
+still on their way to it go back through Redis ahead of anything sent meanwhile.
 
 Replicas heartbeat into a sorted set; one silent for ``NODE_TIMEOUT`` is dead and any replica's
 ``expired()`` hands its peers the resume grace (counted from its last heartbeat) and then removes
