@@ -242,6 +242,10 @@ def verdict(result: dict[str, Any]) -> list[str]:
         grew = max(s["rss_mib"][index] for s in samples) - half["rss_mib"][index]
         if grew > 8:
             failed.append(f"replica {index} RSS grew {grew:.1f} MiB in the second half")
+    during = [s for s in samples if s.get("clients") and "done" not in s["clients"]]
+    fewest = min((sum(s["connections"]) for s in during), default=0.0)
+    if fewest < 0.8 * 2 * len(pairs):  # clients reconnect all the time, but not all at once
+        failed.append(f"only {fewest:.0f} of {2 * len(pairs)} clients connected at one sample")
     if any(pair.problems for pair in pairs):
         failed.extend(problem for pair in pairs for problem in pair.problems[:3])
     if sum(pair.received for pair in pairs) < 0.9 * sum(pair.sent for pair in pairs):
