@@ -24,6 +24,7 @@ class Runtime:
     signaling: SignalingService
     selftest: SelfTest
     started: float = attrs.field(factory=time.monotonic)
+    broker_reached: bool = False  # a readiness check has reached the broker at least once
     version: str = __version__
 
     @property

@@ -20,10 +20,11 @@ import trio
 from hypercorn.config import Config, Sockets
 
 from tallow import pqc
-from tallow.broker import open_broker
+from tallow.broker import BrokerUnavailable, open_broker
 from tallow.config import Settings, masked_url
 from tallow.http.app import TallowApp
 from tallow.http.listener import bind, serve_http
+from tallow.http.probes import BROKER_TIMEOUT
 from tallow.observability import metrics
 from tallow.observability.logs import event
 from tallow.runtime import Runtime
@@ -56,6 +57,17 @@ def build_runtime(settings: Settings) -> Runtime:
     return Runtime(
         settings, broker, SignalingService(settings, broker), pqc.self_test(settings.pqc_backend)
     )
+
+
+async def _first_broker_contact(runtime: Runtime) -> None:
+    """One round trip at start: readiness tells an outage from a replica that never got in."""
+    try:
+        with trio.fail_after(BROKER_TIMEOUT):
+            await runtime.broker.ping()
+    except (BrokerUnavailable, trio.TooSlowError) as error:
+        event(log, logging.WARNING, "broker not reachable at start", error=str(error) or "timeout")
+    else:
+        runtime.broker_reached = True
 
 
 async def _watch_signals(stop: trio.Event, nursery: trio.Nursery) -> None:
@@ -104,6 +116,7 @@ async def serve(
     stop, http_done = trio.Event(), trio.Event()
     async with trio.open_nursery() as nursery:
         await nursery.start(runtime.broker.run)
+        await _first_broker_contact(runtime)
         await nursery.start(runtime.signaling.reap_expired)
         nursery.start_soon(_watch_signals, stop, nursery)
         binds = await nursery.start(_run_http, runtime, sockets, stop, http_done)

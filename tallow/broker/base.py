@@ -74,6 +74,7 @@ class Inbox(Protocol):
 
 class Broker(Protocol):
     name: str
+    shared: bool  # True when every replica depends on the same backend (readiness policy)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Background work (subscriptions, heartbeats). Started once in the server's nursery."""

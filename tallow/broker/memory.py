@@ -25,6 +25,7 @@ class MemoryBroker:
     """All state in dicts; every operation completes without waiting, so no locks are needed."""
 
     name = "memory"
+    shared = False
 
     def __init__(
         self,

@@ -128,6 +128,7 @@ class _Release:
 
 class RedisBroker:
     name = "redis"
+    shared = True
 
     def __init__(self, settings: Settings) -> None:
         assert settings.redis_url is not None

@@ -33,8 +33,16 @@ async def _broker_check(runtime: Runtime) -> dict[str, object]:
             rtt = await runtime.broker.ping()
     except (BrokerUnavailable, trio.TooSlowError) as error:
         metrics.broker_up.set(0)
-        return {"ok": False, "broker": runtime.broker.name, "detail": str(error) or "timed out"}
+        detail = str(error) or "timed out"
+        # Every replica shares this Redis: failing readiness in an outage would take all of
+        # them (and the web UI) out of the load balancer at once. So a replica that has
+        # reached it before stays ready, says so, and tallow_broker_up alerts; signaling
+        # answers `unavailable` until Redis is back. One that never reached it is
+        # misconfigured (wrong password, untrusted certificate) and stays out.
+        outage = runtime.broker.shared and runtime.broker_reached
+        return {"ok": outage, "degraded": True, "broker": runtime.broker.name, "detail": detail}
     metrics.broker_up.set(1)
+    runtime.broker_reached = True
     metrics.broker_rtt.observe(rtt)
     return {"ok": True, "broker": runtime.broker.name, "rtt_ms": round(rtt * 1000, 3)}
 

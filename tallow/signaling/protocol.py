@@ -21,6 +21,7 @@ ALREADY_IN_ROOM = "already-in-room"
 NOT_IN_ROOM = "not-in-room"
 PEER_NOT_FOUND = "peer-not-found"
 QUEUE_FULL = "queue-full"
+UNAVAILABLE = "unavailable"
 DRAINING = "draining"
 INTERNAL = "internal"
 
@@ -37,6 +38,7 @@ ERROR_CODES = (
     NOT_IN_ROOM,
     PEER_NOT_FOUND,
     QUEUE_FULL,
+    UNAVAILABLE,
     DRAINING,
     INTERNAL,
 )

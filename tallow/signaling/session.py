@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
-from tallow.broker import Delivery, Member, RoomFull
+from tallow.broker import BrokerUnavailable, Delivery, Member, RoomFull
 from tallow.observability import metrics
 from tallow.observability.logs import event
 from tallow.signaling import protocol as p
@@ -123,7 +123,8 @@ class Session:
             self._close_code, self._close_reason = code, reason
             self._scope.cancel()
 
-    async def run(self, resume_token: str | None) -> None:
+    async def _open(self, resume_token: str | None) -> bool:
+        """Claim or create the peer, queue the welcome, attach to the broker; True if resumed."""
         broker = self.service.broker
         claim = await broker.claim(token_hash(resume_token)) if resume_token else None
         self.peer = claim.peer if claim else secrets.token_urlsafe(16)
@@ -151,7 +152,16 @@ class Session:
         finally:
             self._restoring = False
             self._allowance += self._outbox.statistics().current_buffer_used
-        event(log, logging.DEBUG, "session open", peer=self.peer, resumed=bool(claim))
+        return claim is not None
+
+    async def run(self, resume_token: str | None) -> None:
+        try:
+            resumed = await self._open(resume_token)
+        except BrokerUnavailable:  # e.g. Redis restarting: the client should simply retry
+            with trio.move_on_after(CLOSE_TIMEOUT):
+                await self.transport.close(p.CLOSE_TRY_AGAIN, "briefly unavailable; reconnect")
+            return
+        event(log, logging.DEBUG, "session open", peer=self.peer, resumed=resumed)
         try:
             with self._scope:
                 async with trio.open_nursery() as nursery:
@@ -164,6 +174,19 @@ class Session:
                 await self._part()
 
     async def _part(self) -> None:
+        try:
+            await self._leave_broker()
+        except BrokerUnavailable as error:
+            # The broker reconciles on reconnect; the client still gets its close frame.
+            event(log, logging.WARNING, "departure not recorded", peer=self.peer, error=str(error))
+        if not self._client_gone:
+            # A client that stopped reading may never take the close frame: bounded, and the
+            # transport's own read timeout closes the socket after three silent heartbeats.
+            with trio.move_on_after(CLOSE_TIMEOUT):
+                await self.transport.close(self._close_code, self._close_reason)
+        event(log, logging.DEBUG, "session closed", peer=self.peer, code=self._close_code)
+
+    async def _leave_broker(self) -> None:
         broker = self.service.broker
         abusive = self._close_code in (p.CLOSE_POLICY, p.CLOSE_TOO_BIG)
         if abusive:
@@ -173,12 +196,6 @@ class Session:
         else:
             unsent = [frame for frame, kind in self._drain_outbox() if kind == RELAYED]
             await broker.detach(self.peer, self, unsent)
-        if not self._client_gone:
-            # A client that stopped reading may never take the close frame: bounded, and the
-            # transport's own read timeout closes the socket after three silent heartbeats.
-            with trio.move_on_after(CLOSE_TIMEOUT):
-                await self.transport.close(self._close_code, self._close_reason)
-        event(log, logging.DEBUG, "session closed", peer=self.peer, code=self._close_code)
 
     def _drain_outbox(self) -> list[tuple[bytes, int]]:
         left = []
@@ -240,6 +257,8 @@ class Session:
             _HANDLED[kind].inc()
         except p.ProtocolError as error:
             self._reply_error(error.code, error.message, re)
+        except BrokerUnavailable:
+            self._reply_error(p.UNAVAILABLE, "briefly unavailable; retry in a moment", re)
         except Exception:
             log.exception(
                 "internal error handling a message", extra={"fields": {"peer": self.peer}}
