@@ -8,7 +8,7 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from tests.browser.app import create_room, hook, join_room, random_file, save_received, wait_secure
-from tests.browser.coturn import run_coturn
+from tests.coturn import run_coturn
 
 SELECTED_CANDIDATES = """
 Promise.all(h.connections.map(async ({pc}) => {

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from tallow.http.ice import turn_rest_credentials
-from tests.browser.coturn import Coturn, run_coturn
 from tests.conftest import http_get
+from tests.coturn import Coturn, run_coturn
 
 
 @pytest.fixture
