@@ -176,18 +176,24 @@ class RedisBroker:
         channel = self._key("ch", self._node)
         while True:
             try:
-                async with self._client.pubsub(
-                    channels=[channel], ignore_subscribe_messages=True, retry_policy=None
-                ) as pubsub:
-                    subscribed.set()
-                    event(log, logging.INFO, "redis subscription ready", channel=channel)
-                    # Frames published while we were not subscribed wait in queues, and Redis
-                    # may have lost state (restart, failover): reconcile now, not at next beat.
-                    self._resync_needed = True
-                    with contextlib.suppress(BrokerUnavailable):
-                        await self._reconcile()
-                    async for message in pubsub:
-                        await self._on_message(message["data"])
+                try:
+                    async with self._client.pubsub(
+                        channels=[channel], ignore_subscribe_messages=True, retry_policy=None
+                    ) as pubsub:
+                        subscribed.set()
+                        event(log, logging.INFO, "redis subscription ready", channel=channel)
+                        # Frames published while we were not subscribed wait in queues, and
+                        # Redis may have lost state (restart, failover): reconcile now.
+                        self._resync_needed = True
+                        with contextlib.suppress(BrokerUnavailable):
+                            await self._reconcile()
+                        async for message in pubsub:
+                            await self._on_message(message["data"])
+                except* anyio.ClosedResourceError:
+                    # Tearing down a subscription whose connection is already gone (Redis
+                    # restarted, or shutdown cancels it): split off so a cancellation in the
+                    # same group still ends the task cleanly instead of failing the process.
+                    self._trouble("subscription closed", BrokerUnavailable("connection closed"))
             except Exception as error:  # coredis wraps connection loss in exception groups
                 self._trouble("subscription lost", error)
             await trio.sleep(RESUBSCRIBE_DELAY)

@@ -8,6 +8,7 @@ connection is logged and closed, and every other client carries on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -29,6 +30,10 @@ log = logging.getLogger("tallow.http")
 
 HEAD_LIMIT = 16384  # bytes of request head read before handing the connection on
 RECEIVE_BYTES = 65536
+TOO_LARGE_RESPONSE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n"
+    b"connection: close\r\n\r\n"
+)
 
 
 class _Connection(TCPServer):
@@ -94,8 +99,13 @@ async def read_head(stream: trio.SocketStream, within: float) -> bytes | None:
             if not chunk:
                 return None
             buffer += chunk
-        return bytes(buffer)  # an oversize head goes to hypercorn, which answers it with an error
+        return bytes(buffer)
     return None
+
+
+def head_too_large(head: bytes) -> bool:
+    end = head.find(b"\r\n\r\n")
+    return end == -1 or end + 4 > HEAD_LIMIT
 
 
 def wants_signaling(head: bytes) -> bool:
@@ -138,6 +148,10 @@ async def serve_http(
         try:
             head = await read_head(stream, header_timeout)
             if head is None:
+                await trio.aclose_forcefully(stream)
+            elif head_too_large(head):
+                with trio.move_on_after(1), contextlib.suppress(trio.BrokenResourceError):
+                    await stream.send_all(TOO_LARGE_RESPONSE)
                 await trio.aclose_forcefully(stream)
             elif signaling is not None and wants_signaling(head):
                 await serve_direct(stream, head, signaling)

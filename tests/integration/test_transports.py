@@ -98,3 +98,15 @@ def test_invalid_utf8_in_a_text_frame_closes_with_1007(tallow_server) -> None:
         assert raw.close_code() == 1007
     finally:
         raw.close()
+
+
+def test_oversize_first_request_head_gets_431(tallow_server) -> None:
+    filler = b"X-Filler: " + b"a" * 20000 + b"\r\n"
+    with socket.create_connection(("127.0.0.1", tallow_server.port), timeout=10) as sock:
+        sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\n" + filler + b"\r\n")
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 431")
+    with socket.create_connection(("127.0.0.1", tallow_server.port), timeout=10) as sock:
+        small = b"X-Filler: " + b"a" * 10000 + b"\r\n"
+        sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\n" + small + b"\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
