@@ -74,6 +74,7 @@ class DirectTransport:
         self._size = 0
         self._closed = False
         self._broken = False  # set once a write failed: nothing more is written
+        self._tail = b""  # the unwritten rest of a frame that send_now started
 
     async def _write(self, data: bytes) -> None:
         """Write whole frames only: a frame cut off by cancellation would corrupt the stream.
@@ -82,7 +83,9 @@ class DirectTransport:
         it in that time is beyond help and its socket is closed.
         """
         async with self._send_lock:
-            if self._broken:
+            # The rest of a frame send_now began always goes first: the stream stays whole.
+            data, self._tail = self._tail + data, b""
+            if self._broken or not data:
                 return
             with trio.CancelScope(shield=True, deadline=trio.current_time() + WRITE_GRACE) as scope:
                 try:
@@ -93,15 +96,15 @@ class DirectTransport:
                 self._broken = True
                 await trio.aclose_forcefully(self.stream)
 
-    def send_now(self, frame: bytes) -> bytes | None:
+    def send_now(self, frame: bytes) -> bool | None:
         """Write ``frame`` at once when the socket can take it without waiting.
 
         Most relayed messages go out this way, straight from the sender's task: no hand-off to
         the writer task, no scheduling round. Returns None when nothing was written (queue the
-        frame as usual), b"" when all of it was, or the unwritten tail of the frame, which must
-        be written next, before anything else.
+        frame as usual), True when all of it was, False when only part was: the rest is kept
+        here and goes out first with the next write, which the caller must arrange.
         """
-        if self._closed or self._broken or self._send_lock.locked():
+        if self._closed or self._broken or self._tail or self._send_lock.locked():
             return None
         data = text_frame(frame)
         try:
@@ -110,12 +113,9 @@ class DirectTransport:
             return None
         except OSError:
             self._broken = True  # gone; the reader sees it too
-            return b""
-        return data[written:]
-
-    async def send_raw(self, data: bytes) -> None:
-        """Write bytes that are already framed (the tail left by send_now)."""
-        await self._write(data)
+            return True
+        self._tail = data[written:]
+        return not self._tail
 
     async def send(self, frames: Sequence[bytes]) -> None:
         if not self._closed:

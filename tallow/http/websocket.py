@@ -41,11 +41,8 @@ class AsgiTransport:
                 return
             await self._send({"type": "websocket.send", "text": frame.decode()})
 
-    def send_now(self, frame: bytes) -> bytes | None:
+    def send_now(self, frame: bytes) -> bool | None:
         return None  # ASGI has no way to try a write without waiting
-
-    async def send_raw(self, data: bytes) -> None:
-        raise NotImplementedError("send_now never leaves a tail on the ASGI path")
 
     async def close(self, code: int, reason: str) -> None:
         if not self._closed:

@@ -29,7 +29,7 @@ log = logging.getLogger("tallow.signaling")
 
 CLOSE_TIMEOUT = 5.0  # seconds to hand over the close frame before giving up on a client
 WRITE_BATCH = 64  # most frames the writer sends in one go
-RELAYED, REPLY, TAIL = 0, 1, 2  # kinds of outbox entries
+RELAYED, REPLY, FLUSH = 0, 1, 2  # kinds of outbox entries (FLUSH: finish a partial write)
 
 
 # Counter children looked up once: labels() takes a lock and a dict lookup on every call.
@@ -47,12 +47,10 @@ class Transport(Protocol):
         """Send each frame as one text message, in order."""
         ...
 
-    def send_now(self, frame: bytes) -> bytes | None:
-        """Try to write ``frame`` without waiting: None (nothing written), b"" (all of it), or
-        the unwritten tail, which ``send_raw`` must write before anything else."""
+    def send_now(self, frame: bytes) -> bool | None:
+        """Try to write ``frame`` without waiting: None (nothing written), True (all of it),
+        False (part of it: the transport's next ``send`` writes the rest first)."""
         ...
-
-    async def send_raw(self, data: bytes) -> None: ...
 
     async def close(self, code: int, reason: str) -> None: ...
 
@@ -69,8 +67,7 @@ class Session:
         self.client_ip = client_ip
         self.peer = ""
         self.room: str | None = None
-        # (bytes, kind): relayed frames came from other peers and must survive a reconnect;
-        # a tail is the rest of a frame that send_now could only partly write.
+        # (bytes, kind): relayed frames came from other peers and must survive a reconnect.
         # Live traffic may fill ``send_queue`` entries; a resumed peer's backlog (at most the
         # resume queue plus what its last connection left unsent) is taken in whole on attach.
         self._outbox_in, self._outbox = trio.open_memory_channel[tuple[bytes, int]](
@@ -78,6 +75,7 @@ class Session:
         )
         self._restoring = False
         self._unsent = 0  # outbox entries not yet written, including the batch being written
+        self._in_flight: list[tuple[bytes, int]] = []  # the batch the writer is writing
         self._allowance = self.settings.send_queue  # frames the outbox may hold before a cut
         self._bucket = TokenBucket(self.settings.rate_limit, self.settings.rate_burst)
         self._strikes = 0
@@ -90,11 +88,11 @@ class Session:
 
     def offer(self, frame: bytes) -> bool:
         if self._unsent == 0 and not self._restoring:
-            tail = self.transport.send_now(frame)  # nothing queued or in flight: order holds
-            if tail == b"":
+            written = self.transport.send_now(frame)  # nothing queued or in flight: order holds
+            if written:
                 return True
-            if tail is not None:
-                return self._push(tail, TAIL)
+            if written is False:  # partly written: wake the writer to finish it
+                return self._push(b"", FLUSH)
         backlog = self._outbox.statistics().current_buffer_used
         if backlog >= self._allowance and not self._restoring:
             return self._cut_slow_reader()
@@ -194,7 +192,8 @@ class Session:
             if gone is not None and gone.room is not None:
                 await self.service.announce_left(gone.room, self.peer)
         else:
-            unsent = [frame for frame, kind in self._drain_outbox() if kind == RELAYED]
+            left = [*self._in_flight, *self._drain_outbox()]
+            unsent = [frame for frame, kind in left if kind == RELAYED]
             await broker.detach(self.peer, self, unsent)
 
     def _drain_outbox(self) -> list[tuple[bytes, int]]:
@@ -215,17 +214,11 @@ class Session:
                     batch.append(self._outbox.receive_nowait())
                 except trio.WouldBlock:
                     break
-            frames: list[bytes] = []
-            for data, kind in batch:
-                if kind == TAIL:
-                    await self.transport.send(frames)
-                    await self.transport.send_raw(data)
-                    frames = []
-                else:
-                    frames.append(data)
-            await self.transport.send(frames)
+            self._in_flight = batch  # if cancelled before the write, these are still unsent
+            await self.transport.send([data for data, kind in batch if kind != FLUSH])
+            self._in_flight = []
             self._unsent -= len(batch)
-            del batch, frames  # an idle connection keeps no copy of what it last sent
+            del batch  # an idle connection keeps no copy of what it last sent
 
     async def _read_loop(self) -> None:
         limit = self.settings.max_message_bytes
