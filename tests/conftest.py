@@ -11,7 +11,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -135,19 +136,28 @@ def launch(
     return server
 
 
-@pytest.fixture
-def start_tallow(tmp_path: Path) -> Iterator[Any]:
-    """Factory: ``start_tallow(env={...}, args=[...])`` -> a healthy TallowProcess."""
+@contextmanager
+def launcher(folder: Path) -> Iterator[Callable[..., TallowProcess]]:
+    """A ``launch`` bound to ``folder`` whose servers are all killed on exit."""
     started: list[TallowProcess] = []
 
     def start(**kwargs: Any) -> TallowProcess:
-        server = launch(tmp_path, **kwargs)
+        server = launch(folder, **kwargs)
         started.append(server)
         return server
 
-    yield start
-    for server in started:
-        server.kill()
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.kill()
+
+
+@pytest.fixture
+def start_tallow(tmp_path: Path) -> Iterator[Any]:
+    """Factory: ``start_tallow(env={...}, args=[...])`` -> a healthy TallowProcess."""
+    with launcher(tmp_path) as start:
+        yield start
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TallowProcess, launch
+from tests.conftest import launcher
 from tests.hostile.wire import RawClient
 
 TALLY: Counter[str] = Counter()  # bad inputs sent to a live server, by kind
@@ -47,17 +47,9 @@ def open_fds(pid: int) -> int:
 def module_server(tmp_path_factory: pytest.TempPathFactory, request: Any) -> Iterator[Any]:
     """Factory for servers that live as long as the test module (hypothesis runs many examples
     against one server; a fresh process per example would test start-up, not abuse)."""
-    started: list[TallowProcess] = []
     folder = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
-
-    def start(**kwargs: Any) -> TallowProcess:
-        server = launch(folder, **kwargs)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.kill()
+    with launcher(folder) as start:
+        yield start
 
 
 class Bystanders:
