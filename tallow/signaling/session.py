@@ -76,6 +76,7 @@ class Session:
         self._restoring = False
         self._unsent = 0  # outbox entries not yet written, including the batch being written
         self._in_flight: list[tuple[bytes, int]] = []  # the batch the writer is writing
+        self._held: list[bytes] | None = None  # frames that arrived while a join was in flight
         self._allowance = self.settings.send_queue  # frames the outbox may hold before a cut
         self._bucket = TokenBucket(self.settings.rate_limit, self.settings.rate_burst)
         self._strikes = 0
@@ -87,6 +88,9 @@ class Session:
     # --- the broker's Inbox -------------------------------------------------------------------
 
     def offer(self, frame: bytes) -> bool:
+        if self._held is not None:  # joining: the room's traffic waits for our `joined`
+            self._held.append(frame)
+            return True
         if self._unsent == 0 and not self._restoring:
             written = self.transport.send_now(frame)  # nothing queued or in flight: order holds
             if written:
@@ -295,13 +299,21 @@ class Session:
         member = Member(self.peer, p.display_name(message), p.metadata(message))
         if self.room is not None:
             raise p.ProtocolError(p.ALREADY_IN_ROOM, f"already in room {self.room}; leave first")
+        # With a shared broker the room's messages can reach us before join() returns; they
+        # are held so that the client always sees `joined` first.
+        self._held = []
         try:
             present = await self.service.broker.join(room, member, self.settings.max_room_peers)
         except RoomFull:
             raise p.ProtocolError(p.ROOM_FULL, "this room is full") from None
-        self.room = room
-        peers = [other.wire() for other in present]
-        self._reply({"type": "joined", "room": room, "peer": self.peer, "peers": peers}, re)
+        else:
+            self.room = room
+            peers = [other.wire() for other in present]
+            self._reply({"type": "joined", "room": room, "peer": self.peer, "peers": peers}, re)
+        finally:
+            held, self._held = self._held, None
+            for frame in held:
+                self.offer(frame)
         joined = {"type": "peer-joined", "room": room, **member.wire()}
         await self.service.broker.publish(room, p.encode(joined), exclude=self.peer)
 
