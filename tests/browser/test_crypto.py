@@ -20,6 +20,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import pytest
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.mlkem import MLKEM768PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -119,11 +121,21 @@ def test_python_reproduces_the_browsers_handshake(tallow_server, new_page) -> No
     assert bob.get_by_test_id("sas").inner_text() == " ".join(words)
 
     # The first data-channel frame each way is the confirmation, sealed with AES-256-GCM under
-    # that direction's key and nonce 0 (4 zero bytes || 64-bit counter).
+    # that direction's key and nonce 0 (4 zero bytes || 64-bit counter), with associated data
+    # naming the channel (label, SCTP stream id) and the direction.
     nonce0 = bytes(12)
-    for page, key, tag in ((bob, "keyI2R", init), (alice, "keyR2I", resp)):
-        (frame,) = hook(page, "h.frames.map(f => Array.from(f.frame))")
-        plain = AESGCM(keys[key]).decrypt(nonce0, bytes(frame), None)
+    for page, key, tag, direction in (
+        (bob, "keyI2R", init, "i2r"),
+        (alice, "keyR2I", resp, "r2i"),
+    ):
+        (sent,) = hook(page, "h.frames.map(f => ({...f, frame: Array.from(f.frame)}))")
+        assert sent["label"] == "tallow"
+        aad = f"tallow/v1 frame tallow {sent['stream']} {direction}".encode()
+        plain = AESGCM(keys[key]).decrypt(nonce0, bytes(sent["frame"]), aad)
+        with pytest.raises(InvalidTag):  # the same frame on another channel is not accepted
+            AESGCM(keys[key]).decrypt(
+                nonce0, bytes(sent["frame"]), aad.replace(b"tallow ", b"x ", 1)
+            )
         body = json.dumps({"t": "confirm", "tag": tag["derived"]["confirmTag"]})
         assert plain == b"\x01" + body.replace(" ", "").encode()
 

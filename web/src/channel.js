@@ -1,9 +1,11 @@
 // AES-256-GCM framing on one RTCDataChannel (key schedule and nonces: docs/webapp.md).
 //
 // Every message is one binary frame: AES-GCM(key of this direction, nonce = 4 zero bytes ||
-// 64-bit big-endian message counter, plaintext). Counters start at 0 in each direction and are
-// never sent: the channel is ordered and reliable, so a dropped, replayed or reordered frame
-// fails authentication. Plaintext = 1 type byte, then JSON (control) or a 4-byte file id + data.
+// 64-bit big-endian message counter, plaintext, associated data naming the channel and the
+// direction). Counters start at 0 in each direction, belong to the session keys (a session is
+// started once, on one channel) and are never sent: the channel is ordered and reliable, so a
+// dropped, replayed or reordered frame fails authentication. Plaintext = 1 type byte, then JSON
+// (control) or a 4-byte file id + data.
 import { fromBase64, toBase64, utf8 } from './bytes.js';
 
 const CONTROL = 1;
@@ -17,6 +19,18 @@ const HIGH_WATER = 8 * 1024 * 1024;
 const LOW_WATER = 2 * 1024 * 1024;
 
 const decoder = new TextDecoder();
+
+/** The one data channel of a peer session: its label, and the direction tags in the AAD. */
+export const CHANNEL_LABEL = 'tallow';
+const DIRECTION = { initiator: 'i2r', responder: 'r2i' };
+
+/**
+ * Associated data of every frame: the channel's label and SCTP stream id, and the direction, so a
+ * frame is only ever accepted on the channel and in the direction it was sealed for.
+ */
+export function associatedData(label, streamId, direction) {
+  return utf8(`tallow/v1 frame ${label} ${streamId} ${direction}`);
+}
 
 function nonce(counter) {
   const iv = new Uint8Array(12);
@@ -36,8 +50,6 @@ export class SecureChannel {
     this.handlers = { onControl, onChunk, onFailure };
     this.session = null;
     this.pending = [];
-    this.sendCounter = 0;
-    this.recvCounter = 0;
     this.tx = Promise.resolve();
     this.rx = Promise.resolve();
     this.failed = false;
@@ -49,9 +61,16 @@ export class SecureChannel {
     dc.addEventListener('message', (event) => this.onMessage(event.data));
   }
 
-  /** Begin once both the handshake is done and the channel is open. */
+  /** Begin once both the handshake is done and the channel is open; a session starts once. */
   start(session) {
+    if (session.started) throw new Error('these session keys are already in use on another channel');
+    session.started = true;
     this.session = session;
+    const [mine, theirs] = session.initiator
+      ? [DIRECTION.initiator, DIRECTION.responder]
+      : [DIRECTION.responder, DIRECTION.initiator];
+    this.sendAad = associatedData(this.dc.label, this.dc.id, mine);
+    this.recvAad = associatedData(this.dc.label, this.dc.id, theirs);
     this.control({ t: 'confirm', tag: toBase64(session.confirmTag) });
     for (const data of this.pending.splice(0)) this.onMessage(data);
   }
@@ -87,8 +106,12 @@ export class SecureChannel {
 
   /** Encrypt now (counters in call order), hand frames to the channel in the same order. */
   send(plain) {
-    const counter = this.sendCounter++;
-    const sealed = crypto.subtle.encrypt({ name: 'AES-GCM', iv: nonce(counter) }, this.session.sendKey, plain);
+    const counter = this.session.sendCounter++;
+    const sealed = crypto.subtle.encrypt(
+      { name: 'AES-GCM', iv: nonce(counter), additionalData: this.sendAad },
+      this.session.sendKey,
+      plain,
+    );
     this.tx = this.tx.then(async () => {
       const frame = await sealed;
       if (counter === 0) this.recordFirstFrame?.(new Uint8Array(frame));
@@ -104,8 +127,12 @@ export class SecureChannel {
       this.pending.push(data);
       return;
     }
-    const counter = this.recvCounter++;
-    const opened = crypto.subtle.decrypt({ name: 'AES-GCM', iv: nonce(counter) }, this.session.recvKey, data);
+    const counter = this.session.recvCounter++;
+    const opened = crypto.subtle.decrypt(
+      { name: 'AES-GCM', iv: nonce(counter), additionalData: this.recvAad },
+      this.session.recvKey,
+      data,
+    );
     opened.catch(() => {}); // handled in order below
     this.rx = this.rx
       .then(() => opened)

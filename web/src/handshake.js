@@ -98,12 +98,18 @@ async function deriveSession(h) {
   );
   const theirConfirmKey = await hmac(raw[theirs[1]], 'verify');
   const session = {
+    initiator: h.initiator,
     transcript,
     sas: sasWords(raw.sas),
     sendKey: await aes(raw[mine[0]]),
     recvKey: await aes(raw[theirs[0]]),
     confirmTag,
     checkConfirm: (tag) => subtle.verify('HMAC', theirConfirmKey, tag, transcript),
+    // The nonce counters belong to the keys, not to a channel: one session is started on one
+    // channel, once (SecureChannel.start), so a (key, nonce) pair can never be used twice.
+    started: false,
+    sendCounter: 0,
+    recvCounter: 0,
   };
   return { session, raw, ikm };
 }

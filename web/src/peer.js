@@ -3,7 +3,13 @@
 // The peer that joined later is the initiator: it creates the data channel, makes the SDP
 // offer and starts the handshake. SDP, ICE candidates and handshake messages go through the
 // signaling server inside `signal` messages; nothing else does.
-import { SecureChannel } from './channel.js';
+//
+// Exactly one data channel per peer session: the initiator's, labelled CHANNEL_LABEL. Any other
+// channel (one the responder did not expect, a second one, or any opened towards the initiator)
+// can only come from someone inside DTLS, such as a server that swapped the SDP fingerprints: it
+// is refused and the peer fails, so recorded frames cannot be replayed into it and the session
+// keys are never started twice.
+import { CHANNEL_LABEL, SecureChannel } from './channel.js';
 import { Handshake } from './handshake.js';
 import { Transfers } from './transfer.js';
 
@@ -35,7 +41,7 @@ export class Peer extends EventTarget {
       if (candidate) this.signal({ t: 'ice', c: candidate.toJSON() });
     });
     this.pc.addEventListener('connectionstatechange', () => this.onConnectionState());
-    this.pc.addEventListener('datachannel', ({ channel }) => this.attach(channel));
+    this.pc.addEventListener('datachannel', ({ channel }) => this.onRemoteChannel(channel));
     this.timer = setTimeout(() => this.fail(this.unreachableText()), CONNECT_TIMEOUT_MS);
     // Relay-only without a relay can never connect: say so now rather than after the timeout.
     if (ice.relayOnly && !this.hasRelay()) queueMicrotask(() => this.fail(this.unreachableText()));
@@ -45,7 +51,7 @@ export class Peer extends EventTarget {
   /** Initiator only: open the data channel, make the offer, send hs1. */
   async start() {
     await this.guard(async () => {
-      this.attach(this.pc.createDataChannel('tallow', { ordered: true }));
+      this.attach(this.pc.createDataChannel(CHANNEL_LABEL, { ordered: true }));
       await this.pc.setLocalDescription(await this.pc.createOffer());
       this.signal({ t: 'sdp', sdp: this.pc.localDescription.toJSON() });
       await this.step(await this.handshake.start());
@@ -86,13 +92,23 @@ export class Peer extends EventTarget {
     }
   }
 
+  /** A channel the other side opened: the responder takes the first `tallow` channel, no other. */
+  onRemoteChannel(channel) {
+    if (this.initiator || this.dc || channel.label !== CHANNEL_LABEL || !channel.ordered) {
+      channel.close();
+      this.fail(`${this.name} (or someone between you) opened an unexpected extra connection, which Tallow refuses. Nothing more was sent. Compare the words with them again in a new room; if it happens again, someone may be interfering.`);
+      return;
+    }
+    this.attach(channel);
+  }
+
   attach(dc) {
     this.dc = dc;
     this.channel = new SecureChannel(dc, {
       onControl: (message) => (message.t === 'name' ? this.rename(message.name) : this.transfers.onControl(message)),
       onChunk: (id, data) => this.transfers.onChunk(id, data),
       onFailure: (reason) => this.fail(`The secure connection with ${this.name} failed: ${reason}. Nothing more was sent. Reload and try again; if it happens again, someone may be interfering.`),
-    }, this.hook && ((frame) => this.hook.frames.push({ peer: this.id, frame })));
+    }, this.hook && ((frame) => this.hook.frames.push({ peer: this.id, frame, label: dc.label, stream: dc.id })));
     // A test may lower the in-memory limit to exercise the "too large" path with a small file.
     this.transfers = new Transfers(this.channel, () => this.name, this.onTransfer, this.hook?.maxReceiveBytes);
     dc.addEventListener('open', () => this.maybeStartChannel());
@@ -101,7 +117,12 @@ export class Peer extends EventTarget {
 
   maybeStartChannel() {
     if (!this.session || this.dc?.readyState !== 'open' || this.channel.session) return;
-    this.channel.start(this.session);
+    try {
+      this.channel.start(this.session);
+    } catch (error) {
+      this.fail(`The secure connection with ${this.name} was refused: ${error.message}. Nothing more was sent.`);
+      return;
+    }
     this.channel.confirmed.then(() => {
       clearTimeout(this.timer);
       if (this.state === 'securing') this.setState('secure');
