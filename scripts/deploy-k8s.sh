@@ -76,7 +76,7 @@ ADVICE
     exit 1
 }
 
-for workload in statefulset/redis deployment/tallow-web deployment/tallow-signaling; do
+for workload in statefulset/tallow-redis deployment/tallow-app deployment/tallow-signaling; do
     info "waiting for $workload"
     kubectl -n "$namespace" rollout status "$workload" --timeout="$timeout" ||
         rollout_failed "$workload"

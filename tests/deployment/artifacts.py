@@ -28,7 +28,7 @@ COMPOSE_SETS: dict[str, tuple[str, ...]] = {
     "base": ("docker-compose.yml",),
     "prod": ("docker-compose.yml", "docker-compose.prod.yml"),
 }
-KUSTOMIZATIONS = ("base", "overlays/dev", "overlays/prod", "monitoring")
+KUSTOMIZATIONS = ("base", "overlays/dev", "overlays/prod", "monitoring", "cert-manager")
 DASHBOARD = K8S_DIR / "monitoring" / "grafana-dashboard.json"
 ALERT_RULES = K8S_DIR / "monitoring" / "prometheusrule.yaml"
 

@@ -205,13 +205,15 @@ def test_ingress_sends_each_path_to_a_role_that_serves_it() -> None:
     (ingress,) = of_kind(documents, "Ingress")
     paths = ingress["spec"]["rules"][0]["http"]["paths"]
     for path in paths:
+        if path["backend"]["service"]["name"] == "tallow-refused":  # test_kubernetes_meaning
+            continue
         role = _role_behind(documents, path["backend"]["service"]["name"])
         if path["pathType"] == "Exact":
             assert route_serves(path["path"], role)
         else:
             assert path["path"] == "/" and static_served_by(role)
             assert route_serves("/api/health", role) and route_serves("/api/ice-servers", role)
-    assert {p["path"] for p in paths} == {SIGNALING_PATH, "/"}
+    assert {p["path"] for p in paths} == {SIGNALING_PATH, "/api/metrics", "/"}
     assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"]
     assert ingress["spec"]["tls"][0]["secretName"]
 
@@ -222,7 +224,7 @@ def test_autoscaling_bounds_and_metrics() -> None:
         hpa["metadata"]["name"]: (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"])
         for hpa in of_kind(documents, "HorizontalPodAutoscaler")
     }
-    assert bounds == {"tallow-web": (3, 10), "tallow-signaling": (2, 6)}
+    assert bounds == {"tallow-app": (3, 10), "tallow-signaling": (2, 6)}
     for hpa in of_kind(documents, "HorizontalPodAutoscaler"):
         assert {m["resource"]["name"] for m in hpa["spec"]["metrics"]} == {"cpu", "memory"}
 
@@ -239,7 +241,7 @@ def test_kubernetes_redis_password_is_applied() -> None:
     for _, tallow in tallow_containers(documents):
         tallow_env = {entry["name"]: entry for entry in tallow["env"]}
         assert tallow_env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == secret_ref
-        assert "$(REDIS_PASSWORD)@redis:6379" in tallow_env["REDIS_URL"]["value"]
+        assert "$(REDIS_PASSWORD)@tallow-redis:6379" in tallow_env["REDIS_URL"]["value"]
     template = yaml.safe_load((K8S_DIR / "base" / "secret.template.yaml").read_text())
     assert secret_ref["name"] == template["metadata"]["name"]
     assert secret_ref["key"] in template["stringData"]
