@@ -18,7 +18,7 @@ NGINX_CONF = ROOT / "packaging" / "nginx" / "nginx.conf"
 COTURN_CONF = ROOT / "packaging" / "coturn" / "turnserver.conf"
 DOCKERFILES = (ROOT / "packaging" / "Dockerfile", ROOT / "packaging" / "Dockerfile.dev")
 ENV_EXAMPLE = ROOT / ".env.example"
-_CHECKS = ("health-check", "container-test")
+_CHECKS = ("health-check", "container-test", "redis-backup")
 SCRIPTS = sorted(
     [*ROOT.glob("scripts/deploy-*.sh"), *(ROOT / "scripts" / f"{name}.sh" for name in _CHECKS)]
 )

@@ -16,7 +16,7 @@
 set -eu
 
 usage() {
-    echo "Usage: redis-backup.sh backup DIR [KEEP] | restore FILE DATA_DIR"
+    echo "Usage: scripts/redis-backup.sh backup DIR [KEEP] | restore FILE DATA_DIR"
     sed -n '5,14s/^# \{0,1\}//p' "$0"
 }
 bad_usage() {
