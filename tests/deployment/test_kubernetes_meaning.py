@@ -295,3 +295,56 @@ def test_the_backup_cronjob_runs_the_shipped_script_against_the_redis_service() 
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS)
 def test_every_kustomization_renders(directory: str) -> None:
     assert kustomize(directory)
+
+
+def test_the_loadbalancer_component_serves_everything_from_the_signaling_pods(
+    tmp_path: Path,
+) -> None:
+    copy = tmp_path / "k8s"
+    shutil.copytree(K8S_DIR, copy)
+    (copy / "with-lb").mkdir()
+    (copy / "with-lb" / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": ["../overlays/prod"],
+                "components": ["../components/loadbalancer"],
+            }
+        )
+    )
+    result = run([tool("kubectl"), "kustomize", str(copy / "with-lb")])
+    assert_succeeds(result)
+    documents = tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+    assert not of_kind(documents, "Ingress")
+    public = _named(documents, "Service", "tallow-public")["spec"]
+    assert public["type"] == "LoadBalancer" and public["externalTrafficPolicy"] == "Local"
+    (behind,) = _selected(documents, {"matchLabels": public["selector"]})
+    (container,) = [c for name, c in tallow_containers(documents) if name == behind]
+    assert role_of(container["args"]) == "all"
+    # Facing the internet without an edge: metrics need the token, which must exist.
+    token = {e["name"]: e for e in container["env"]}["METRICS_TOKEN"]["valueFrom"]
+    assert token["secretKeyRef"]["optional"] is False
+    # Nothing left that would point at the removed web role.
+    assert {d["metadata"]["name"] for d in _workloads(documents)} == {
+        "tallow-signaling",
+        "tallow-redis",
+        "tallow-redis-backup",
+    }
+    for service in of_kind(documents, "Service"):
+        assert _selected(documents, {"matchLabels": service["spec"]["selector"]})
+    for pdb in of_kind(documents, "PodDisruptionBudget"):
+        assert _selected(documents, pdb["spec"]["selector"])
+    for hpa in of_kind(documents, "HorizontalPodAutoscaler"):
+        assert _named(documents, "Deployment", hpa["spec"]["scaleTargetRef"]["name"])
+    pod_labels = _pod(_named(documents, "Deployment", behind))["metadata"]["labels"]
+    admitted = [
+        rule
+        for policy in of_kind(documents, "NetworkPolicy")
+        if _selects(policy["spec"]["podSelector"], pod_labels)
+        for rule in policy["spec"].get("ingress", [])
+        if {"ipBlock": {"cidr": "0.0.0.0/0"}} in rule["from"]
+    ]
+    assert [p["port"] for rule in admitted for p in rule["ports"]] == [
+        port["containerPort"] for port in container["ports"]
+    ]
