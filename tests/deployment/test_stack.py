@@ -255,9 +255,11 @@ def _metrics(replica: TallowProcess, token: str | None = METRICS_TOKEN) -> tuple
     return status, body.decode()
 
 
-def _open_connections(replica: TallowProcess) -> float:
+def _connections_accepted(replica: TallowProcess) -> float:
+    """A counter, not the open-connections gauge: a connection closed a moment ago and a new
+    one on the same replica would leave the gauge unchanged."""
     metrics = _metrics(replica)[1]
-    return float(re.search(r"^tallow_connections_open (\S+)$", metrics, re.MULTILINE).group(1))
+    return float(re.search(r"^tallow_connections_total (\S+)$", metrics, re.MULTILINE).group(1))
 
 
 @asynccontextmanager
@@ -270,10 +272,10 @@ async def _peer(stack: Stack) -> AsyncIterator[Client]:
 
 
 async def _replica_of(stack: Stack, before: list[float]) -> int:
-    """Which replica the connection just opened landed on (its open-connections gauge rose)."""
+    """Which replica the connection just opened landed on (its accepted connections rose)."""
     with trio.fail_after(5):
         while True:
-            now = [_open_connections(replica) for replica in stack.replicas]
+            now = [_connections_accepted(replica) for replica in stack.replicas]
             risen = [i for i, (b, n) in enumerate(zip(before, now, strict=True)) if n > b]
             if risen:
                 return risen[0]
@@ -283,11 +285,11 @@ async def _replica_of(stack: Stack, before: list[float]) -> int:
 async def test_wss_signaling_through_nginx_between_peers_on_different_replicas(
     stack: Stack,
 ) -> None:
-    before = [_open_connections(replica) for replica in stack.replicas]
+    before = [_connections_accepted(replica) for replica in stack.replicas]
     async with _peer(stack) as alice:
         home = await _replica_of(stack, before)
         for _attempt in range(6):  # nginx balances round-robin: the next one lands elsewhere
-            before = [_open_connections(replica) for replica in stack.replicas]
+            before = [_connections_accepted(replica) for replica in stack.replicas]
             async with _peer(stack) as bob:
                 if await _replica_of(stack, before) == home:
                     continue
