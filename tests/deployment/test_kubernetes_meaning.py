@@ -52,7 +52,7 @@ def _workloads(documents: Documents) -> list[dict[str, Any]]:
 
 def _pod(workload: dict[str, Any]) -> dict[str, Any]:
     spec = workload["spec"]
-    template = (
+    template: dict[str, Any] = (
         spec["jobTemplate"]["spec"]["template"] if "jobTemplate" in spec else spec["template"]
     )
     return template
@@ -223,7 +223,8 @@ def _ingress_backend(ingress: dict[str, Any], path: str) -> str:
         and (r["path"] == "/" or path == r["path"] or path.startswith(r["path"].rstrip("/") + "/"))
     ]
     (rule,) = exact or sorted(prefixes, key=lambda r: len(r["path"]))[-1:]
-    return rule["backend"]["service"]["name"]
+    service: str = rule["backend"]["service"]["name"]
+    return service
 
 
 @pytest.mark.parametrize("directory", APPLIED)

@@ -109,7 +109,9 @@ def _secret(tmp_path: Path, **values: str) -> Path:
         ({"REDIS_PASSWORD": "a@b/c", "TURN_SECRET": "t"}, "must be URL-safe"),
     ],
 )
-def test_deploy_k8s_refuses_bad_secrets(tmp_path: Path, values: dict, message: str) -> None:
+def test_deploy_k8s_refuses_bad_secrets(
+    tmp_path: Path, values: dict[str, str], message: str
+) -> None:
     result = run(
         [DEPLOY_K8S, "production", "--render", "--secret-file", str(_secret(tmp_path, **values))]
     )

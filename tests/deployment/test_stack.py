@@ -258,8 +258,9 @@ def _metrics(replica: TallowProcess, token: str | None = METRICS_TOKEN) -> tuple
 def _connections_accepted(replica: TallowProcess) -> float:
     """A counter, not the open-connections gauge: a connection closed a moment ago and a new
     one on the same replica would leave the gauge unchanged."""
-    metrics = _metrics(replica)[1]
-    return float(re.search(r"^tallow_connections_total (\S+)$", metrics, re.MULTILINE).group(1))
+    found = re.search(r"^tallow_connections_total (\S+)$", _metrics(replica)[1], re.MULTILINE)
+    assert found is not None
+    return float(found.group(1))
 
 
 @asynccontextmanager
