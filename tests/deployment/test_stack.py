@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import shutil
 import socket
 import ssl
 import subprocess
@@ -379,6 +380,19 @@ def test_health_check_through_the_edge_by_host_name_and_on_a_replica_with_a_toke
     assert direct.returncode == 0 and "metrics (/api/metrics): HTTP 200" in direct.stdout
     without_token = _health_check(replica, token=None)
     assert without_token.returncode == 1 and "FAIL metrics" in without_token.stdout
+
+
+def test_health_check_prod_as_the_seed_writes_it(stack: Stack, tmp_path: Path) -> None:
+    """`scripts/health-check.sh prod` finds the public host and port in .env (a copy here)."""
+    shutil.copytree(ROOT / "scripts", tmp_path / "scripts", symlinks=True)
+    origins = f"https://{nginx.HOST_NAME},https://other.example"
+    (tmp_path / ".env").write_text(f"ALLOWED_ORIGINS={origins}\nHTTPS_PORT={stack.https_port}\n")
+    script = str(tmp_path / "scripts" / "health-check.sh")
+    result = run(
+        [script, "prod", "--cacert", str(stack.certificate)], env={"PATH": "/usr/bin:/bin"}
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"checking https://{nginx.HOST_NAME}:{stack.https_port} (at 127.0.0.1)" in result.stdout
 
 
 def test_a_replaced_replica_takes_traffic_without_restarting_nginx(stack: Stack) -> None:
