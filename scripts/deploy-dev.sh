@@ -38,7 +38,7 @@ if [[ "$action" == down ]]; then
 fi
 
 info "starting the development stack"
-compose "${files[@]}" up -d --wait "${build[@]}"
+compose "${files[@]}" up -d --wait ${build[@]+"${build[@]}"}
 "$REPO_ROOT/scripts/health-check.sh" dev
 if ((follow)); then
     compose "${files[@]}" logs -f

@@ -38,13 +38,42 @@ need() {
     command -v "$1" >/dev/null 2>&1 || die "'$1' is not installed ($2)"
 }
 
-# compose ARGS...: Docker Compose v2, as the docker plugin or the standalone binary.
+# The Compose files use env_file.path, !reset and `up --wait`: Compose 2.24 or newer.
+COMPOSE_MINIMUM=2.24
+
+# version_at_least VERSION MINIMUM: true when VERSION (e.g. v2.27.1) >= MINIMUM (e.g. 2.24).
+version_at_least() {
+    local version="${1#v}" major minor want_major want_minor
+    IFS=. read -r major minor _ <<<"$version"
+    IFS=. read -r want_major want_minor _ <<<"$2"
+    [[ "$major" =~ ^[0-9]+$ && "${minor:-0}" =~ ^[0-9]+$ ]] || return 1
+    ((major > want_major || (major == want_major && ${minor:-0} >= want_minor)))
+}
+
+# compose ARGS...: Docker Compose (2.24+), as the docker plugin or the standalone binary.
 compose() {
+    local command=() version
     if docker compose version >/dev/null 2>&1; then
-        docker compose "$@"
+        command=(docker compose)
     elif command -v docker-compose >/dev/null 2>&1; then
-        docker-compose "$@"
+        command=(docker-compose)
     else
-        die "Docker Compose v2 is not installed (docker compose or docker-compose)"
+        die "Docker Compose is not installed (docker compose or docker-compose, $COMPOSE_MINIMUM+)"
     fi
+    version="$("${command[@]}" version --short 2>/dev/null || true)"
+    version_at_least "$version" "$COMPOSE_MINIMUM" ||
+        die "Docker Compose ${version:-of unknown version} is too old: these files need $COMPOSE_MINIMUM or newer"
+    "${command[@]}" "$@"
+}
+
+# env_value FILE NAME: the last NAME=value of a .env file (empty when unset).
+env_value() {
+    sed -n "s/^$2=//p" "$1" | tail -n 1
+}
+
+# origin_host ORIGINS: the host name of the first origin of a comma list (ALLOWED_ORIGINS).
+origin_host() {
+    local origin="${1%%,*}"
+    origin="${origin#*://}"
+    printf '%s\n' "${origin%%[:/]*}"
 }

@@ -1,8 +1,9 @@
 """Configuration: one schema, read from the environment (12-factor) and overridden by CLI flags.
 
-Every setting is declared once in ``SETTINGS``. The CLI builds its flags from it, ``tallow config``
-prints it, docs/configuration.md documents it and the deployment tests check artifacts against it,
-so a new knob only ever needs one new line here.
+Every setting is declared once, as a field of ``Settings`` (``setting(...)``); ``SETTINGS`` is
+read from those fields. The CLI builds its flags from it, ``tallow config`` prints it,
+docs/configuration.md documents it and the deployment tests check artifacts against it, so a
+new knob only ever needs one new field here.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import os
 import socket
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import attrs
+
+from tallow.redis_url import RedisURL, parse_redis_url
 
 ROLES = ("all", "web", "signaling")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -113,15 +116,6 @@ def _networks(raw: str) -> tuple[Network, ...]:
     return tuple(networks)
 
 
-def _redis_url(raw: str) -> str | None:
-    url = raw.strip()
-    if not url:
-        return None
-    if urlsplit(url).scheme not in ("redis", "rediss", "redis+sentinel", "rediss+sentinel"):
-        raise ValueError("must be a redis://, rediss:// or redis+sentinel:// URL")
-    return url
-
-
 # --- the schema ---------------------------------------------------------------------------------
 
 
@@ -141,250 +135,205 @@ class Setting:
         return "--" + self.name.replace("_", "-")
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("host", "TALLOW_HOST", "0.0.0.0", _text, "Address to listen on."),
-    Setting("port", "TALLOW_PORT", "3000", _integer(0, 65535), "TCP port to listen on."),
-    Setting(
-        "role",
+def setting(
+    env: str, default: str, parse: Callable[[str], Any], help: str, *, secret: bool = False
+) -> Any:
+    """A field of Settings that is also a knob: the field's name becomes the Setting's name."""
+    spec = {"env": env, "default": default, "parse": parse, "help": help, "secret": secret}
+    return attrs.field(metadata={_SPEC: spec})
+
+
+_SPEC = "tallow.setting"
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """The effective configuration of one process (parsed, validated, immutable).
+
+    Each field declares its knob once (``setting(...)``); SETTINGS is read from these fields.
+    """
+
+    host: str = setting("TALLOW_HOST", "0.0.0.0", _text, "Address to listen on.")
+    port: int = setting("TALLOW_PORT", "3000", _integer(0, 65535), "TCP port to listen on.")
+    role: str = setting(
         "TALLOW_ROLE",
         "all",
         _choice(*ROLES),
         "What this process serves: all, web (HTTP and UI) or signaling (WebSocket).",
-    ),
-    Setting(
-        "node_id",
+    )
+    node_id: str | None = setting(
         "TALLOW_NODE_ID",
         "",
         _optional_text,
         "Name of this replica in logs, probes and the broker (default: the host name).",
-    ),
-    Setting(
-        "redis_url",
+    )
+    # setting() makes an attrs field, not a shared default value.
+    redis_url: RedisURL | None = setting(  # noqa: RUF009
         "REDIS_URL",
         "",
-        _redis_url,
+        parse_redis_url,
         "Redis for fan-out across replicas; unset runs the embedded in-memory broker.",
         secret=True,
-    ),
-    Setting(
-        "redis_prefix",
+    )
+    redis_prefix: str = setting(
         "REDIS_PREFIX",
         "tallow",
         _text,
         "Prefix of every Redis key and channel, so several deployments can share one Redis.",
-    ),
-    Setting(
-        "allowed_origins",
+    )
+    allowed_origins: tuple[str, ...] = setting(
         "ALLOWED_ORIGINS",
         "",
         _origins,
         "Comma list of browser origins allowed to open /signaling; unset: same origin only.",
-    ),
-    Setting(
-        "stun_urls",
+    )
+    stun_urls: tuple[str, ...] = setting(
         "STUN_URLS",
         "",
         _ice_urls(("stun:", "stuns:")),
         "Comma list of STUN URLs handed to browsers.",
-    ),
-    Setting(
-        "turn_urls",
+    )
+    turn_urls: tuple[str, ...] = setting(
         "TURN_URLS",
         "",
         _ice_urls(("turn:", "turns:")),
         "Comma list of TURN URLs handed to browsers.",
-    ),
-    Setting(
-        "turn_secret",
+    )
+    turn_secret: str | None = setting(
         "TURN_SECRET",
         "",
         _optional_text,
         "coturn static-auth-secret: browsers get short-lived TURN REST credentials.",
         secret=True,
-    ),
-    Setting(
-        "turn_ttl",
+    )
+    turn_ttl: int = setting(
         "TURN_TTL",
         "3600",
         _integer(60, 7 * 86400),
         "Lifetime in seconds of TURN REST credentials.",
-    ),
-    Setting(
-        "turn_username",
+    )
+    turn_username: str | None = setting(
         "TURN_USERNAME",
         "",
         _optional_text,
         "Static TURN user name (used when TURN_SECRET is unset).",
-    ),
-    Setting(
-        "turn_credential",
+    )
+    turn_credential: str | None = setting(
         "TURN_CREDENTIAL",
         "",
         _optional_text,
         "Static TURN password (used when TURN_SECRET is unset).",
         secret=True,
-    ),
-    Setting(
-        "metrics_token",
+    )
+    metrics_token: str | None = setting(
         "METRICS_TOKEN",
         "",
         _optional_text,
         "Bearer token required by /api/metrics; unset leaves it open.",
         secret=True,
-    ),
-    Setting("log_level", "LOG_LEVEL", "info", _choice(*LOG_LEVELS), "Least severe level logged."),
-    Setting(
-        "log_format",
+    )
+    log_level: str = setting(
+        "LOG_LEVEL",
+        "info",
+        _choice(*LOG_LEVELS),
+        "Least severe level logged.",
+    )
+    log_format: str = setting(
         "LOG_FORMAT",
         "auto",
         _choice(*LOG_FORMATS),
         "json, console, or auto (console on a terminal, else json).",
-    ),
-    Setting(
-        "drain_seconds",
+    )
+    drain_seconds: float = setting(
         "TALLOW_DRAIN_SECONDS",
         "10",
         _seconds(0, 3600),
         "On SIGTERM, how long in-flight HTTP may take before the process exits.",
-    ),
-    Setting(
-        "max_message_bytes",
+    )
+    max_message_bytes: int = setting(
         "TALLOW_MAX_MESSAGE_BYTES",
         "65536",
         _integer(1024, 16 << 20),
         "Largest signaling message accepted; larger ones get error too-large.",
-    ),
-    Setting(
-        "max_room_peers",
+    )
+    max_room_peers: int = setting(
         "TALLOW_MAX_ROOM_PEERS",
         "50",
         _integer(2, 10000),
         "Most peers in one room; one more gets error room-full.",
-    ),
-    Setting(
-        "resume_seconds",
+    )
+    resume_seconds: float = setting(
         "TALLOW_RESUME_SECONDS",
         "30",
         _seconds(0, 3600),
         "Grace period in which a dropped client may resume its peer id and room.",
-    ),
-    Setting(
-        "resume_queue",
+    )
+    resume_queue: int = setting(
         "TALLOW_RESUME_QUEUE",
         "256",
         _integer(0, 100000),
         "Most messages queued for a peer while it is away; beyond, senders get queue-full.",
-    ),
-    Setting(
-        "header_timeout",
+    )
+    header_timeout: float = setting(
         "TALLOW_HEADER_TIMEOUT",
         "10",
         _seconds(0.5, 600),
         "Seconds a new connection has to send its first request head (slow clients are cut).",
-    ),
-    Setting(
-        "heartbeat_seconds",
+    )
+    heartbeat_seconds: float = setting(
         "TALLOW_HEARTBEAT_SECONDS",
         "20",
         _seconds(1, 600),
         "WebSocket ping interval; a connection silent for 3 intervals is dropped.",
-    ),
-    Setting(
-        "send_queue",
+    )
+    send_queue: int = setting(
         "TALLOW_SEND_QUEUE",
         "1024",
         _integer(16, 1000000),
         "Messages buffered for one slow connection before it is cut off (close 1013).",
-    ),
-    Setting(
-        "trusted_proxies",
+    )
+    trusted_proxies: tuple[Network, ...] = setting(
         "TALLOW_TRUSTED_PROXIES",
         "",
         _networks,
         "Comma list of proxy addresses/CIDRs allowed to set X-Forwarded-For/-Proto.",
-    ),
-    Setting(
-        "rate_limit",
+    )
+    rate_limit: float = setting(
         "TALLOW_RATE_LIMIT",
         "50",
         _rate(0, 1000000),
         "Signaling messages per second per connection (token bucket refill); 0 disables.",
-    ),
-    Setting(
-        "rate_burst",
+    )
+    rate_burst: int = setting(
         "TALLOW_RATE_BURST",
         "200",
         _integer(1, 1000000),
         "Token bucket size: messages a connection may send at once.",
-    ),
-    Setting(
-        "abuse_strikes",
+    )
+    abuse_strikes: int = setting(
         "TALLOW_ABUSE_STRIKES",
         "20",
         _integer(1, 100000),
         "Consecutive refused messages (rate-limited, too-large) before the server closes.",
-    ),
-    Setting(
-        "max_connections_per_ip",
+    )
+    max_connections_per_ip: int = setting(
         "TALLOW_MAX_CONNECTIONS_PER_IP",
         "64",
         _integer(0, 1000000),
         "Open WebSocket connections per client address; 0 disables.",
-    ),
-    Setting(
-        "pqc_backend",
+    )
+    pqc_backend: str = setting(
         "TALLOW_PQC_BACKEND",
         "cryptography",
         _choice(*PQC_BACKENDS),
         "Post-quantum library for the readiness self-test: cryptography or liboqs.",
-    ),
-    Setting(
-        "static_dir",
+    )
+    static_dir: str | None = setting(
         "TALLOW_STATIC_DIR",
         "",
         _optional_text,
         "Serve the web UI from this folder instead of the packaged one.",
-    ),
-)
-
-SETTINGS_BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
-
-
-@attrs.frozen(kw_only=True)
-class Settings:
-    """The effective configuration of one process (parsed, validated, immutable)."""
-
-    host: str
-    port: int
-    role: str
-    node_id: str | None
-    redis_url: str | None
-    redis_prefix: str
-    allowed_origins: tuple[str, ...]
-    stun_urls: tuple[str, ...]
-    turn_urls: tuple[str, ...]
-    turn_secret: str | None
-    turn_ttl: int
-    turn_username: str | None
-    turn_credential: str | None
-    metrics_token: str | None
-    log_level: str
-    log_format: str
-    drain_seconds: float
-    max_message_bytes: int
-    max_room_peers: int
-    resume_seconds: float
-    resume_queue: int
-    header_timeout: float
-    heartbeat_seconds: float
-    send_queue: int
-    trusted_proxies: tuple[Network, ...]
-    rate_limit: float
-    rate_burst: int
-    abuse_strikes: int
-    max_connections_per_ip: int
-    pqc_backend: str
-    static_dir: str | None
+    )
 
     @property
     def node(self) -> str:
@@ -397,6 +346,12 @@ class Settings:
     @property
     def serves_signaling(self) -> bool:
         return self.role in ("all", "signaling")
+
+
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(name=field.name, **field.metadata[_SPEC]) for field in attrs.fields(Settings)
+)
+SETTINGS_BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
 
 
 def load(
@@ -435,18 +390,6 @@ def _check_consistency(settings: Settings) -> None:
         raise ConfigError("TURN_USERNAME and TURN_CREDENTIAL must be set together")
 
 
-def masked_url(url: str) -> str:
-    """The URL with any password replaced by ***, for logs and `tallow config`."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
 def describe(settings: Settings) -> dict[str, Any]:
     """Every effective setting by environment variable, secrets masked, as `tallow config` shows."""
     shown: dict[str, Any] = {}
@@ -454,7 +397,9 @@ def describe(settings: Settings) -> dict[str, Any]:
         value = getattr(settings, setting.name)
         if isinstance(value, tuple):
             value = ",".join(str(item) for item in value)
-        if setting.secret and value:
-            value = masked_url(value) if setting.name == "redis_url" else "***"
+        if isinstance(value, RedisURL):
+            value = value.masked()
+        elif setting.secret and value:
+            value = "***"
         shown[setting.env] = value
     return shown

@@ -21,7 +21,7 @@ from hypercorn.config import Config, Sockets
 
 from tallow import pqc
 from tallow.broker import BrokerUnavailable, open_broker
-from tallow.config import Settings, masked_url
+from tallow.config import Settings
 from tallow.http.app import TallowApp
 from tallow.http.listener import bind, serve_http
 from tallow.http.probes import BROKER_TIMEOUT
@@ -127,7 +127,7 @@ async def serve(
             urls=binds,
             role=settings.role,
             broker=runtime.broker.name,
-            redis=masked_url(settings.redis_url) if settings.redis_url else None,
+            redis=settings.redis_url.masked() if settings.redis_url else None,
             pqc=runtime.selftest.backend,
             pqc_ok=runtime.selftest.ok,
             version=runtime.version,

@@ -1,4 +1,5 @@
-"""Turn REDIS_URL into a coredis client: plain Redis, TLS, or a primary found through Sentinel.
+"""Turn REDIS_URL (parsed by tallow.redis_url) into a coredis client: plain Redis, TLS, or a
+primary found through Sentinel.
 
     redis://[[user]:password@]host[:port][/db]
     rediss://[[user]:password@]host[:port][/db][?ssl_ca_certs=/ca.pem&ssl_certfile=..&ssl_keyfile=..]
@@ -16,13 +17,12 @@ import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import coredis
 from coredis.connection import TCPLocation
 from coredis.retry import NoRetryPolicy
 
-SENTINEL_PORT = 26379
+from tallow.redis_url import RedisURL
 
 
 def _tls_context(query: dict[str, str]) -> ssl.SSLContext:
@@ -34,32 +34,21 @@ def _tls_context(query: dict[str, str]) -> ssl.SSLContext:
     return context
 
 
-def _sentinel_hosts(netloc: str) -> list[TCPLocation]:
-    hosts = []
-    for item in netloc.rpartition("@")[2].split(","):
-        address = urlsplit("//" + item.strip())
-        hosts.append(TCPLocation(address.hostname or "localhost", address.port or SENTINEL_PORT))
-    return hosts
-
-
 @asynccontextmanager
-async def open_client(url: str, *, op_timeout: float) -> AsyncIterator[coredis.Redis[bytes]]:
+async def open_client(url: RedisURL, *, op_timeout: float) -> AsyncIterator[coredis.Redis[bytes]]:
     """A connected-on-demand client for ``url``; commands fail fast instead of retrying."""
     options: dict[str, Any] = {
         "connect_timeout": op_timeout,
         "stream_timeout": op_timeout,
         "retry_policy": NoRetryPolicy(),
     }
-    parts = urlsplit(url)
-    if not parts.scheme.endswith("+sentinel"):
-        async with coredis.Redis.from_url(url, **options) as client:
+    if not url.sentinel:
+        async with coredis.Redis.from_url(url.text, **options) as client:
             yield client
         return
-    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-    path = [unquote(piece) for piece in parts.path.split("/") if piece]
-    if not path:
-        raise ValueError("a redis+sentinel:// URL names the service: .../<service>[/db]")
-    tls = _tls_context(query) if parts.scheme.startswith("rediss") else None
+    assert url.service is not None  # parse_redis_url requires it for Sentinel
+    query = url.options
+    tls = _tls_context(query) if url.tls else None
     sentinel_kwargs: dict[str, Any] = {"connect_timeout": op_timeout, "stream_timeout": op_timeout}
     if query.get("sentinel_password"):
         sentinel_kwargs["password"] = query["sentinel_password"]
@@ -69,14 +58,13 @@ async def open_client(url: str, *, op_timeout: float) -> AsyncIterator[coredis.R
     node_kwargs: dict[str, Any] = {
         "connect_timeout": op_timeout,
         "stream_timeout": op_timeout,
-        "db": int(path[1]) if len(path) > 1 else 0,
-        "username": unquote(parts.username) if parts.username else None,
-        "password": unquote(parts.password) if parts.password else None,
+        "db": url.db,
+        "username": url.username,
+        "password": url.password,
     }
     if tls is not None:
         node_kwargs["ssl_context"] = tls
-    sentinel = coredis.Sentinel(
-        _sentinel_hosts(parts.netloc), sentinel_kwargs=sentinel_kwargs, **node_kwargs
-    )
-    async with sentinel, sentinel.primary_for(path[0]) as client:
+    hosts = [TCPLocation(host, port) for host, port in url.hosts]
+    sentinel = coredis.Sentinel(hosts, sentinel_kwargs=sentinel_kwargs, **node_kwargs)
+    async with sentinel, sentinel.primary_for(url.service) as client:
         yield client

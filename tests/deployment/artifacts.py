@@ -18,7 +18,7 @@ NGINX_CONF = ROOT / "packaging" / "nginx" / "nginx.conf"
 COTURN_CONF = ROOT / "packaging" / "coturn" / "turnserver.conf"
 DOCKERFILES = (ROOT / "packaging" / "Dockerfile", ROOT / "packaging" / "Dockerfile.dev")
 ENV_EXAMPLE = ROOT / ".env.example"
-_CHECKS = ("health-check", "container-test")
+_CHECKS = ("health-check", "container-test", "redis-backup")
 SCRIPTS = sorted(
     [*ROOT.glob("scripts/deploy-*.sh"), *(ROOT / "scripts" / f"{name}.sh" for name in _CHECKS)]
 )
@@ -28,7 +28,7 @@ COMPOSE_SETS: dict[str, tuple[str, ...]] = {
     "base": ("docker-compose.yml",),
     "prod": ("docker-compose.yml", "docker-compose.prod.yml"),
 }
-KUSTOMIZATIONS = ("base", "overlays/dev", "overlays/prod", "monitoring")
+KUSTOMIZATIONS = ("base", "overlays/dev", "overlays/prod", "monitoring", "cert-manager")
 DASHBOARD = K8S_DIR / "monitoring" / "grafana-dashboard.json"
 ALERT_RULES = K8S_DIR / "monitoring" / "prometheusrule.yaml"
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from tests.deployment.tools import assert_succeeds, run, tool
 
 HOSTS = "127.0.0.1 localhost web signaling\n::1 localhost\n"
+# A public-looking host name the test certificates also carry (health checks pin it to loopback).
+HOST_NAME = "tallow.test"
 # $1 is the test folder; the rest is the nginx command line.
 NAMESPACE_SCRIPT = (
     'mount --bind "$1" /mnt && mount --bind /mnt/hosts /etc/hosts && '
@@ -22,12 +24,12 @@ NAMESPACE_SCRIPT = (
 
 
 def make_certificate(directory: Path, name: str = "tls") -> Path:
-    """A self-signed certificate for 127.0.0.1 and localhost; returns the .crt path."""
+    """A self-signed certificate for 127.0.0.1, localhost and HOST_NAME; returns the .crt path."""
     directory.mkdir(parents=True, exist_ok=True)
     crt, key = directory / f"{name}.crt", directory / f"{name}.key"
     command = [tool("openssl"), "req", "-x509", "-newkey", "ec", "-pkeyopt"]
     command += ["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=localhost"]
-    command += ["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"]
+    command += ["-addext", f"subjectAltName=DNS:localhost,DNS:{HOST_NAME},IP:127.0.0.1"]
     assert_succeeds(run([*command, "-keyout", str(key), "-out", str(crt)]))
     return crt
 

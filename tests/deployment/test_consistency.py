@@ -205,13 +205,15 @@ def test_ingress_sends_each_path_to_a_role_that_serves_it() -> None:
     (ingress,) = of_kind(documents, "Ingress")
     paths = ingress["spec"]["rules"][0]["http"]["paths"]
     for path in paths:
+        if path["backend"]["service"]["name"] == "tallow-refused":  # test_kubernetes_meaning
+            continue
         role = _role_behind(documents, path["backend"]["service"]["name"])
         if path["pathType"] == "Exact":
             assert route_serves(path["path"], role)
         else:
             assert path["path"] == "/" and static_served_by(role)
             assert route_serves("/api/health", role) and route_serves("/api/ice-servers", role)
-    assert {p["path"] for p in paths} == {SIGNALING_PATH, "/"}
+    assert {p["path"] for p in paths} == {SIGNALING_PATH, "/api/metrics", "/"}
     assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"]
     assert ingress["spec"]["tls"][0]["secretName"]
 
@@ -222,7 +224,7 @@ def test_autoscaling_bounds_and_metrics() -> None:
         hpa["metadata"]["name"]: (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"])
         for hpa in of_kind(documents, "HorizontalPodAutoscaler")
     }
-    assert bounds == {"tallow-web": (3, 10), "tallow-signaling": (2, 6)}
+    assert bounds == {"tallow-app": (3, 10), "tallow-signaling": (2, 6)}
     for hpa in of_kind(documents, "HorizontalPodAutoscaler"):
         assert {m["resource"]["name"] for m in hpa["spec"]["metrics"]} == {"cpu", "memory"}
 
@@ -239,7 +241,7 @@ def test_kubernetes_redis_password_is_applied() -> None:
     for _, tallow in tallow_containers(documents):
         tallow_env = {entry["name"]: entry for entry in tallow["env"]}
         assert tallow_env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == secret_ref
-        assert "$(REDIS_PASSWORD)@redis:6379" in tallow_env["REDIS_URL"]["value"]
+        assert "$(REDIS_PASSWORD)@tallow-redis:6379" in tallow_env["REDIS_URL"]["value"]
     template = yaml.safe_load((K8S_DIR / "base" / "secret.template.yaml").read_text())
     assert secret_ref["name"] == template["metadata"]["name"]
     assert secret_ref["key"] in template["stringData"]
@@ -260,17 +262,54 @@ def test_nginx_upstreams_and_locations_match_compose_and_routes() -> None:
     config = compose_config("prod")
     services = _tallow_services(config)
     text = NGINX_CONF.read_text()
-    upstreams = dict(re.findall(r"upstream (\w+) \{\s*server (\S+);", text))
+    upstreams = dict(re.findall(r"set \$(tallow_\w+) (\S+);", text))
     for upstream, needs in (("tallow_web", "/api/health"), ("tallow_signaling", SIGNALING_PATH)):
         host, port = upstreams[upstream].split(":")
         service = services[host]
         assert port == service["environment"]["TALLOW_PORT"]
         assert route_serves(needs, role_of(service["command"]))
-    assert "tallow_web" in nginx_directives("proxy_pass")[-1]
+    # Names resolved per request (through variables), never once at start.
+    assert not re.search(r"^\s*upstream ", text, re.MULTILINE)
+    (resolver,) = nginx_directives("resolver")
+    assert resolver.startswith("127.0.0.11 ") and "valid=5s" in resolver
+    assert all(target.startswith("http://$tallow_") for target in nginx_directives("proxy_pass"))
+    assert "$tallow_web" in nginx_directives("proxy_pass")[-1]
     locations = re.findall(r"location (?:= )?(\S+) \{", text)
     assert SIGNALING_PATH in locations and "/api/" in locations
     (asset_pattern,) = re.findall(r'location ~ "(.+)" \{', text)
     assert asset_pattern == _FINGERPRINTED.pattern
+
+
+def test_nginx_cache_fits_its_tmpfs() -> None:
+    (cache,) = re.findall(r"^\s*proxy_cache_path\s+([^;]+);", NGINX_CONF.read_text(), re.MULTILINE)
+    assert cache.split()[0].startswith("/tmp/")
+    cache_mb = int(re.search(r"max_size=(\d+)m", cache).group(1))
+    (tmpfs,) = compose_config("prod")["services"]["nginx"]["tmpfs"]
+    tmpfs_mb = int(re.search(r"size=(\d+)m", tmpfs).group(1))
+    assert tmpfs.startswith("/tmp:") and cache_mb < 0.75 * tmpfs_mb
+
+
+@pytest.mark.parametrize("name", ["dev", "base", "prod"])
+def test_compose_redis_has_a_memory_ceiling_and_never_evicts(name: str) -> None:
+    redis = compose_config(name)["services"]["redis"]
+    command = redis["command"]
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    ceiling = int(command[command.index("--maxmemory") + 1].removesuffix("mb")) * 1e6
+    limit = redis.get("deploy", {}).get("resources", {}).get("limits", {}).get("memory")
+    if limit is not None:
+        assert ceiling < 0.9 * int(limit)
+    if name == "dev":  # the seed's promise: dev Redis data survives a restart
+        assert any(volume["target"] == "/data" for volume in redis["volumes"])
+
+
+def test_dockerfile_copies_no_secrets_into_the_image() -> None:
+    (production, _) = DOCKERFILES
+    copies = [args for kind, args in dockerfile_instructions(production) if kind == "COPY"]
+    assert not [args for args in copies if args.split()[0] == "."], copies
+    ignored = (production.parent / "Dockerfile.dockerignore").read_text().splitlines()
+    assert {"certs", "**/.env", "**/.env.*", "**/*.key"} <= set(ignored)
+    # The default TLS_CERT_DIR is inside the build context: it must be ignored.
+    assert env_example()["TLS_CERT_DIR"][0] == "../../certs"
 
 
 def test_dockerfiles_use_real_settings_port_and_check() -> None:
@@ -319,17 +358,32 @@ def test_dashboard_and_alert_rules_use_only_exported_series() -> None:
     assert {"tallow_connections_open", "tallow_broker_up", "tallow_ready"} <= used
 
 
+def _coturn_flags(command: list[str]) -> dict[str, str]:
+    return dict(arg[2:].split("=", 1) for arg in command if arg.startswith("--") and "=" in arg)
+
+
 def test_coturn_ports_match_compose_and_turn_urls() -> None:
     conf = dict(
         line.split("=", 1)
         for line in COTURN_CONF.read_text().splitlines()
         if "=" in line and not line.startswith("#")
     )
+    # Production: host networking, nothing to publish, and room for thousands of relays.
     coturn = compose_config("prod")["services"]["coturn"]
-    published = {p["target"] for p in coturn["ports"]}
-    assert int(conf["listening-port"]) in published
-    relay = {p["target"] for p in coturn["ports"] if p["protocol"] == "udp"}
-    assert set(range(int(conf["min-port"]), int(conf["max-port"]) + 1)) <= relay
+    assert coturn["network_mode"] == "host" and "ports" not in coturn
+    assert int(conf["max-port"]) - int(conf["min-port"]) + 1 >= 10000
+    stun = coturn["healthcheck"]["test"]
+    assert (
+        stun[1] == "turnutils_stunclient" and stun[stun.index("-p") + 1] == conf["listening-port"]
+    )
+    # Development publishes its (smaller) relay range.
+    dev = compose_config("dev")["services"]["coturn"]
+    flags = {**conf, **_coturn_flags(dev["command"])}
+    published = {p["target"] for p in dev["ports"]}
+    assert int(flags["listening-port"]) in published
+    relay = {p["target"] for p in dev["ports"] if p["protocol"] == "udp"}
+    assert set(range(int(flags["min-port"]), int(flags["max-port"]) + 1)) <= relay
+    assert dev["healthcheck"]["test"] == stun
     for url in env_example()["TURN_URLS"][0].split(","):
         assert f":{conf['listening-port']}?" in url
     assert "use-auth-secret" in COTURN_CONF.read_text().split()

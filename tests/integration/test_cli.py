@@ -47,6 +47,7 @@ def test_console_script_entry_point() -> None:
         ({}, ["--port", "-1"], "--port / TALLOW_PORT"),
         ({"TALLOW_ROLE": "proxy"}, [], "TALLOW_ROLE"),
         ({"REDIS_URL": "http://redis"}, [], "REDIS_URL"),
+        ({"REDIS_URL": "redis+sentinel://:pw@h1:26379,h2:26379"}, [], "REDIS_URL"),
         ({"ALLOWED_ORIGINS": "example.com"}, [], "ALLOWED_ORIGINS"),
         ({"TURN_URLS": "http://turn"}, [], "TURN_URLS"),
         ({"TURN_URLS": "turn:turn.example:3478"}, [], "TURN_URLS"),
@@ -91,6 +92,14 @@ def test_config_prints_every_setting_with_secrets_masked() -> None:
     assert shown["TALLOW_PORT"] == "3000"
     for secret in ("hunter2", "token-value", "flag-secret"):
         assert secret not in result.stdout
+
+
+def test_config_shows_the_multi_host_sentinel_url_masked() -> None:
+    url = "redis+sentinel://:hunter2@h1:26379,h2:26379/mymaster"
+    result = run("config", env={"REDIS_URL": url})
+    assert result.returncode == 0, result.stderr
+    assert "REDIS_URL=redis+sentinel://:***@h1:26379,h2:26379/mymaster/0" in result.stdout
+    assert "hunter2" not in result.stdout
 
 
 def test_flags_beat_environment() -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 
+import attrs
 import pytest
 
-from tallow.config import SETTINGS, ConfigError, describe, load, masked_url
+from tallow.config import SETTINGS, ConfigError, Settings, describe, load
 from tests.conftest import ROOT
 
 
@@ -57,12 +58,25 @@ def test_turn_urls_need_credentials() -> None:
 
 
 def test_masking() -> None:
-    assert masked_url("redis://:pw@host:6379/0") == "redis://:***@host:6379/0"
-    assert masked_url("rediss://user:pw@host/1") == "rediss://user:***@host/1"
-    assert masked_url("redis://host:6379") == "redis://host:6379"
     shown = describe(load({"METRICS_TOKEN": "t0ken", "TURN_SECRET": "sec"}))
     assert shown["METRICS_TOKEN"] == "***" and shown["TURN_SECRET"] == "***"
-    assert shown["TURN_CREDENTIAL"] is None
+    assert shown["TURN_CREDENTIAL"] is None and shown["REDIS_URL"] is None
+    sentinel = "redis+sentinel://:pw@h1:26379,h2:26379/mymaster"
+    assert describe(load({"REDIS_URL": sentinel}))["REDIS_URL"] == (
+        "redis+sentinel://:***@h1:26379,h2:26379/mymaster/0"
+    )
+
+
+def test_a_sentinel_url_without_a_service_is_a_configuration_error() -> None:
+    with pytest.raises(
+        ConfigError, match=r"^REDIS_URL: a redis\+sentinel:// URL names the service"
+    ):
+        load({"REDIS_URL": "redis+sentinel://:pw@h1:26379,h2:26379"})
+
+
+def test_each_setting_is_declared_once_as_a_field() -> None:
+    assert [setting.name for setting in SETTINGS] == [f.name for f in attrs.fields(Settings)]
+    assert len({setting.env for setting in SETTINGS}) == len(SETTINGS)
 
 
 def test_every_setting_is_documented_with_its_default() -> None:

@@ -1,0 +1,1 @@
+../manifests/k8s/base/redis-backup.sh
