@@ -334,7 +334,7 @@ class RedisBroker:
             raise RoomFull(room)
         count = reply[0]
         present, results = reply[1 : count + 1], reply[count + 1 :]
-        self._note_results(number, results)
+        await self._note_results(number, results)
         local = self._local.get(member.peer)
         if local is not None:
             self._set_room(member.peer, local, room, record)
@@ -353,7 +353,7 @@ class RedisBroker:
             return Delivery.DELIVERED
         number = next(self._echo_numbers)
         result = await self._script("deliver", room, to, frame, number)
-        self._note_results(number, [to.encode(), result])
+        await self._note_results(number, [to.encode(), result])
         return Delivery.DELIVERED if result.startswith(_HERE) else _DELIVERY[result]
 
     async def publish(self, room: str, frame: bytes, exclude: str | None = None) -> None:
@@ -366,7 +366,7 @@ class RedisBroker:
         # Membership lives in Redis: the script finds the members elsewhere (or not settled).
         number = next(self._echo_numbers)
         results = await self._script("publish", room, frame, number, *handed)
-        self._note_results(number, results)
+        await self._note_results(number, results)
 
     async def expired(self) -> list[Expired]:
         # Right after an outage every replica's heartbeat looks old: judge others only once this
@@ -396,7 +396,7 @@ class RedisBroker:
         if room:
             self._here.setdefault(room, set()).add(peer)
 
-    def _note_results(self, number: int, results: list[bytes]) -> None:
+    async def _note_results(self, number: int, results: list[bytes]) -> None:
         """Script results (peer, result, ...) that concern peers attached here."""
         for raw_peer, result in zip(results[::2], results[1::2], strict=True):
             local = self._local.get(raw_peer.decode())
@@ -405,8 +405,13 @@ class RedisBroker:
             if result.startswith(_HERE):
                 if local.conn == result[len(_HERE) :].decode():
                     local.echo(number)
-            elif result == b"queued" and not local.held:
-                local.blocked = True  # it waits in the Redis queue: a flush or resync takes it
+            elif result == b"queued" and not local.held and not local.blocked:
+                # It may wait in the Redis queue: a flush through this replica's own channel
+                # (ordered with what arrives there) takes it, then the fast path may resume.
+                local.blocked = True
+                with contextlib.suppress(BrokerUnavailable):
+                    channel = self._key("ch", self._node)
+                    await self._guard(self._connected().publish(channel, b"f " + raw_peer + b"\n"))
 
     def _hand_over_here(self, peer: str, local: _Local, frame: bytes) -> None:
         """Offer ``frame`` to a peer attached here, or to its release if it is being let go."""
