@@ -49,6 +49,7 @@ from tallow.broker.base import (
     Member,
     RoomFull,
 )
+from tallow.broker.redis_batch import ScriptBatch
 from tallow.broker.redis_connect import open_client
 from tallow.config import Settings
 from tallow.observability.logs import event
@@ -170,6 +171,7 @@ class RedisBroker:
         }
         self._context = [context[name] for name in lua.CONTEXT]
         self._client: coredis.Redis[bytes] | None = None
+        self._batch: ScriptBatch | None = None
         self._scripts: dict[str, Any] = {}
         self._local: dict[str, _Local] = {}
         self._here: dict[str, set[str]] = {}  # room -> peers attached here that are in it
@@ -190,6 +192,8 @@ class RedisBroker:
             }
             try:
                 async with trio.open_nursery() as nursery:
+                    self._batch = ScriptBatch(client, OP_TIMEOUT)
+                    await nursery.start(self._batch.run)
                     subscribed = trio.Event()
                     nursery.start_soon(self._subscribe_forever, subscribed)
                     nursery.start_soon(self._heartbeat_forever)
@@ -198,6 +202,7 @@ class RedisBroker:
                         await subscribed.wait()
                     task_status.started()
             finally:
+                self._batch = None  # its task has ended: the goodbye goes on its own
                 with trio.CancelScope(shield=True), trio.move_on_after(OP_TIMEOUT):
                     await self._goodbye()
                 self._client = None
@@ -565,16 +570,20 @@ class RedisBroker:
 
     async def _script(self, name: str, *args: str | bytes | int) -> Any:
         self._connected()
-        return await self._guard(self._scripts[name](args=[*self._context, *args]))
+        script, full_args = self._scripts[name], [*self._context, *args]
+        if self._batch is None:
+            return await self._guard(script(args=full_args))
+        # The batch bounds each call (the pipeline before it, then its own).
+        return await self._guard(self._batch.call(script, full_args), 2 * OP_TIMEOUT)
 
-    async def _guard(self, request: Any) -> Any:
+    async def _guard(self, request: Any, seconds: float = OP_TIMEOUT) -> Any:
         """Await one Redis request; trouble of any kind becomes BrokerUnavailable.
 
         Shielded (and bounded): a caller cancelled meanwhile must not leave half an operation
         behind, such as a join whose announcement never went out.
         """
         try:
-            with trio.CancelScope(shield=True), trio.fail_after(OP_TIMEOUT):
+            with trio.CancelScope(shield=True), trio.fail_after(seconds):
                 return await request
         except UNAVAILABLE as error:
             if isinstance(error, redis_errors.ReadOnlyError) and self._client is not None:
