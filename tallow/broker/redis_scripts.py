@@ -223,11 +223,13 @@ local peer = redis.call('GETDEL', P .. ':resume:' .. A[1])
 if not peer then return nil end
 local f = redis.call('HMGET', rec_key(peer), 'node', 'conn', 'room')
 if not f[1] then return nil end
+-- Its old connection is still open somewhere: close it, and hold until that replica lets go.
+-- A replica that hears nothing (it died, not yet noticed) has nothing to let go: no hold.
+local told = 0
 if f[2] ~= '' then
-  -- Its old connection is still open somewhere: close it, and hold until that replica lets go.
-  hold(peer, f[1])
-  redis.call('PUBLISH', P .. ':ch:' .. f[1], 's ' .. peer .. ' ' .. f[2] .. '\\n')
+  told = redis.call('PUBLISH', P .. ':ch:' .. f[1], 's ' .. peer .. ' ' .. f[2] .. '\\n')
 end
+if told > 0 then hold(peer, f[1]) end
 redis.call('HDEL', rec_key(peer), 'resume')
 set_away(peer, now_ms() + GRACE)
 return {peer, f[3], f[1], f[2]}

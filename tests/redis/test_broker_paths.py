@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
+import trio.lowlevel
 
 from tallow.broker import Delivery, Member, RoomFull
 from tallow.broker.redis import RedisBroker
@@ -105,7 +106,7 @@ async def test_order_holds_while_the_receiver_resumes_onto_the_senders_replica(
         async def send_all() -> None:
             for frame in sent:
                 assert await one.deliver("R", "b", frame) is not Delivery.NOT_FOUND
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
 
         async def resume_midway() -> None:
             await eventually(lambda: len(old.frames) >= 100, 10, step=0.001)

@@ -123,6 +123,12 @@ async def test_peer_of_a_killed_replica_resumes_elsewhere_with_what_was_sent_mea
         async with connect(one.ws_url, resume=bob.resume) as back:
             assert back.peer == bob.peer and back.welcome["room"] == "PHOENIX"
             assert (await back.recv())["data"] == "while you were out"
+            # Live signals follow at once: the dead replica, which hears nothing, holds no
+            # hand-over (it used to hold it for 10 s, until the reaper let it lapse).
+            started = trio.current_time()
+            await alice.send({"type": "signal", "to": bob.peer, "data": "live"})
+            assert (await back.recv(2))["data"] == "live"
+            assert trio.current_time() - started < 2
         assert await alice.nothing_pending()
 
 
