@@ -119,6 +119,7 @@ class _Local:
     resume_hash: str
     room: str = ""
     member: bytes = b""  # the member record (JSON) in ``room``
+    announce: bytes = b""  # its join announcement, sent again if the others heard it leave
     # What keeps the local fast path off (module docstring): all must clear.
     attached: bool = False  # the attach script has run
     held: bool = False  # its previous replica still releases frames to it (until ``u``)
@@ -179,6 +180,8 @@ class RedisBroker:
         self._healthy_since: float | None = None  # continuous heartbeats since (trio clock)
         self._seen_outage = False
         self._resync_needed = True
+        self._epoch: bytes | None = None  # of Redis' data, as the last heartbeat saw it
+        self._taken_for_dead = False  # the next resync announces this replica's peers again
         self._releases: dict[str, _Release] = {}
         self._reconciling = trio.Lock()
 
@@ -240,12 +243,16 @@ class RedisBroker:
     async def _heartbeat_forever(self) -> None:
         while True:
             try:
-                known = await self._script("heartbeat")
+                known, epoch = await self._script("heartbeat", secrets.token_hex(8))
                 if self._healthy_since is None:
                     self._healthy_since = trio.current_time()
                     event(log, logging.INFO, "redis reachable", node=self._node)
                 if not known:
                     self._resync_needed = True
+                    self._taken_for_dead = epoch == self._epoch
+                    if self._taken_for_dead:
+                        event(log, logging.WARNING, "taken for dead; announcing peers again")
+                self._epoch = epoch
                 await self._reconcile()
             except BrokerUnavailable:
                 pass  # already logged by _trouble; try again next beat
@@ -343,6 +350,7 @@ class RedisBroker:
         local = self._local.get(member.peer)
         if local is not None:
             self._set_room(member.peer, local, room, record)
+            local.announce = announce
         return [_member(raw) for raw in present]
 
     async def leave(self, room: str, peer: str) -> None:
@@ -539,11 +547,18 @@ class RedisBroker:
                 await self._resync()
 
     async def _resync(self) -> None:
+        announce = self._taken_for_dead  # cleared once every peer is back
         for peer, local in list(self._local.items()):
             if peer in self._releases or self._local.get(peer) is not local:
                 continue
             status, *queued = await self._script(
-                "resync", peer, local.conn, local.resume_hash, local.room, local.member
+                "resync",
+                peer,
+                local.conn,
+                local.resume_hash,
+                local.room,
+                local.member,
+                local.announce if announce else b"",
             )
             if status == b"lost":  # resumed on another connection meanwhile
                 self._supersede(peer, local.conn)
@@ -556,6 +571,7 @@ class RedisBroker:
             peer = raw.decode()
             if peer not in self._local:
                 await self._script("abandon", peer)
+        self._taken_for_dead &= not announce
         event(log, logging.INFO, "redis state reconciled", peers=len(self._local))
 
     # --- plumbing -------------------------------------------------------------------------

@@ -11,6 +11,8 @@ Keys (``P`` is REDIS_PREFIX):
     P:away            zset   peer -> deadline (ms, Redis clock) of peers inside their grace period
     P:holds           zset   peer -> deadline of its hand-over (a dead replica's hold lapses)
     P:nodes           zset   replica -> last heartbeat (ms, Redis clock)
+    P:epoch           string random, set once: tells a replica taken for dead from a Redis that
+                             lost its data
     P:node:<replica>  set    peers attached on that replica
     channel P:ch:<replica>   frames for peers attached there
 
@@ -327,13 +329,19 @@ if redis.call('HGET', rec_key(A[1]), 'conn') ~= A[2] then return {} end
 return take_queue(A[1])
 """
 
-# A: none -> 1 if this replica was registered, 0 if Redis had forgotten it (restart without
-# data, or it was taken for dead): then it must re-register its peers.
+# A: a fresh epoch -> {1 if this replica was registered, else 0; the epoch of Redis' data}.
+# Unregistered means Redis lost its data (a new epoch) or took this replica for dead (the same
+# epoch): either way it must re-register its peers, and in the second case announce them again.
 HEARTBEAT = """
 local known = redis.call('ZSCORE', P .. ':nodes', NODE)
 redis.call('ZADD', P .. ':nodes', now_ms(), NODE)
-if known then return 1 end
-return 0
+local epoch = redis.call('GET', P .. ':epoch')
+if not epoch then
+  epoch = A[1]
+  redis.call('SET', P .. ':epoch', epoch)
+end
+if known then return {1, epoch} end
+return {0, epoch}
 """
 
 # A: none. Unregister this replica as it stops; peers still listed here (their detach failed)
@@ -348,9 +356,10 @@ redis.call('DEL', P .. ':node:' .. NODE)
 return 1
 """
 
-# A: peer, conn, resume, room, member_json -> {'ok'|'lost', frames...}
+# A: peer, conn, resume, room, member_json, announcement -> {'ok'|'lost', frames...}
 # After Redis lost or dropped this replica's state: put a peer attached here back, unless a
-# resume elsewhere has taken it since.
+# resume elsewhere has taken it since. With an announcement (the others heard it leave: this
+# replica was taken for dead), the room's members on other replicas hear it join again.
 RESYNC = """
 local peer, conn, resume, room = A[1], A[2], A[3], A[4]
 local f = redis.call('HMGET', rec_key(peer), 'node', 'conn', 'resume')
@@ -360,7 +369,16 @@ end
 set_attached(peer, NODE, conn, resume)
 if room ~= '' then
   redis.call('HSET', rec_key(peer), 'room', room)
-  redis.call('HSET', P .. ':room:' .. room, peer, A[5])
+  local others = redis.call('HKEYS', P .. ':room:' .. room)
+  if redis.call('HSET', P .. ':room:' .. room, peer, A[5]) == 1 and A[6] ~= '' then
+    local elsewhere = {}
+    for _, other in ipairs(others) do
+      if redis.call('HGET', rec_key(other), 'node') ~= NODE then
+        elsewhere[#elsewhere + 1] = other
+      end
+    end
+    send(elsewhere, A[6], BOUND, nil)
+  end
 end
 local frames = take_queue(peer)
 table.insert(frames, 1, 'ok')

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 
 import trio
 from trio_websocket import ConnectionClosed
@@ -132,6 +133,32 @@ async def test_peer_of_a_killed_replica_resumes_elsewhere_with_what_was_sent_mea
         assert await alice.nothing_pending()
 
 
+async def test_a_replica_cut_off_past_the_dead_timeout_announces_its_peers_again(
+    replicas,
+) -> None:
+    one, two = replicas(2, TALLOW_RESUME_SECONDS="1")
+    async with connect(one.ws_url) as alice, connect(two.ws_url) as bob:
+        await alice.join("frozen"), await bob.join("frozen", "Bob", {"k": 1})
+        assert (await alice.recv())["type"] == "peer-joined"
+        two.process.send_signal(signal.SIGSTOP)  # silent: no heartbeat, its sockets stay open
+        try:
+            left = await alice.recv(15)
+        finally:
+            two.process.send_signal(signal.SIGCONT)
+        assert left == {"type": "peer-left", "room": "FROZEN", "peer": bob.peer}
+        # Back, it finds its peers reaped: the others hear them join again, as they were.
+        assert await alice.recv(10) == {
+            "type": "peer-joined",
+            "room": "FROZEN",
+            "peer": bob.peer,
+            "name": "Bob",
+            "meta": {"k": 1},
+        }
+        assert await signal_until_through(alice, bob, 10) < 10
+        assert await signal_until_through(bob, alice, 10) < 10
+        assert await bob.nothing_pending()
+
+
 async def test_redis_restart_never_crashes_a_replica_and_signaling_recovers(
     replicas, redis_server
 ) -> None:
@@ -167,7 +194,7 @@ async def test_redis_restart_never_crashes_a_replica_and_signaling_recovers(
 async def test_every_key_expires_or_goes_with_its_peer(replicas, redis_server) -> None:
     one, two = replicas(2, TALLOW_RESUME_SECONDS="1")
     baseline = redis_server.scan_keys()
-    assert baseline == ["tallow:nodes"]
+    assert baseline == ["tallow:epoch", "tallow:nodes"]
     async with trio.open_nursery() as nursery:
 
         async def busy(index: int) -> None:
@@ -188,6 +215,7 @@ async def test_every_key_expires_or_goes_with_its_peer(replicas, redis_server) -
     for key in keys_during:
         ttl = int(redis_server.cli("PTTL", key))
         assert ttl != -1 or key.split(":")[1] in (
+            "epoch",
             "nodes",
             "away",
             "holds",
