@@ -162,7 +162,7 @@ class RedisBroker:
         # A restarted replica reusing a host name must not inherit its predecessor's peers.
         self._node = f"{settings.node}:{secrets.token_hex(4)}"
         self._bound = settings.resume_queue
-        context = {
+        context: dict[str, str | int] = {
             "prefix": self._prefix,
             "node": self._node,
             "grace_ms": int(settings.resume_seconds * 1000),
@@ -230,7 +230,8 @@ class RedisBroker:
                         with contextlib.suppress(BrokerUnavailable):
                             await self._reconcile()
                         async for message in pubsub:
-                            await self._on_message(message["data"])
+                            if isinstance(data := message["data"], bytes):
+                                await self._on_message(data)
                 except* anyio.ClosedResourceError:
                     # Tearing down a subscription whose connection is already gone (Redis
                     # restarted, or shutdown cancels it): split off so a cancellation in the

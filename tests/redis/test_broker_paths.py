@@ -58,7 +58,7 @@ def evalsha_calls(redis_server: RedisServer) -> int:
     return int(line.split("calls=")[1].split(",")[0])
 
 
-async def test_join_announces_to_the_listed_members_atomically(redis_server) -> None:
+async def test_join_announces_to_the_listed_members_atomically(redis_server: RedisServer) -> None:
     async with replicas(redis_server, 2) as (one, two):
         a = await joined(one, "a")
         b = await joined(two, "b")
@@ -72,7 +72,7 @@ async def test_join_announces_to_the_listed_members_atomically(redis_server) -> 
         assert a.frames == [b"+b"] and b.frames == []  # a full room announces nothing
 
 
-async def test_same_replica_signals_skip_redis_once_settled(redis_server) -> None:
+async def test_same_replica_signals_skip_redis_once_settled(redis_server: RedisServer) -> None:
     async with replicas(redis_server, 1) as (one,):
         a = await joined(one, "a")
         b = await joined(one, "b")
@@ -94,7 +94,7 @@ async def test_same_replica_signals_skip_redis_once_settled(redis_server) -> Non
 
 
 async def test_order_holds_while_the_receiver_resumes_onto_the_senders_replica(
-    redis_server,
+    redis_server: RedisServer,
 ) -> None:
     """Frames cross replicas, wait in a hand-over, then take the fast path: none overtakes."""
     async with replicas(redis_server, 2) as (one, two):
