@@ -15,7 +15,8 @@ Ordering obligations, which every implementation keeps and the signaling layer r
    (``unsent``) comes first, then what waited, then live traffic.
 2. **Queued means delivered later.** ``QUEUED`` frames reach the peer when it resumes, before
    anything sent after them; ``QUEUE_FULL`` and ``NOT_FOUND`` frames are dropped and the sender is
-   told; ``BrokerUnavailable`` means the frame was not sent.
+   told; ``BrokerUnavailable`` means the frame was not sent (for ``publish``: maybe not to
+   every member, as members on the same replica may have had it already).
 3. **Join and announce are one step.** ``join`` sends the announcement to exactly the members it
    returns: a peer that joins meanwhile either is listed or hears the announcement, never both.
 4. **A joiner hears nothing of the room before ``join`` returns** except through its ``Inbox``

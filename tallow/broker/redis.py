@@ -15,12 +15,16 @@ in its Redis queue, and every frame a session of this replica sent it through Re
 back through the channel (the numbered ``D`` *echoes*). Until then frames take the scripts, so
 a sender's in-process frame never overtakes its own earlier frame still inside Redis.
 
+Script calls go through a ``ScriptBatch``: those issued in the same scheduler tick reach Redis
+as one pipeline (``redis_batch``).
+
 Replicas heartbeat into a sorted set; one silent for ``NODE_TIMEOUT`` is dead and any replica's
 ``expired()`` hands its peers the resume grace (counted from its last heartbeat) and then removes
 them. A Redis outage never stops the process: operations raise ``BrokerUnavailable`` (the sender
 gets an error), the subscriber and heartbeat retry on their own, and once Redis answers again the
-replica re-registers the peers it holds (Redis may have restarted empty) and flushes frames that
-waited while it was unsubscribed. docs/scaling.md has the whole story.
+replica re-registers the peers it holds (Redis may have restarted empty; if it kept its data,
+this replica was taken for dead, and its peers are announced to their rooms again) and flushes
+frames that waited while it was unsubscribed. docs/scaling.md has the whole story.
 """
 
 from __future__ import annotations
