@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.redis_fanout [--samples 1000] [--seconds 5] [--pairs 20]
     .venv/bin/python -m bench.redis_fanout --relay [--pairs 100] [--runs 3] [--seconds 8]
+    .venv/bin/python -m bench.redis_fanout --script-cost
 
 Starts its own redis-server, redis-sentinel and Tallow processes on free loopback ports (as the
 tests do) and prints one line per figure. Not a test: the numbers depend on the machine.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -203,6 +205,46 @@ async def sentinel_failover(start: Callable[..., TallowProcess], workdir: Path) 
             process.kill()
 
 
+async def script_call_cost(calls: int = 3000, batch: int = 50) -> None:
+    """Client CPU per EVALSHA through coredis: one at a time, then ScriptBatch pipelines."""
+    from tallow.broker.redis_batch import ScriptBatch
+    from tallow.broker.redis_connect import open_client
+
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    with tempfile.TemporaryDirectory() as folder:
+        redis = RedisServer(Path(folder) / "redis").start()
+        try:
+            async with open_client(redis.url, op_timeout=2.0) as client:
+                script = client.register_script("return ARGV[1]")
+                args = ["x" * 300, 1, 2, 3]
+                await script(args=args)
+                started = cpu()
+                for _ in range(calls):
+                    await script(args=args)
+                _report(
+                    "EVALSHA one at a time, client CPU", f"{(cpu() - started) / calls * 1e6:.0f} us"
+                )
+                runner = ScriptBatch(client, 2.0)
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(runner.run)
+                    started = cpu()
+                    for _ in range(calls // batch):
+                        async with trio.open_nursery() as callers:
+                            for _ in range(batch):
+                                callers.start_soon(runner.call, script, args)
+                    per_call = (cpu() - started) / (calls // batch * batch) * 1e6
+                    _report(
+                        f"EVALSHA {batch} per pipeline (ScriptBatch), client CPU",
+                        f"{per_call:.0f} us",
+                    )
+                    nursery.cancel_scope.cancel()
+        finally:
+            redis.kill()
+
+
 LAYOUTS = ("embedded broker", "Redis, same replica", "Redis, across replicas")
 
 
@@ -362,8 +404,11 @@ if __name__ == "__main__":
     parser.add_argument("--pairs", type=int, default=20, help="sender/receiver pairs")
     parser.add_argument("--relay", action="store_true", help="only the generator comparison")
     parser.add_argument("--runs", type=int, default=3, help="alternated runs (--relay)")
+    parser.add_argument("--script-cost", action="store_true", help="only EVALSHA client CPU")
     arguments = parser.parse_args()
     if arguments.relay:
         relay(arguments)
+    elif arguments.script_cost:
+        trio.run(script_call_cost)
     else:
         trio.run(main, arguments)

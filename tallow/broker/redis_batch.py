@@ -1,9 +1,10 @@
 """Script calls issued in the same scheduler tick go to Redis as one pipeline: one write, one read.
 
-Through coredis a lone EVALSHA costs about 0.2-0.3 ms of CPU on a development machine; in a
-pipeline of 50 about 0.02 ms (docs/scaling.md). Sessions call ``ScriptBatch.call`` as they would
-the script itself; the batch's task sends whatever piled up while it was busy, in arrival order,
-on one connection, so calls one task makes one after another still run in that order.
+Through coredis a lone EVALSHA costs about 0.23 ms of client CPU on a development machine, 50
+per pipeline about 0.04 ms each (``bench/redis_fanout.py --script-cost``, docs/scaling.md).
+Sessions call ``ScriptBatch.call`` as they would the script itself; the batch's task sends
+whatever piled up while it was busy, in arrival order, on one connection, so calls one task
+makes one after another still run in that order.
 """
 
 from __future__ import annotations
