@@ -1,9 +1,16 @@
 """Measure Redis fan-out: signal latency, relay throughput, and recovery from failures.
 
     .venv/bin/python -m bench.redis_fanout [--samples 1000] [--seconds 5] [--pairs 20]
+    .venv/bin/python -m bench.redis_fanout --relay [--pairs 100] [--runs 3] [--seconds 8]
+    .venv/bin/python -m bench.redis_fanout --script-cost
 
 Starts its own redis-server, redis-sentinel and Tallow processes on free loopback ports (as the
 tests do) and prints one line per figure. Not a test: the numbers depend on the machine.
+
+``--relay`` measures only relayed messages/s and round trips with the Node generator
+(bench/loadgen.mjs, 300-byte payloads, one message in flight per pair), alternating run by run
+between the embedded broker, Redis with both peers on one replica, and Redis with every signal
+crossing replicas; with Redis CPU per relayed message from INFO CPU, and the medians' ratios.
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -196,6 +205,116 @@ async def sentinel_failover(start: Callable[..., TallowProcess], workdir: Path) 
             process.kill()
 
 
+async def script_call_cost(calls: int = 3000, batch: int = 50) -> None:
+    """Client CPU per EVALSHA through coredis: one at a time, then ScriptBatch pipelines."""
+    from tallow.broker.redis_batch import ScriptBatch
+    from tallow.broker.redis_connect import open_client
+
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    with tempfile.TemporaryDirectory() as folder:
+        redis = RedisServer(Path(folder) / "redis").start()
+        try:
+            async with open_client(redis.url, op_timeout=2.0) as client:
+                script = client.register_script("return ARGV[1]")
+                args = ["x" * 300, 1, 2, 3]
+                await script(args=args)
+                started = cpu()
+                for _ in range(calls):
+                    await script(args=args)
+                _report(
+                    "EVALSHA one at a time, client CPU", f"{(cpu() - started) / calls * 1e6:.0f} us"
+                )
+                runner = ScriptBatch(client, 2.0)
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(runner.run)
+                    started = cpu()
+                    for _ in range(calls // batch):
+                        async with trio.open_nursery() as callers:
+                            for _ in range(batch):
+                                callers.start_soon(runner.call, script, args)
+                    per_call = (cpu() - started) / (calls // batch * batch) * 1e6
+                    _report(
+                        f"EVALSHA {batch} per pipeline (ScriptBatch), client CPU",
+                        f"{per_call:.0f} us",
+                    )
+                    nursery.cancel_scope.cancel()
+        finally:
+            redis.kill()
+
+
+LAYOUTS = ("embedded broker", "Redis, same replica", "Redis, across replicas")
+
+
+def relay(args: argparse.Namespace) -> None:
+    """Alternated generator runs over the three layouts; medians and ratios to embedded."""
+    from bench import servers  # the Node generator's harness (imports the test helpers)
+
+    servers.ensure_node_packages()
+    figures: dict[str, list[dict[str, float]]] = {layout: [] for layout in LAYOUTS}
+    with tempfile.TemporaryDirectory() as folder, contextlib.ExitStack() as stack:
+        workdir = Path(folder)
+        redis = stack.enter_context(servers.redis(workdir / "redis"))
+        memory = stack.enter_context(servers.tallow(workdir / "memory"))
+        env = {"REDIS_URL": redis.url}
+        one = stack.enter_context(servers.tallow(workdir / "one", env))
+        two = stack.enter_context(servers.tallow(workdir / "two", env))
+        urls = {
+            LAYOUTS[0]: (memory, memory),
+            LAYOUTS[1]: (one, one),
+            LAYOUTS[2]: (one, two),
+        }
+        for run in range(args.runs):
+            for layout, (first, second) in urls.items():
+                generator = ["rate", "--protocol", "tallow", "--url", first.ws_url]
+                generator += ["--url2", second.ws_url, "--pairs", str(args.pairs)]
+                generator += ["--seconds", str(args.seconds), "--warmup", "2", "--payload", "300"]
+                generator += ["--inflight", "1", "--connect-timeout", "300"]
+                pids = {first.pid, second.pid}
+                marks: dict[str, tuple[float, float]] = {}
+
+                def on_event(
+                    event: dict[str, Any],
+                    pids: set[int] = pids,
+                    marks: dict[str, tuple[float, float]] = marks,
+                ) -> None:
+                    tallow_cpu = sum(servers.cpu_seconds(pid) for pid in pids)
+                    marks[event["event"]] = (tallow_cpu, _redis_stats(redis)[0])
+
+                result = servers.run_generator(generator, on_event)
+                relayed = result["relayed_messages"]
+                tallow_cpu, redis_cpu = (
+                    after - before
+                    for after, before in zip(marks["stop"], marks["start"], strict=True)
+                )
+                sample = {
+                    "rate": result["messages_per_second"],
+                    "p99": result["rtt_ms"]["p99"],
+                    "tallow_us": tallow_cpu / relayed * 1e6,
+                    "redis_us": redis_cpu / relayed * 1e6,
+                }
+                figures[layout].append(sample)
+                _report(
+                    f"run {run + 1}, {layout}, {args.pairs} pairs",
+                    f"{sample['rate']:.0f} msg/s  p99 {sample['p99']} ms  Tallow CPU "
+                    f"{sample['tallow_us']:.0f} us/msg  Redis CPU {sample['redis_us']:.1f} us/msg"
+                    f"  load {os.getloadavg()[0]:.2f}",
+                )
+    base = statistics.median(sample["rate"] for sample in figures[LAYOUTS[0]])
+    base_p99 = statistics.median(sample["p99"] for sample in figures[LAYOUTS[0]])
+    for layout, samples in figures.items():
+        rate = statistics.median(sample["rate"] for sample in samples)
+        p99 = statistics.median(sample["p99"] for sample in samples)
+        redis_us = statistics.median(sample["redis_us"] for sample in samples)
+        _report(
+            f"median, {layout}",
+            f"{rate:.0f} msg/s ({rate / base:.2f}x)  p99 {p99:.1f} ms ({p99 / base_p99:.2f}x)  "
+            f"Redis CPU {redis_us:.1f} us/msg",
+        )
+
+
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
@@ -283,4 +402,13 @@ if __name__ == "__main__":
     parser.add_argument("--samples", type=int, default=1000, help="latency samples per case")
     parser.add_argument("--seconds", type=float, default=5.0, help="throughput run length")
     parser.add_argument("--pairs", type=int, default=20, help="sender/receiver pairs")
-    trio.run(main, parser.parse_args())
+    parser.add_argument("--relay", action="store_true", help="only the generator comparison")
+    parser.add_argument("--runs", type=int, default=3, help="alternated runs (--relay)")
+    parser.add_argument("--script-cost", action="store_true", help="only EVALSHA client CPU")
+    arguments = parser.parse_args()
+    if arguments.relay:
+        relay(arguments)
+    elif arguments.script_cost:
+        trio.run(script_call_cost)
+    else:
+        trio.run(main, arguments)

@@ -1,7 +1,7 @@
 """Brokers: where rooms live and how a message reaches a peer, on one replica or across many.
 
-``open_broker`` picks the implementation from the settings: the embedded in-memory broker for one
-process, or Redis fan-out when ``REDIS_URL`` is set.
+``open_broker`` picks the implementation from ``REDIS_URL``: none is the embedded in-memory broker
+for one process; any Redis scheme (plain, TLS, Sentinel) is Redis fan-out. Both take the settings.
 """
 
 from __future__ import annotations
@@ -35,9 +35,7 @@ __all__ = [
 
 def open_broker(settings: Settings) -> Broker:
     if settings.redis_url is None:
-        return MemoryBroker(
-            resume_seconds=settings.resume_seconds, resume_queue=settings.resume_queue
-        )
+        return MemoryBroker(settings)
     from tallow.broker.redis import RedisBroker  # imported only when configured
 
     return RedisBroker(settings)

@@ -5,6 +5,24 @@ frames for it go to that connection's ``Inbox``; while detached (inside the resu
 they are queued, up to a bound; once the grace period ends the peer *expires* and leaves its room.
 Rooms map peer ids to ``Member`` records. Frames are already-encoded JSON bytes, so a message sent
 to many peers is serialised once.
+
+Ordering obligations, which every implementation keeps and the signaling layer relies on:
+
+1. **Per sender, in order.** Frames one session hands to ``deliver``/``publish``/``join`` (one
+   call at a time) reach each receiver in that order, whatever path each frame takes (handed over
+   in process, through Redis, queued while the receiver is away), including across a detach, a
+   resume on any replica and a slow reader's cut-off: what the old connection did not write
+   (``unsent``) comes first, then what waited, then live traffic.
+2. **Queued means delivered later.** ``QUEUED`` frames reach the peer when it resumes, before
+   anything sent after them; ``QUEUE_FULL`` and ``NOT_FOUND`` frames are dropped and the sender is
+   told; ``BrokerUnavailable`` means the frame was not sent (for ``publish``: maybe not to
+   every member, as members on the same replica may have had it already).
+3. **Join and announce are one step.** ``join`` sends the announcement to exactly the members it
+   returns: a peer that joins meanwhile either is listed or hears the announcement, never both.
+4. **A joiner hears nothing of the room before ``join`` returns** except through its ``Inbox``
+   (the session holds such frames until its ``joined`` reply is out).
+5. **Supersede before attach.** ``claim`` closes a still-open connection of the peer
+   (``Inbox.supersede``); frames that connection did not write follow rule 1.
 """
 
 from __future__ import annotations
@@ -107,15 +125,14 @@ class Broker(Protocol):
         """Drop ``peer`` at once (no resume); returns the room it must be announced leaving."""
         ...
 
-    async def join(self, room: str, member: Member, capacity: int) -> list[Member]:
-        """Add ``member`` to ``room``; returns the members already there. Raises RoomFull."""
+    async def join(self, room: str, member: Member, capacity: int, announce: bytes) -> list[Member]:
+        """Add ``member`` to ``room`` and send ``announce`` to the members already there, which
+        it returns; atomic (obligation 3). Raises RoomFull (then nothing is sent)."""
         ...
 
     async def leave(self, room: str, peer: str) -> None:
         """Remove ``peer`` from ``room``."""
         ...
-
-    async def members(self, room: str) -> list[Member]: ...
 
     async def deliver(self, room: str, to: str, frame: bytes) -> Delivery:
         """Send ``frame`` to peer ``to`` if it is a member of ``room``."""

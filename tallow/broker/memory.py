@@ -10,6 +10,7 @@ import attrs
 import trio
 
 from tallow.broker.base import Claim, Delivery, Expired, Inbox, Member, RoomFull
+from tallow.config import Settings
 
 
 @attrs.define(eq=False)
@@ -27,15 +28,9 @@ class MemoryBroker:
     name = "memory"
     shared = False
 
-    def __init__(
-        self,
-        *,
-        resume_seconds: float,
-        resume_queue: int,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._grace = resume_seconds
-        self._resume_queue = resume_queue
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._grace = settings.resume_seconds
+        self._resume_queue = settings.resume_queue
         self._clock = clock
         self._peers: dict[str, _Peer] = {}
         self._by_resume_hash: dict[str, str] = {}
@@ -85,13 +80,15 @@ class MemoryBroker:
             return None
         return self._drop(peer, state)
 
-    async def join(self, room: str, member: Member, capacity: int) -> list[Member]:
+    async def join(self, room: str, member: Member, capacity: int, announce: bytes) -> list[Member]:
         members = self._rooms.setdefault(room, {})
         if len(members) >= capacity:
             raise RoomFull(room)
         present = list(members.values())
         members[member.peer] = member
         self._peers[member.peer].room = room
+        for other in present:
+            self._send(self._peers[other.peer], announce)
         return present
 
     async def leave(self, room: str, peer: str) -> None:
@@ -103,9 +100,6 @@ class MemoryBroker:
         state = self._peers.get(peer)
         if state is not None and state.room == room:
             state.room = None
-
-    async def members(self, room: str) -> list[Member]:
-        return list(self._rooms.get(room, {}).values())
 
     async def deliver(self, room: str, to: str, frame: bytes) -> Delivery:
         if to not in self._rooms.get(room, ()):

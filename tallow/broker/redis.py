@@ -8,17 +8,29 @@ frames keep their order; frames for a peer that is away wait in its queue. When 
 replica (closed, cut off as a slow reader, resumed elsewhere) that replica *releases* it: frames
 still on their way to it go back through Redis ahead of anything sent meanwhile.
 
+**Local fast path.** A frame between two peers attached to this replica is handed over in
+process, without Redis, once the receiver is *settled* here: its attach is done, no hand-over
+from its previous replica is still releasing frames to it (``u`` ends that), nothing of it waits
+in its Redis queue, and every frame a session of this replica sent it through Redis has come
+back through the channel (the numbered ``D`` *echoes*). Until then frames take the scripts, so
+a sender's in-process frame never overtakes its own earlier frame still inside Redis.
+
+Script calls go through a ``ScriptBatch``: those issued in the same scheduler tick reach Redis
+as one pipeline (``redis_batch``).
+
 Replicas heartbeat into a sorted set; one silent for ``NODE_TIMEOUT`` is dead and any replica's
 ``expired()`` hands its peers the resume grace (counted from its last heartbeat) and then removes
 them. A Redis outage never stops the process: operations raise ``BrokerUnavailable`` (the sender
 gets an error), the subscriber and heartbeat retry on their own, and once Redis answers again the
-replica re-registers the peers it holds (Redis may have restarted empty) and flushes frames that
-waited while it was unsubscribed. docs/scaling.md has the whole story.
+replica re-registers the peers it holds (Redis may have restarted empty; if it kept its data,
+this replica was taken for dead, and its peers are announced to their rooms again) and flushes
+frames that waited while it was unsubscribed. docs/scaling.md has the whole story.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import secrets
 from collections.abc import Sequence
@@ -41,6 +53,7 @@ from tallow.broker.base import (
     Member,
     RoomFull,
 )
+from tallow.broker.redis_batch import ScriptBatch
 from tallow.broker.redis_connect import open_client
 from tallow.config import Settings
 from tallow.observability.logs import event
@@ -55,6 +68,7 @@ NODE_TIMEOUT = 5.0  # seconds without a heartbeat after which a replica is taken
 RESUBSCRIBE_DELAY = 0.5  # seconds between attempts to subscribe again after losing Redis
 REAP_LIMIT = 500  # expired peers handled per expired() call
 RELEASE_TIMEOUT = 3.0  # seconds a hand-over waits for its marker before it goes ahead anyway
+HOLD_MS = 10_000  # a hand-over whose replica never releases (it died) lapses after this
 KEEP_EXTRA_MS = 60_000  # away peers' keys outlive their grace by this much, then expire
 
 # What a Redis client raises when the server is gone, restarting, failing over or refusing us.
@@ -78,6 +92,7 @@ _DELIVERY = {
     b"full": Delivery.QUEUE_FULL,
     b"gone": Delivery.NOT_FOUND,
 }
+_HERE = b"here:"  # a script result: published to this very replica's channel, for that conn
 
 _SCRIPTS = {
     "attach": lua.ATTACH,
@@ -108,6 +123,20 @@ class _Local:
     resume_hash: str
     room: str = ""
     member: bytes = b""  # the member record (JSON) in ``room``
+    announce: bytes = b""  # its join announcement, sent again if the others heard it leave
+    # What keeps the local fast path off (module docstring): all must clear.
+    attached: bool = False  # the attach script has run
+    held: bool = False  # its previous replica still releases frames to it (until ``u``)
+    blocked: bool = False  # frames may wait in its Redis queue (until a flush or resync)
+    echoes: set[int] = attrs.Factory(set)  # numbers of D echoes sent or seen, not yet both
+
+    @property
+    def settled(self) -> bool:
+        return self.attached and not (self.held or self.blocked or self.echoes)
+
+    def echo(self, number: int) -> None:
+        """One half of an echo: the script's reply or the D message, whichever comes first."""
+        self.echoes ^= {number}
 
 
 @attrs.define(eq=False)
@@ -136,16 +165,27 @@ class RedisBroker:
         self._prefix = settings.redis_prefix
         # A restarted replica reusing a host name must not inherit its predecessor's peers.
         self._node = f"{settings.node}:{secrets.token_hex(4)}"
-        self._grace_ms = int(settings.resume_seconds * 1000)
-        self._keep_ms = self._grace_ms + KEEP_EXTRA_MS
         self._bound = settings.resume_queue
+        context: dict[str, str | int] = {
+            "prefix": self._prefix,
+            "node": self._node,
+            "grace_ms": int(settings.resume_seconds * 1000),
+            "bound": self._bound,
+            "keep_extra_ms": KEEP_EXTRA_MS,
+            "hold_ms": HOLD_MS,
+        }
+        self._context = [context[name] for name in lua.CONTEXT]
         self._client: coredis.Redis[bytes] | None = None
+        self._batch: ScriptBatch | None = None
         self._scripts: dict[str, Any] = {}
         self._local: dict[str, _Local] = {}
+        self._here: dict[str, set[str]] = {}  # room -> peers attached here that are in it
+        self._echo_numbers = itertools.count()
         self._healthy_since: float | None = None  # continuous heartbeats since (trio clock)
         self._seen_outage = False
         self._resync_needed = True
-        self._announce_to: dict[str, list[str]] = {}  # joiner -> peers its join listed
+        self._epoch: bytes | None = None  # of Redis' data, as the last heartbeat saw it
+        self._taken_for_dead = False  # the next resync announces this replica's peers again
         self._releases: dict[str, _Release] = {}
         self._reconciling = trio.Lock()
 
@@ -159,6 +199,8 @@ class RedisBroker:
             }
             try:
                 async with trio.open_nursery() as nursery:
+                    self._batch = ScriptBatch(client, OP_TIMEOUT)
+                    await nursery.start(self._batch.run)
                     subscribed = trio.Event()
                     nursery.start_soon(self._subscribe_forever, subscribed)
                     nursery.start_soon(self._heartbeat_forever)
@@ -167,6 +209,7 @@ class RedisBroker:
                         await subscribed.wait()
                     task_status.started()
             finally:
+                self._batch = None  # its task has ended: the goodbye goes on its own
                 with trio.CancelScope(shield=True), trio.move_on_after(OP_TIMEOUT):
                     await self._goodbye()
                 self._client = None
@@ -183,12 +226,16 @@ class RedisBroker:
                         subscribed.set()
                         event(log, logging.INFO, "redis subscription ready", channel=channel)
                         # Frames published while we were not subscribed wait in queues, and
-                        # Redis may have lost state (restart, failover): reconcile now.
+                        # Redis may have lost state (restart, failover): reconcile now. Echoes
+                        # published meanwhile are lost: the resync settles each peer afresh.
+                        for local in self._local.values():
+                            local.blocked, local.echoes = True, set()
                         self._resync_needed = True
                         with contextlib.suppress(BrokerUnavailable):
                             await self._reconcile()
                         async for message in pubsub:
-                            await self._on_message(message["data"])
+                            if isinstance(data := message["data"], bytes):
+                                await self._on_message(data)
                 except* anyio.ClosedResourceError:
                     # Tearing down a subscription whose connection is already gone (Redis
                     # restarted, or shutdown cancels it): split off so a cancellation in the
@@ -201,12 +248,16 @@ class RedisBroker:
     async def _heartbeat_forever(self) -> None:
         while True:
             try:
-                known = await self._script("heartbeat", self._node)
+                known, epoch = await self._script("heartbeat", secrets.token_hex(8))
                 if self._healthy_since is None:
                     self._healthy_since = trio.current_time()
                     event(log, logging.INFO, "redis reachable", node=self._node)
                 if not known:
                     self._resync_needed = True
+                    self._taken_for_dead = epoch == self._epoch
+                    if self._taken_for_dead:
+                        event(log, logging.WARNING, "taken for dead; announcing peers again")
+                self._epoch = epoch
                 await self._reconcile()
             except BrokerUnavailable:
                 pass  # already logged by _trouble; try again next beat
@@ -215,7 +266,7 @@ class RedisBroker:
     async def _goodbye(self) -> None:
         # If Redis is away, other replicas take this one for dead and reap its peers instead.
         with contextlib.suppress(BrokerUnavailable):
-            await self._script("goodbye", self._node, self._grace_ms)
+            await self._script("goodbye")
 
     # --- the Broker protocol --------------------------------------------------------------
 
@@ -229,18 +280,18 @@ class RedisBroker:
         conn = secrets.token_hex(8)
         local = self._local[peer] = _Local(inbox, conn, resume_hash)
         try:
-            room, member, *queued = await self._script(
-                "attach", peer, self._node, conn, resume_hash
-            )
+            room, member, held, *queued = await self._script("attach", peer, conn, resume_hash)
         except BrokerUnavailable:
             if self._local.get(peer) is local:
                 del self._local[peer]
             raise
-        local.room, local.member = room.decode(), member
+        if self._local.get(peer) is local:
+            self._set_room(peer, local, room.decode(), member)
+            local.attached, local.held = True, bool(held)
         self._hand_over_all(peer, local, queued)
 
     async def claim(self, resume_hash: str) -> Claim | None:
-        found = await self._script("claim", resume_hash, self._node, self._grace_ms)
+        found = await self._script("claim", resume_hash)
         if not found:
             return None
         peer, room, node, conn = (item.decode() for item in found)
@@ -264,7 +315,7 @@ class RedisBroker:
         release.detached = True
         if conn:  # else a resume superseded it, and the marker that came with that ends it
             try:
-                outcome = await self._script("handoff", peer, conn, self._node, self._grace_ms)
+                outcome = await self._script("handoff", peer, conn)
             except BrokerUnavailable:
                 # Redis still lists the peer here; the reconcile after the outage makes it away.
                 self._releases.pop(peer, None)
@@ -292,41 +343,48 @@ class RedisBroker:
             return None  # made away by the reconcile, then expired and announced by the reaper
         return None if room is None else Expired(peer, room.decode() or None)
 
-    async def join(self, room: str, member: Member, capacity: int) -> list[Member]:
+    async def join(self, room: str, member: Member, capacity: int, announce: bytes) -> list[Member]:
         record = orjson.dumps(member.wire())
-        present = await self._script("join", room, member.peer, record, capacity)
-        if present is None:
+        number = next(self._echo_numbers)
+        reply = await self._script("join", room, member.peer, record, capacity, announce, number)
+        if reply is None:
             raise RoomFull(room)
+        count = reply[0]
+        present, results = reply[1 : count + 1], reply[count + 1 :]
+        await self._note_results(number, results)
         local = self._local.get(member.peer)
         if local is not None:
-            local.room, local.member = room, record
-        members = [_member(raw) for raw in present]
-        self._announce_to[member.peer] = [other.peer for other in members]
-        return members
+            self._set_room(member.peer, local, room, record)
+            local.announce = announce
+        return [_member(raw) for raw in present]
 
     async def leave(self, room: str, peer: str) -> None:
         await self._script("leave", room, peer)
         local = self._local.get(peer)
         if local is not None and local.room == room:
-            local.room, local.member = "", b""
-
-    async def members(self, room: str) -> list[Member]:
-        client = self._connected()
-        return [_member(raw) for raw in await self._guard(client.hvals(self._key("room", room)))]
+            self._set_room(peer, local, "", b"")
 
     async def deliver(self, room: str, to: str, frame: bytes) -> Delivery:
-        result = await self._script("deliver", room, to, frame, self._bound, self._keep_ms)
-        return _DELIVERY[result]
+        local = self._local.get(to)
+        if local is not None and local.room == room and local.settled:
+            self._hand_over_here(to, local, frame)
+            return Delivery.DELIVERED
+        number = next(self._echo_numbers)
+        result = await self._script("deliver", room, to, frame, number)
+        await self._note_results(number, [to.encode(), result])
+        return Delivery.DELIVERED if result.startswith(_HERE) else _DELIVERY[result]
 
     async def publish(self, room: str, frame: bytes, exclude: str | None = None) -> None:
-        # The session announces a join right after join(): only to the peers that join listed,
-        # as on one replica, so a peer joining in between does not hear of the newcomer twice.
-        only = self._announce_to.pop(exclude, None) if exclude else None
-        if only == []:
-            return
-        await self._script(
-            "publish", room, exclude or "", frame, self._bound, self._keep_ms, *(only or ())
-        )
+        handed = [exclude] if exclude else []
+        for peer in self._here.get(room, ()):
+            local = self._local[peer]
+            if peer != exclude and local.settled:
+                self._hand_over_here(peer, local, frame)
+                handed.append(peer)
+        # Membership lives in Redis: the script finds the members elsewhere (or not settled).
+        number = next(self._echo_numbers)
+        results = await self._script("publish", room, frame, number, *handed)
+        await self._note_results(number, results)
 
     async def expired(self) -> list[Expired]:
         # Right after an outage every replica's heartbeat looks old: judge others only once this
@@ -334,14 +392,7 @@ class RedisBroker:
         settled = self._healthy_since is not None and (
             not self._seen_outage or trio.current_time() - self._healthy_since >= NODE_TIMEOUT
         )
-        gone = await self._script(
-            "reap",
-            self._grace_ms,
-            int(NODE_TIMEOUT * 1000),
-            int(settled),
-            REAP_LIMIT,
-            self._bound,
-        )
+        gone = await self._script("reap", int(NODE_TIMEOUT * 1000), int(settled), REAP_LIMIT)
         return [
             Expired(peer.decode(), room.decode() or None)
             for peer, room in zip(gone[::2], gone[1::2], strict=True)
@@ -349,8 +400,44 @@ class RedisBroker:
 
     def counts(self) -> tuple[int, int]:
         """This replica's own view: peers attached here and the rooms they are in."""
-        rooms = {local.room for local in self._local.values() if local.room}
-        return len(rooms), len(self._local)
+        return len(self._here), len(self._local)
+
+    # --- the local fast path --------------------------------------------------------------
+
+    def _set_room(self, peer: str, local: _Local, room: str, member: bytes) -> None:
+        if local.room:
+            here = self._here.get(local.room, set())
+            here.discard(peer)
+            if not here:
+                self._here.pop(local.room, None)
+        local.room, local.member = room, member
+        if room:
+            self._here.setdefault(room, set()).add(peer)
+
+    async def _note_results(self, number: int, results: list[bytes]) -> None:
+        """Script results (peer, result, ...) that concern peers attached here."""
+        for raw_peer, result in zip(results[::2], results[1::2], strict=True):
+            local = self._local.get(raw_peer.decode())
+            if local is None:
+                continue
+            if result.startswith(_HERE):
+                if local.conn == result[len(_HERE) :].decode():
+                    local.echo(number)
+            elif result == b"queued" and not local.held and not local.blocked:
+                # It may wait in the Redis queue: a flush through this replica's own channel
+                # (ordered with what arrives there) takes it, then the fast path may resume.
+                local.blocked = True
+                with contextlib.suppress(BrokerUnavailable):
+                    channel = self._key("ch", self._node)
+                    await self._guard(self._connected().publish(channel, b"f " + raw_peer + b"\n"))
+
+    def _hand_over_here(self, peer: str, local: _Local, frame: bytes) -> None:
+        """Offer ``frame`` to a peer attached here, or to its release if it is being let go."""
+        release = self._releases.get(peer)
+        if release is not None:
+            release.frames.append(frame)
+        elif not local.inbox.offer(frame):
+            self._releases[peer] = _Release([frame])  # cut off as a slow reader
 
     # --- frames arriving on this replica's channel ----------------------------------------
 
@@ -361,6 +448,18 @@ class RedisBroker:
             if kind == "d":
                 for peer in args:
                     await self._hand_over(peer, frame)
+            elif kind == "D":  # an echo: sent by a session here, through Redis
+                number = int(args[0])
+                for target in args[1:]:
+                    peer, _, conn = target.partition("/")
+                    await self._hand_over(peer, frame)
+                    local = self._local.get(peer)
+                    if local is not None and local.conn == conn:
+                        local.echo(number)
+            elif kind == "u":  # its hold ended: what was held for the peer is all here now
+                local = self._local.get(args[0])
+                if local is not None and local.conn == args[1]:
+                    local.held = False
             elif kind == "f":
                 await self._flush(args[0])
             elif kind == "s":  # a resume took the peer: close its connection here
@@ -372,15 +471,14 @@ class RedisBroker:
             event(log, logging.WARNING, "frame not handed over", kind=kind, error=str(error))
 
     async def _hand_over(self, peer: str, frame: bytes) -> None:
-        release = self._releases.get(peer)
         local = self._local.get(peer)
-        if release is not None:
+        if local is not None:
+            self._hand_over_here(peer, local, frame)
+        elif (release := self._releases.get(peer)) is not None:
             release.frames.append(frame)
-        elif local is None:
+        else:
             # The peer moved on (resumed elsewhere, gone): Redis knows where it is now.
-            await self._script("reroute", peer, self._node, frame, self._bound, self._keep_ms)
-        elif not local.inbox.offer(frame):
-            self._releases[peer] = _Release([frame])  # cut off as a slow reader
+            await self._script("reroute", peer, frame)
 
     def _hand_over_all(self, peer: str, local: _Local, frames: list[bytes]) -> None:
         for index, frame in enumerate(frames):
@@ -396,6 +494,7 @@ class RedisBroker:
         local = self._local.get(peer)
         if local is not None and peer not in self._releases:
             self._hand_over_all(peer, local, await self._script("flush", peer, local.conn))
+            local.blocked = False
 
     def _supersede(self, peer: str, conn: str) -> None:
         local = self._local.get(peer)
@@ -404,7 +503,7 @@ class RedisBroker:
 
     def _let_go(self, peer: str, local: _Local) -> None:
         """Close ``local``'s connection; frames still arriving for the peer join its release."""
-        del self._local[peer]
+        self._forget_local(peer, local)
         self._releases.setdefault(peer, _Release([]))
         local.inbox.supersede()
 
@@ -423,7 +522,7 @@ class RedisBroker:
         # Room for the frames that were on their way on top of a full resume queue.
         bound = self._bound + len(release.frames)
         try:
-            await self._script("release", peer, self._node, bound, self._keep_ms, *release.frames)
+            await self._script("release", peer, bound, *release.frames)
         except BrokerUnavailable:
             event(
                 log, logging.WARNING, "frames lost in outage", peer=peer, frames=len(release.frames)
@@ -436,9 +535,12 @@ class RedisBroker:
         local = self._local.get(peer)
         if local is None or local.inbox is not inbox:
             return ""
-        self._announce_to.pop(peer, None)
-        del self._local[peer]
+        self._forget_local(peer, local)
         return local.conn
+
+    def _forget_local(self, peer: str, local: _Local) -> None:
+        self._set_room(peer, local, "", b"")
+        del self._local[peer]
 
     # --- after an outage ------------------------------------------------------------------
 
@@ -450,22 +552,31 @@ class RedisBroker:
                 await self._resync()
 
     async def _resync(self) -> None:
+        announce = self._taken_for_dead  # cleared once every peer is back
         for peer, local in list(self._local.items()):
             if peer in self._releases or self._local.get(peer) is not local:
                 continue
             status, *queued = await self._script(
-                "resync", self._node, peer, local.conn, local.resume_hash, local.room, local.member
+                "resync",
+                peer,
+                local.conn,
+                local.resume_hash,
+                local.room,
+                local.member,
+                local.announce if announce else b"",
             )
             if status == b"lost":  # resumed on another connection meanwhile
                 self._supersede(peer, local.conn)
             elif self._local.get(peer) is local:
                 self._hand_over_all(peer, local, queued)
+                local.blocked = False
         client = self._connected()
         listed = await self._guard(client.smembers(self._key("node", self._node)))
         for raw in listed:
             peer = raw.decode()
             if peer not in self._local:
-                await self._script("abandon", peer, self._node, self._grace_ms)
+                await self._script("abandon", peer)
+        self._taken_for_dead &= not announce
         event(log, logging.INFO, "redis state reconciled", peers=len(self._local))
 
     # --- plumbing -------------------------------------------------------------------------
@@ -480,16 +591,20 @@ class RedisBroker:
 
     async def _script(self, name: str, *args: str | bytes | int) -> Any:
         self._connected()
-        return await self._guard(self._scripts[name](args=[self._prefix, *args]))
+        script, full_args = self._scripts[name], [*self._context, *args]
+        if self._batch is None:
+            return await self._guard(script(args=full_args))
+        # The batch bounds each call (the pipeline before it, then its own).
+        return await self._guard(self._batch.call(script, full_args), 2 * OP_TIMEOUT)
 
-    async def _guard(self, request: Any) -> Any:
+    async def _guard(self, request: Any, seconds: float = OP_TIMEOUT) -> Any:
         """Await one Redis request; trouble of any kind becomes BrokerUnavailable.
 
         Shielded (and bounded): a caller cancelled meanwhile must not leave half an operation
         behind, such as a join whose announcement never went out.
         """
         try:
-            with trio.CancelScope(shield=True), trio.fail_after(OP_TIMEOUT):
+            with trio.CancelScope(shield=True), trio.fail_after(seconds):
                 return await request
         except UNAVAILABLE as error:
             if isinstance(error, redis_errors.ReadOnlyError) and self._client is not None:

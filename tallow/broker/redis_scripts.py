@@ -1,34 +1,55 @@
 """The Lua scripts of the Redis broker: every state change is one atomic script, one round trip.
 
-Keys (``P`` is REDIS_PREFIX; every script gets it as ARGV[1]):
+Keys (``P`` is REDIS_PREFIX):
 
-    P:peer:<peer>     hash   node, conn (empty while away), room, resume (token hash)
+    P:peer:<peer>     hash   node, conn (empty while away), room, resume (token hash), hold
     P:resume:<hash>   string peer id the resume token stands for (single use)
     P:room:<room>     hash   peer -> member JSON; Redis deletes it with its last member
     P:queue:<peer>    list   frames waiting for the peer (while away, or while its replica is
-                             not subscribed); TTL grace + 60 s
+                             not subscribed); TTL grace + KEEP_EXTRA
     P:held:<peer>     list   frames sent while the peer's last replica still hands over (below)
     P:away            zset   peer -> deadline (ms, Redis clock) of peers inside their grace period
     P:holds           zset   peer -> deadline of its hand-over (a dead replica's hold lapses)
     P:nodes           zset   replica -> last heartbeat (ms, Redis clock)
+    P:epoch           string random, set once: tells a replica taken for dead from a Redis that
+                             lost its data
     P:node:<replica>  set    peers attached on that replica
     channel P:ch:<replica>   frames for peers attached there
+
+Messages on a replica's channel, one line of header then the frame (if any):
+
+    d <peer>...            a frame for these peers, attached there
+    D <echo> <peer>/<conn>...  the same, sent by a session of that very replica, numbered: it
+                           waits for these *echoes* before its local fast path takes over
+    f <peer>               frames wait in the peer's queue: take them
+    s <peer> <conn>        a resume elsewhere took the peer: close that connection
+    m <peer> <conn>        hand-over marker: nothing older for the peer is on its way here
+    u <peer>               the peer's hold ended: everything held for it has been sent here
 
 A replica that lets go of a peer (its connection closed, was cut off, or resumed elsewhere) may
 still have frames for it in flight on its channel. Until it has passed those on, the peer is *held*:
 new frames wait in P:held, and the replica's ``release`` sends its frames first, then the held
 ones, so one sender's frames never overtake each other across the hand-over.
 
-Timestamps come from Redis' own clock (TIME), so replicas never compare their clocks.
-Scripts build key names from the prefix, which a single Redis (or a primary of Sentinel) allows;
-docs/scaling.md explains what Redis Cluster would need instead.
+Every script gets the same first arguments (``CONTEXT`` below), then its own (``A`` in Lua): the
+timing constants live in redis.py and nowhere else. Timestamps come from Redis' own clock (TIME),
+so replicas never compare their clocks. Scripts build key names from the prefix, which a single
+Redis (or a primary of Sentinel) allows; docs/scaling.md explains what Redis Cluster would need.
 """
 
 from __future__ import annotations
 
+# The arguments every script call starts with, in this order.
+CONTEXT = ("prefix", "node", "grace_ms", "bound", "keep_extra_ms", "hold_ms")
+
 # Shared helpers, prepended to every script.
 _COMMON = """
-local P = ARGV[1]
+local P, NODE = ARGV[1], ARGV[2]
+local GRACE, BOUND = tonumber(ARGV[3]), tonumber(ARGV[4])
+local KEEP_EXTRA, HOLD_MS = tonumber(ARGV[5]), tonumber(ARGV[6])
+local KEEP = GRACE + KEEP_EXTRA  -- how long an away peer's frames are kept
+local A = {}  -- the script's own arguments
+for i = 7, #ARGV do A[#A + 1] = ARGV[i] end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -43,8 +64,8 @@ local function set_away(peer, deadline)
   if f[1] then redis.call('SREM', P .. ':node:' .. f[1], peer) end
   redis.call('HSET', rec, 'conn', '')
   redis.call('ZADD', P .. ':away', deadline, peer)
-  redis.call('PEXPIREAT', rec, deadline + 60000)
-  if f[2] then redis.call('PEXPIREAT', P .. ':resume:' .. f[2], deadline + 60000) end
+  redis.call('PEXPIREAT', rec, deadline + KEEP_EXTRA)
+  if f[2] then redis.call('PEXPIREAT', P .. ':resume:' .. f[2], deadline + KEEP_EXTRA) end
 end
 
 -- Remove every trace of a peer; returns the room it was in ('' for none).
@@ -61,11 +82,11 @@ local function drop(peer)
 end
 
 -- Queue a frame for a peer; 'queued' or 'full'.
-local function enqueue(peer, frame, bound, keep_ms)
+local function enqueue(peer, frame, bound)
   local q = queue_key(peer)
   if redis.call('LLEN', q) >= bound then return 'full' end
   redis.call('RPUSH', q, frame)
-  redis.call('PEXPIRE', q, keep_ms)
+  redis.call('PEXPIRE', q, KEEP)
   return 'queued'
 end
 
@@ -73,8 +94,10 @@ end
 -- queued while it is away. Once anything waits in a peer's queue, later frames queue behind it
 -- (and its replica is told to flush), so one sender's frames never overtake each other.
 -- A replica that is not subscribed (restarting, or dead and not yet noticed) gets nothing
--- published: its peers' frames wait in their queues. Returns one result per peer.
-local function send(peers, frame, bound, keep_ms)
+-- published: its peers' frames wait in their queues. Returns one result per peer: 'delivered',
+-- 'here:<conn>' (with an ``echo`` number: published to the calling replica itself, as a D
+-- message carrying that number), 'queued', 'full' or 'gone'.
+local function send(peers, frame, bound, echo)
   local results, groups, order = {}, {}, {}
   for i, peer in ipairs(peers) do
     local f = redis.call('HMGET', rec_key(peer), 'node', 'conn', 'hold')
@@ -86,26 +109,37 @@ local function send(peers, frame, bound, keep_ms)
         results[i] = 'full'
       else
         redis.call('RPUSH', held, frame)
-        redis.call('PEXPIRE', held, keep_ms)
+        redis.call('PEXPIRE', held, KEEP)
         results[i] = 'queued'
       end
     elseif f[2] ~= '' and redis.call('LLEN', queue_key(peer)) == 0 then
       if not groups[f[1]] then groups[f[1]] = {}; order[#order + 1] = f[1] end
       table.insert(groups[f[1]], i)
-      results[i] = 'delivered'
+      if echo and f[1] == NODE then
+        results[i] = 'here:' .. f[2]
+      else
+        results[i] = 'delivered'
+      end
     else
-      results[i] = enqueue(peer, frame, bound, keep_ms)
+      results[i] = enqueue(peer, frame, bound)
       if results[i] == 'queued' and f[2] ~= '' then
         redis.call('PUBLISH', P .. ':ch:' .. f[1], 'f ' .. peer .. '\\n')
       end
     end
   end
   for _, node in ipairs(order) do
-    local targets = {}
-    for _, i in ipairs(groups[node]) do targets[#targets + 1] = peers[i] end
-    local header = 'd ' .. table.concat(targets, ' ') .. '\\n'
+    local targets, header = {}, 'd '
+    if echo and node == NODE then
+      header = 'D ' .. echo .. ' '
+      for _, i in ipairs(groups[node]) do
+        targets[#targets + 1] = peers[i] .. '/' .. results[i]:sub(6)  -- after 'here:'
+      end
+    else
+      for _, i in ipairs(groups[node]) do targets[#targets + 1] = peers[i] end
+    end
+    header = header .. table.concat(targets, ' ') .. '\\n'
     if redis.call('PUBLISH', P .. ':ch:' .. node, header .. frame) == 0 then
-      for _, i in ipairs(groups[node]) do results[i] = enqueue(peers[i], frame, bound, keep_ms) end
+      for _, i in ipairs(groups[node]) do results[i] = enqueue(peers[i], frame, bound) end
     end
   end
   return results
@@ -114,24 +148,31 @@ end
 -- ``node`` still has frames in flight for ``peer``: hold new ones until it releases them.
 local function hold(peer, node)
   redis.call('HSET', rec_key(peer), 'hold', node)
-  redis.call('ZADD', P .. ':holds', now_ms() + 10000, peer)
+  redis.call('ZADD', P .. ':holds', now_ms() + HOLD_MS, peer)
 end
 
--- End a hold: ``frames`` (in flight at the holder), then the held ones, go where the peer is now.
-local function release(peer, node, frames, bound, keep_ms)
+-- End a hold: ``frames`` (in flight at the holder), then the held ones, go where the peer is now,
+-- and its replica hears (u) that nothing held is left behind them.
+local function release(peer, node, frames, bound)
   local rec, held = rec_key(peer), P .. ':held:' .. peer
   redis.call('ZREM', P .. ':holds', peer)
   if redis.call('EXISTS', rec) == 0 then
     redis.call('DEL', held)
     return
   end
-  if node == nil or redis.call('HGET', rec, 'hold') == node then
+  if node ~= nil and redis.call('HGET', rec, 'hold') ~= node then
+    node = nil  -- a newer hold (another hand-over) is in charge now
+  else
     redis.call('HSET', rec, 'hold', '')
   end
-  for _, frame in ipairs(frames) do send({peer}, frame, bound, keep_ms) end
+  for _, frame in ipairs(frames) do send({peer}, frame, bound, nil) end
   local waiting = redis.call('LRANGE', held, 0, -1)
   redis.call('DEL', held)
-  for _, frame in ipairs(waiting) do send({peer}, frame, bound, keep_ms) end
+  for _, frame in ipairs(waiting) do send({peer}, frame, bound, nil) end
+  local f = redis.call('HMGET', rec, 'node', 'conn', 'hold')
+  if f[2] ~= '' and f[3] == '' then
+    redis.call('PUBLISH', P .. ':ch:' .. f[1], 'u ' .. peer .. ' ' .. f[2] .. '\\n')
+  end
 end
 
 -- Take everything queued for a peer (in order) and clear the queue.
@@ -155,196 +196,224 @@ local function set_attached(peer, node, conn, resume)
 end
 """
 
-# ARGV: P, peer, node, conn, resume_hash -> {room, member JSON, frames queued for the peer...}
+# Every script's arguments start with CONTEXT; below, ``A`` are the ones after it.
+
+# A: peer, conn, resume_hash -> {room, member JSON, held (1/0), frames queued for the peer...}
 ATTACH = """
-local peer, node, conn, resume = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local room = redis.call('HGET', rec_key(peer), 'room')
+local peer, conn, resume = A[1], A[2], A[3]
+local f = redis.call('HMGET', rec_key(peer), 'room', 'hold')
+local room = f[1]
 if not room then
   room = ''
   redis.call('HSET', rec_key(peer), 'room', room)
 end
-set_attached(peer, node, conn, resume)
+set_attached(peer, NODE, conn, resume)
 local member = ''
 if room ~= '' then member = redis.call('HGET', P .. ':room:' .. room, peer) or '' end
 local frames = take_queue(peer)
+local held = 0
+if f[2] and f[2] ~= '' then held = 1 end
+table.insert(frames, 1, held)
 table.insert(frames, 1, member)
 table.insert(frames, 1, room)
 return frames
 """
 
-# ARGV: P, resume_hash, this node, grace_ms -> {peer, room, old node, old conn} or nil
+# A: resume_hash -> {peer, room, old node, old conn} or nil
 CLAIM = """
-local peer = redis.call('GETDEL', P .. ':resume:' .. ARGV[2])
+local peer = redis.call('GETDEL', P .. ':resume:' .. A[1])
 if not peer then return nil end
 local f = redis.call('HMGET', rec_key(peer), 'node', 'conn', 'room')
 if not f[1] then return nil end
+-- Its old connection is still open somewhere: close it, and hold until that replica lets go.
+-- A replica that hears nothing (it died, not yet noticed) has nothing to let go: no hold.
+local told = 0
 if f[2] ~= '' then
-  -- Its old connection is still open somewhere: close it, and hold until that replica lets go.
-  hold(peer, f[1])
-  redis.call('PUBLISH', P .. ':ch:' .. f[1], 's ' .. peer .. ' ' .. f[2] .. '\\n')
+  told = redis.call('PUBLISH', P .. ':ch:' .. f[1], 's ' .. peer .. ' ' .. f[2] .. '\\n')
 end
+if told > 0 then hold(peer, f[1]) end
 redis.call('HDEL', rec_key(peer), 'resume')
-set_away(peer, now_ms() + tonumber(ARGV[4]))
+set_away(peer, now_ms() + GRACE)
 return {peer, f[3], f[1], f[2]}
 """
 
-# ARGV: P, peer, conn, node, grace_ms -> what became of the peer this connection let go of:
-# 'held' (now away; a marker follows the frames in flight), 'claimed' (a resume holds it for this
-# replica already), 'other' (attached or away elsewhere), 'gone'.
+# A: peer, conn -> what became of the peer this connection let go of: 'held' (now away; a
+# marker follows the frames in flight), 'claimed' (a resume holds it for this replica already),
+# 'other' (attached or away elsewhere), 'gone'.
 HANDOFF = """
-local peer, conn, node = ARGV[2], ARGV[3], ARGV[4]
+local peer, conn = A[1], A[2]
 local f = redis.call('HMGET', rec_key(peer), 'conn', 'hold')
 if not f[1] then return 'gone' end
 if f[1] == conn then
-  set_away(peer, now_ms() + tonumber(ARGV[5]))
-  hold(peer, node)
-  redis.call('PUBLISH', P .. ':ch:' .. node, 'm ' .. peer .. ' ' .. conn .. '\\n')
+  set_away(peer, now_ms() + GRACE)
+  hold(peer, NODE)
+  redis.call('PUBLISH', P .. ':ch:' .. NODE, 'm ' .. peer .. ' ' .. conn .. '\\n')
   return 'held'
 end
-if f[2] == node then return 'claimed' end
+if f[2] == NODE then return 'claimed' end
 return 'other'
 """
 
-# ARGV: P, peer, node, bound, keep_ms, frames...: this replica lets go of the peer.
+# A: peer, bound, frames...: this replica lets go of the peer.
 RELEASE = """
 local frames = {}
-for i = 6, #ARGV do frames[#frames + 1] = ARGV[i] end
-release(ARGV[2], ARGV[3], frames, tonumber(ARGV[4]), tonumber(ARGV[5]))
+for i = 3, #A do frames[#frames + 1] = A[i] end
+release(A[1], NODE, frames, tonumber(A[2]))
 return 1
 """
 
-# ARGV: P, peer, conn -> room ('' for none), or false if the peer is not attached through conn
+# A: peer, conn -> room ('' for none), or false if the peer is not attached through conn
 FORGET = """
-if redis.call('HGET', rec_key(ARGV[2]), 'conn') ~= ARGV[3] then return false end
-return drop(ARGV[2])
+if redis.call('HGET', rec_key(A[1]), 'conn') ~= A[2] then return false end
+return drop(A[1])
 """
 
-# ARGV: P, room, peer, member_json, capacity -> members already there, or false when full
+# A: room, peer, member_json, capacity, announcement, echo -> {count, members already there...,
+# results of sending them the announcement...}, or false when full. Joining and announcing are
+# one step: a peer that joins later lists the newcomer instead of hearing of it.
 JOIN = """
-local room = P .. ':room:' .. ARGV[2]
-if redis.call('HLEN', room) >= tonumber(ARGV[5]) then return false end
+local room = P .. ':room:' .. A[1]
+if redis.call('HLEN', room) >= tonumber(A[4]) then return false end
+local peers = redis.call('HKEYS', room)
 local present = redis.call('HVALS', room)
-redis.call('HSET', room, ARGV[3], ARGV[4])
-redis.call('HSET', rec_key(ARGV[3]), 'room', ARGV[2])
-return present
+redis.call('HSET', room, A[2], A[3])
+redis.call('HSET', rec_key(A[2]), 'room', A[1])
+local results = send(peers, A[5], BOUND, A[6])
+local reply = {#present}
+for _, member in ipairs(present) do reply[#reply + 1] = member end
+for i, peer in ipairs(peers) do reply[#reply + 1] = peer; reply[#reply + 1] = results[i] end
+return reply
 """
 
-# ARGV: P, room, peer
+# A: room, peer
 LEAVE = """
-redis.call('HDEL', P .. ':room:' .. ARGV[2], ARGV[3])
-if redis.call('HGET', rec_key(ARGV[3]), 'room') == ARGV[2] then
-  redis.call('HSET', rec_key(ARGV[3]), 'room', '')
+redis.call('HDEL', P .. ':room:' .. A[1], A[2])
+if redis.call('HGET', rec_key(A[2]), 'room') == A[1] then
+  redis.call('HSET', rec_key(A[2]), 'room', '')
 end
 return 1
 """
 
-# ARGV: P, room, to, frame, bound, keep_ms -> delivered | queued | full | gone
+# A: room, to, frame, echo -> delivered | here:<conn> | queued | full | gone
 DELIVER = """
-if redis.call('HEXISTS', P .. ':room:' .. ARGV[2], ARGV[3]) == 0 then return 'gone' end
-return send({ARGV[3]}, ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]))[1]
+if redis.call('HEXISTS', P .. ':room:' .. A[1], A[2]) == 0 then return 'gone' end
+return send({A[2]}, A[3], BOUND, A[4])[1]
 """
 
-# ARGV: P, room, exclude, frame, bound, keep_ms[, only...] -> number of peers it was handed to
-# With ``only``, just those of them still in the room get it.
+# A: room, frame, echo, excluded peers... -> {peer, result, ...} for every peer it was sent to
 PUBLISH = """
-local only = nil
-if #ARGV > 6 then
-  only = {}
-  for i = 7, #ARGV do only[ARGV[i]] = true end
-end
+local skip = {}
+for i = 4, #A do skip[A[i]] = true end
 local peers = {}
-for _, peer in ipairs(redis.call('HKEYS', P .. ':room:' .. ARGV[2])) do
-  if peer ~= ARGV[3] and (only == nil or only[peer]) then peers[#peers + 1] = peer end
+for _, peer in ipairs(redis.call('HKEYS', P .. ':room:' .. A[1])) do
+  if not skip[peer] then peers[#peers + 1] = peer end
 end
-return #send(peers, ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]))
+local results = send(peers, A[2], BOUND, A[3])
+local reply = {}
+for i, peer in ipairs(peers) do reply[#reply + 1] = peer; reply[#reply + 1] = results[i] end
+return reply
 """
 
-# ARGV: P, peer, this node, frame, bound, keep_ms: a frame reached a replica where its peer no
-# longer is; send it on, or queue it if the peer still counts as attached here.
+# A: peer, frame: a frame reached this replica where its peer no longer is; send it on, or
+# queue it if the peer still counts as attached here.
 REROUTE = """
-local f = redis.call('HMGET', rec_key(ARGV[2]), 'node', 'conn')
+local f = redis.call('HMGET', rec_key(A[1]), 'node', 'conn')
 if not f[1] then return 'gone' end
-if f[1] == ARGV[3] or f[2] == '' then
-  return enqueue(ARGV[2], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]))
-end
-return send({ARGV[2]}, ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]))[1]
+if f[1] == NODE or f[2] == '' then return enqueue(A[1], A[2], BOUND) end
+return send({A[1]}, A[2], BOUND, nil)[1]
 """
 
-# ARGV: P, peer, conn -> frames queued for a peer attached here (after a flush request)
+# A: peer, conn -> frames queued for a peer attached here (after a flush request)
 FLUSH = """
-if redis.call('HGET', rec_key(ARGV[2]), 'conn') ~= ARGV[3] then return {} end
-return take_queue(ARGV[2])
+if redis.call('HGET', rec_key(A[1]), 'conn') ~= A[2] then return {} end
+return take_queue(A[1])
 """
 
-# ARGV: P, node -> 1 if the replica was registered, 0 if Redis had forgotten it (restart without
-# data, or it was taken for dead): then it must re-register its peers.
+# A: a fresh epoch -> {1 if this replica was registered, else 0; the epoch of Redis' data}.
+# Unregistered means Redis lost its data (a new epoch) or took this replica for dead (the same
+# epoch): either way it must re-register its peers, and in the second case announce them again.
 HEARTBEAT = """
-local known = redis.call('ZSCORE', P .. ':nodes', ARGV[2])
-redis.call('ZADD', P .. ':nodes', now_ms(), ARGV[2])
-if known then return 1 end
-return 0
+local known = redis.call('ZSCORE', P .. ':nodes', NODE)
+redis.call('ZADD', P .. ':nodes', now_ms(), NODE)
+local epoch = redis.call('GET', P .. ':epoch')
+if not epoch then
+  epoch = A[1]
+  redis.call('SET', P .. ':epoch', epoch)
+end
+if known then return {1, epoch} end
+return {0, epoch}
 """
 
-# ARGV: P, node, grace_ms: unregister a replica that stops; peers still listed here (their
-# detach failed) get the grace period like any other dropped connection.
+# A: none. Unregister this replica as it stops; peers still listed here (their detach failed)
+# get the grace period like any other dropped connection.
 GOODBYE = """
-redis.call('ZREM', P .. ':nodes', ARGV[2])
-local deadline = now_ms() + tonumber(ARGV[3])
-for _, peer in ipairs(redis.call('SMEMBERS', P .. ':node:' .. ARGV[2])) do
-  if redis.call('HGET', rec_key(peer), 'node') == ARGV[2] then set_away(peer, deadline) end
+redis.call('ZREM', P .. ':nodes', NODE)
+local deadline = now_ms() + GRACE
+for _, peer in ipairs(redis.call('SMEMBERS', P .. ':node:' .. NODE)) do
+  if redis.call('HGET', rec_key(peer), 'node') == NODE then set_away(peer, deadline) end
 end
-redis.call('DEL', P .. ':node:' .. ARGV[2])
+redis.call('DEL', P .. ':node:' .. NODE)
 return 1
 """
 
-# ARGV: P, node, peer, conn, resume, room, member_json -> {'ok'|'lost', frames...}
+# A: peer, conn, resume, room, member_json, announcement -> {'ok'|'lost', frames...}
 # After Redis lost or dropped this replica's state: put a peer attached here back, unless a
-# resume elsewhere has taken it since.
+# resume elsewhere has taken it since. With an announcement (the others heard it leave: this
+# replica was taken for dead), the room's members on other replicas hear it join again.
 RESYNC = """
-local peer, node, conn, resume, room = ARGV[3], ARGV[2], ARGV[4], ARGV[5], ARGV[6]
+local peer, conn, resume, room = A[1], A[2], A[3], A[4]
 local f = redis.call('HMGET', rec_key(peer), 'node', 'conn', 'resume')
-if f[1] and not (f[2] == conn or (f[2] == '' and f[1] == node and f[3] == resume)) then
+if f[1] and not (f[2] == conn or (f[2] == '' and f[1] == NODE and f[3] == resume)) then
   return {'lost'}
 end
-set_attached(peer, node, conn, resume)
+set_attached(peer, NODE, conn, resume)
 if room ~= '' then
   redis.call('HSET', rec_key(peer), 'room', room)
-  redis.call('HSET', P .. ':room:' .. room, peer, ARGV[7])
+  local others = redis.call('HKEYS', P .. ':room:' .. room)
+  if redis.call('HSET', P .. ':room:' .. room, peer, A[5]) == 1 and A[6] ~= '' then
+    local elsewhere = {}
+    for _, other in ipairs(others) do
+      if redis.call('HGET', rec_key(other), 'node') ~= NODE then
+        elsewhere[#elsewhere + 1] = other
+      end
+    end
+    send(elsewhere, A[6], BOUND, nil)
+  end
 end
 local frames = take_queue(peer)
 table.insert(frames, 1, 'ok')
 return frames
 """
 
-# ARGV: P, peer, node, grace_ms: Redis lists the peer on this replica, which no longer has it
-# (its detach was lost in an outage): it becomes away now, if nothing else took it since.
+# A: peer. Redis lists the peer on this replica, which no longer has it (its detach was lost in
+# an outage): it becomes away now, if nothing else took it since.
 ABANDON = """
-local f = redis.call('HMGET', rec_key(ARGV[2]), 'node', 'conn')
-if f[1] == ARGV[3] and f[2] and f[2] ~= '' then set_away(ARGV[2], now_ms() + tonumber(ARGV[4])) end
-redis.call('SREM', P .. ':node:' .. ARGV[3], ARGV[2])
+local f = redis.call('HMGET', rec_key(A[1]), 'node', 'conn')
+if f[1] == NODE and f[2] and f[2] ~= '' then set_away(A[1], now_ms() + GRACE) end
+redis.call('SREM', P .. ':node:' .. NODE, A[1])
 return 1
 """
 
-# ARGV: P, grace_ms, node_timeout_ms, check_nodes (0/1), limit, bound -> {peer, room, ...}
+# A: node_timeout_ms, check_nodes (0/1), limit -> {peer, room, ...}
 # Replicas silent for node_timeout are dead: their peers become away (deadline: last heartbeat
 # plus grace). Peers whose deadline passed are removed; the caller announces them leaving.
 REAP = """
 local now = now_ms()
-local grace, limit = tonumber(ARGV[2]), tonumber(ARGV[5])
-if ARGV[4] == '1' then
-  local dead = redis.call('ZRANGEBYSCORE', P .. ':nodes', '-inf', now - tonumber(ARGV[3]),
+local limit = tonumber(A[3])
+if A[2] == '1' then
+  local dead = redis.call('ZRANGEBYSCORE', P .. ':nodes', '-inf', now - tonumber(A[1]),
                           'WITHSCORES', 'LIMIT', 0, 10)
   for i = 1, #dead, 2 do
     local node, seen = dead[i], tonumber(dead[i + 1])
     for _, peer in ipairs(redis.call('SMEMBERS', P .. ':node:' .. node)) do
-      if redis.call('HGET', rec_key(peer), 'node') == node then set_away(peer, seen + grace) end
+      if redis.call('HGET', rec_key(peer), 'node') == node then set_away(peer, seen + GRACE) end
     end
     redis.call('DEL', P .. ':node:' .. node)
     redis.call('ZREM', P .. ':nodes', node)
   end
 end
 for _, peer in ipairs(redis.call('ZRANGEBYSCORE', P .. ':holds', '-inf', now, 'LIMIT', 0, limit)) do
-  release(peer, nil, {}, tonumber(ARGV[6]), grace + 60000)  -- its holder died mid hand-over
+  release(peer, nil, {}, BOUND)  -- its holder died mid hand-over
 end
 local gone = {}
 for _, peer in ipairs(redis.call('ZRANGEBYSCORE', P .. ':away', '-inf', now, 'LIMIT', 0, limit)) do

@@ -302,8 +302,11 @@ class Session:
         # With a shared broker the room's messages can reach us before join() returns; they
         # are held so that the client always sees `joined` first.
         self._held = []
+        joined = p.encode({"type": "peer-joined", "room": room, **member.wire()})
         try:
-            present = await self.service.broker.join(room, member, self.settings.max_room_peers)
+            present = await self.service.broker.join(
+                room, member, self.settings.max_room_peers, announce=joined
+            )
         except RoomFull:
             raise p.ProtocolError(p.ROOM_FULL, "this room is full") from None
         else:
@@ -314,8 +317,6 @@ class Session:
             held, self._held = self._held, None
             for frame in held:
                 self.offer(frame)
-        joined = {"type": "peer-joined", "room": room, **member.wire()}
-        await self.service.broker.publish(room, p.encode(joined), exclude=self.peer)
 
     async def _on_signal(self, message: dict[str, Any], re: str | int | None) -> None:
         room = self._require_room()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 
 import trio
 from trio_websocket import ConnectionClosed
@@ -18,12 +19,18 @@ async def _pair(alice, bob, room: str) -> None:
     assert (await alice.recv())["type"] == "peer-joined"
 
 
-async def test_resume_on_another_replica_keeps_identity_room_and_queued_signals(replicas) -> None:
+async def test_resume_on_another_replica_keeps_identity_room_and_queued_signals(
+    replicas, redis_server
+) -> None:
     one, two = replicas(2, TALLOW_RESUME_SECONDS="10", TALLOW_RESUME_QUEUE="5")
     async with connect(one.ws_url) as alice:
         async with connect(two.ws_url) as bob:
             await _pair(alice, bob, "resume")
             bob_peer, token = bob.peer, bob.resume
+        # Until his replica has seen the close, signals still go to his connection (and come
+        # back as unsent, beyond the queue's bound): count only once he is away.
+        record = f"tallow:peer:{bob_peer}"
+        await eventually(lambda: redis_server.cli("HGET", record, "conn") == "", 5)
         for number in range(5):
             await alice.send({"type": "signal", "to": bob_peer, "data": number})
         await alice.expect_error({"type": "signal", "to": bob_peer, "data": 5}, "queue-full")
@@ -123,7 +130,39 @@ async def test_peer_of_a_killed_replica_resumes_elsewhere_with_what_was_sent_mea
         async with connect(one.ws_url, resume=bob.resume) as back:
             assert back.peer == bob.peer and back.welcome["room"] == "PHOENIX"
             assert (await back.recv())["data"] == "while you were out"
+            # Live signals follow at once: the dead replica, which hears nothing, holds no
+            # hand-over (it used to hold it for 10 s, until the reaper let it lapse).
+            started = trio.current_time()
+            await alice.send({"type": "signal", "to": bob.peer, "data": "live"})
+            assert (await back.recv(2))["data"] == "live"
+            assert trio.current_time() - started < 2
         assert await alice.nothing_pending()
+
+
+async def test_a_replica_cut_off_past_the_dead_timeout_announces_its_peers_again(
+    replicas,
+) -> None:
+    one, two = replicas(2, TALLOW_RESUME_SECONDS="1")
+    async with connect(one.ws_url) as alice, connect(two.ws_url) as bob:
+        await alice.join("frozen"), await bob.join("frozen", "Bob", {"k": 1})
+        assert (await alice.recv())["type"] == "peer-joined"
+        two.process.send_signal(signal.SIGSTOP)  # silent: no heartbeat, its sockets stay open
+        try:
+            left = await alice.recv(15)
+        finally:
+            two.process.send_signal(signal.SIGCONT)
+        assert left == {"type": "peer-left", "room": "FROZEN", "peer": bob.peer}
+        # Back, it finds its peers reaped: the others hear them join again, as they were.
+        assert await alice.recv(10) == {
+            "type": "peer-joined",
+            "room": "FROZEN",
+            "peer": bob.peer,
+            "name": "Bob",
+            "meta": {"k": 1},
+        }
+        assert await signal_until_through(alice, bob, 10) < 10
+        assert await signal_until_through(bob, alice, 10) < 10
+        assert await bob.nothing_pending()
 
 
 async def test_redis_restart_never_crashes_a_replica_and_signaling_recovers(
@@ -161,7 +200,7 @@ async def test_redis_restart_never_crashes_a_replica_and_signaling_recovers(
 async def test_every_key_expires_or_goes_with_its_peer(replicas, redis_server) -> None:
     one, two = replicas(2, TALLOW_RESUME_SECONDS="1")
     baseline = redis_server.scan_keys()
-    assert baseline == ["tallow:nodes"]
+    assert baseline == ["tallow:epoch", "tallow:nodes"]
     async with trio.open_nursery() as nursery:
 
         async def busy(index: int) -> None:
@@ -182,6 +221,7 @@ async def test_every_key_expires_or_goes_with_its_peer(replicas, redis_server) -
     for key in keys_during:
         ttl = int(redis_server.cli("PTTL", key))
         assert ttl != -1 or key.split(":")[1] in (
+            "epoch",
             "nodes",
             "away",
             "holds",

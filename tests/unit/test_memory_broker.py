@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tallow.broker import Delivery, Member, MemoryBroker, RoomFull
+from tallow.config import load
 
 
 class Inbox:
@@ -30,14 +31,15 @@ def clock() -> list[float]:
 
 @pytest.fixture
 def broker(clock) -> MemoryBroker:
-    return MemoryBroker(resume_seconds=30, resume_queue=3, clock=lambda: clock[0])
+    settings = load({"TALLOW_RESUME_SECONDS": "30", "TALLOW_RESUME_QUEUE": "3"})
+    return MemoryBroker(settings, clock=lambda: clock[0])
 
 
 async def peer(broker: MemoryBroker, name: str, room: str | None = "R", **kw) -> Inbox:
     inbox = Inbox(**kw)
     await broker.attach(name, f"hash-{name}", inbox)
     if room:
-        await broker.join(room, Member(name, name, {}), capacity=10)
+        await broker.join(room, Member(name, name, {}), capacity=10, announce=b"+" + name.encode())
     return inbox
 
 
@@ -45,11 +47,19 @@ async def test_join_lists_present_members_and_enforces_capacity(broker) -> None:
     await peer(broker, "a")
     inbox = Inbox()
     await broker.attach("b", "hash-b", inbox)
-    assert await broker.join("R", Member("b", "B", {"k": 1}), capacity=2) == [Member("a", "a", {})]
+    present = await broker.join("R", Member("b", "B", {"k": 1}), capacity=2, announce=b"+b")
+    assert present == [Member("a", "a", {})]
     await broker.attach("c", "hash-c", Inbox())
     with pytest.raises(RoomFull):
-        await broker.join("R", Member("c", "c", {}), capacity=2)
+        await broker.join("R", Member("c", "c", {}), capacity=2, announce=b"+c")
     assert broker.counts() == (1, 2)
+
+
+async def test_join_announces_to_exactly_the_members_it_lists(broker) -> None:
+    a = await peer(broker, "a")
+    b = await peer(broker, "b")
+    c = await peer(broker, "c")
+    assert a.frames == [b"+b", b"+c"] and b.frames == [b"+c"] and c.frames == []
 
 
 async def test_delivery_queue_resume_and_order(broker, clock) -> None:
@@ -61,7 +71,7 @@ async def test_delivery_queue_resume_and_order(broker, clock) -> None:
     assert await broker.deliver("R", "b", b"3") is Delivery.QUEUED
     assert await broker.deliver("R", "b", b"4") is Delivery.QUEUE_FULL
     await broker.publish("R", b"all", exclude="a")
-    assert a.frames == []
+    assert a.frames == [b"+b"]  # b's join announcement, not its own broadcast
     claim = await broker.claim("hash-b")
     assert claim is not None and (claim.peer, claim.room) == ("b", "R")
     assert await broker.claim("hash-b") is None  # single use
@@ -80,7 +90,8 @@ async def test_grace_expiry_removes_the_peer(broker, clock) -> None:
     clock[0] += 2
     gone = await broker.expired()
     assert [(g.peer, g.room) for g in gone] == [("b", "R")]
-    assert [m.peer for m in await broker.members("R")] == ["a"]
+    assert await broker.deliver("R", "b", b"x") is Delivery.NOT_FOUND
+    assert broker.counts() == (1, 1)
     assert await broker.claim("hash-b") is None
 
 
@@ -115,5 +126,5 @@ async def test_forget_drops_at_once(broker) -> None:
     b = await peer(broker, "b")
     gone = await broker.forget("b", b)
     assert gone is not None and gone.room == "R"
-    assert await broker.members("R") == []
+    assert await broker.deliver("R", "b", b"x") is Delivery.NOT_FOUND
     assert broker.counts() == (0, 0)

@@ -15,7 +15,7 @@ class DownBroker(MemoryBroker):
     """The embedded broker, answering pings as a broker in an outage does."""
 
     def __init__(self, shared: bool) -> None:
-        super().__init__(resume_seconds=30, resume_queue=8)
+        super().__init__(load({}))
         self.shared = shared
 
     async def ping(self) -> float:

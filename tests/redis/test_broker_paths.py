@@ -1,0 +1,131 @@
+"""The Redis broker in process, on a real redis-server: local fast path, order across a resume.
+
+Two RedisBroker objects in one process stand for two replicas; their sessions are plain inboxes,
+so each test sees exactly which frame reached which connection, and in which order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+import trio.lowlevel
+
+from tallow.broker import Delivery, Member, RoomFull
+from tallow.broker.redis import RedisBroker
+from tallow.config import load
+from tests.redis.redis_procs import RedisServer, eventually
+from tests.unit.test_memory_broker import Inbox
+
+
+class Connection(Inbox):
+    """An inbox whose frames offered after a supersede were never written (the session's case)."""
+
+    def __init__(self) -> None:
+        super().__init__(capacity=10_000)
+        self.unsent: list[bytes] = []
+
+    def offer(self, frame: bytes) -> bool:
+        if self.superseded:
+            self.unsent.append(frame)
+            return True
+        return super().offer(frame)
+
+
+@asynccontextmanager
+async def replicas(redis_server: RedisServer, count: int) -> AsyncIterator[list[RedisBroker]]:
+    settings = load({"REDIS_URL": redis_server.url, "TALLOW_RESUME_SECONDS": "5"})
+    brokers = [RedisBroker(settings) for _ in range(count)]
+    async with trio.open_nursery() as nursery:
+        for broker in brokers:
+            await nursery.start(broker.run)
+        yield brokers
+        nursery.cancel_scope.cancel()
+
+
+async def joined(broker: RedisBroker, peer: str, room: str = "R") -> Connection:
+    inbox = Connection()
+    await broker.attach(peer, f"hash-{peer}", inbox)
+    await broker.join(room, Member(peer, peer, {}), 10, announce=b"+" + peer.encode())
+    return inbox
+
+
+def evalsha_calls(redis_server: RedisServer) -> int:
+    stats = redis_server.cli("INFO", "commandstats")
+    line = next(line for line in stats.splitlines() if line.startswith("cmdstat_evalsha:"))
+    return int(line.split("calls=")[1].split(",")[0])
+
+
+async def test_join_announces_to_the_listed_members_atomically(redis_server: RedisServer) -> None:
+    async with replicas(redis_server, 2) as (one, two):
+        a = await joined(one, "a")
+        b = await joined(two, "b")
+        assert a.frames == []  # nobody was there when a joined
+        await eventually(lambda: a.frames == [b"+b"], 5)
+        c = Connection()
+        await one.attach("c", "hash-c", c)
+        with pytest.raises(RoomFull):
+            await one.join("R", Member("c", "c", {}), 2, announce=b"+c")
+        await trio.sleep(0.2)
+        assert a.frames == [b"+b"] and b.frames == []  # a full room announces nothing
+
+
+async def test_same_replica_signals_skip_redis_once_settled(redis_server: RedisServer) -> None:
+    async with replicas(redis_server, 1) as (one,):
+        a = await joined(one, "a")
+        b = await joined(one, "b")
+        # a's join announcement went to nobody, b's reached a through Redis (an echo): b is
+        # settled at once, a once the echo is back.
+        assert await one.deliver("R", "b", b"first") is Delivery.DELIVERED
+        assert b.frames == [b"first"]
+        await eventually(lambda: one._local["a"].settled, 5)
+        before = evalsha_calls(redis_server)
+        for number in range(200):
+            assert await one.deliver("R", "b", b"%d" % number) is Delivery.DELIVERED
+        assert evalsha_calls(redis_server) - before <= 2  # a heartbeat may fall in between
+        assert b.frames == [b"first", *(b"%d" % number for number in range(200))]
+        await eventually(lambda: a.frames == [b"+b"], 5)
+        # Delivery does not need Redis at all: it keeps working while Redis is down.
+        redis_server.kill()
+        assert await one.deliver("R", "b", b"no redis") is Delivery.DELIVERED
+        assert b.frames[-1] == b"no redis"
+
+
+async def test_order_holds_while_the_receiver_resumes_onto_the_senders_replica(
+    redis_server: RedisServer,
+) -> None:
+    """Frames cross replicas, wait in a hand-over, then take the fast path: none overtakes."""
+    async with replicas(redis_server, 2) as (one, two):
+        await joined(one, "a")
+        old = await joined(two, "b")
+        sent = [b"%d" % number for number in range(400)]
+        new = Connection()
+
+        async def send_all() -> None:
+            for frame in sent:
+                assert await one.deliver("R", "b", frame) is not Delivery.NOT_FOUND
+                await trio.lowlevel.checkpoint()
+
+        async def resume_midway() -> None:
+            await eventually(lambda: len(old.frames) >= 100, 10, step=0.001)
+            claim = await one.claim("hash-b")
+            assert claim is not None and claim.room == "R"
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(one.attach, "b", "hash-b2", new)
+                await eventually(lambda: old.superseded, 5, step=0.001)
+                await two.detach("b", old, old.unsent)
+
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send_all)
+                nursery.start_soon(resume_midway)
+            await eventually(lambda: len(old.frames) + len(new.frames) >= len(sent), 10)
+        assert old.frames + new.frames == sent
+        # Once settled on the sender's replica, the rest went without Redis.
+        await eventually(lambda: one._local["b"].settled, 5)
+        before = evalsha_calls(redis_server)
+        await one.deliver("R", "b", b"last")
+        assert evalsha_calls(redis_server) - before <= 1
+        assert new.frames[-1] == b"last"
