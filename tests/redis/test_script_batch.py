@@ -11,7 +11,15 @@ import trio
 
 from tallow.broker.redis_batch import ScriptBatch
 from tallow.broker.redis_connect import open_client
+from tallow.redis_url import RedisURL, parse_redis_url
 from tests.redis.redis_procs import RedisServer
+
+
+def redis_url(text: str) -> RedisURL:
+    url = parse_redis_url(text)
+    assert url is not None
+    return url
+
 
 # Appends its argument to a list and returns the list's length: order made visible.
 APPEND = "return redis.call('RPUSH', 'batch-test', ARGV[1])"
@@ -21,7 +29,7 @@ APPEND = "return redis.call('RPUSH', 'batch-test', ARGV[1])"
 async def batch(
     redis_server: RedisServer,
 ) -> AsyncIterator[tuple[ScriptBatch, coredis.Redis[bytes]]]:
-    async with open_client(redis_server.url, op_timeout=2.0) as client:
+    async with open_client(redis_url(redis_server.url), op_timeout=2.0) as client:
         runner = ScriptBatch(client, 2.0)
         async with trio.open_nursery() as nursery:
             await nursery.start(runner.run)
