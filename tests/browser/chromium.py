@@ -14,3 +14,6 @@ CHROMIUM_ARGS = [
 TEST_HOOK = (
     "window.__tallowTestHook = {handshakes: [], frames: [], connections: [], transfers: []};"
 )
+# Installed on every test page: hide the File System Access pickers, so received files take the
+# service-worker download path, which Playwright can capture (tests of the pickers put their own).
+STREAM_DOWNLOADS = "window.showSaveFilePicker = undefined; window.showDirectoryPicker = undefined;"

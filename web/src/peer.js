@@ -11,6 +11,7 @@
 // keys are never started twice.
 import { CHANNEL_LABEL, SecureChannel } from './channel.js';
 import { Handshake } from './handshake.js';
+import { safeName } from './names.js';
 import { Transfers } from './transfer.js';
 
 const CONNECT_TIMEOUT_MS = 25_000;
@@ -26,6 +27,9 @@ export class Peer extends EventTarget {
     super();
     Object.assign(this, { id, name, initiator, selfName, signal, ice, onTransfer, hook });
     this.state = 'connecting'; // connecting | securing | secure | failed | closed
+    // Unverified until the person confirms the words match; sends wait for that (pendingSends).
+    this.verified = false;
+    this.pendingSends = [];
     this.problem = '';
     this.sas = null;
     this.session = null;
@@ -109,8 +113,7 @@ export class Peer extends EventTarget {
       onChunk: (id, data) => this.transfers.onChunk(id, data),
       onFailure: (reason) => this.fail(`The secure connection with ${this.name} failed: ${reason}. Nothing more was sent. Reload and try again; if it happens again, someone may be interfering.`),
     }, this.hook && ((frame) => this.hook.frames.push({ peer: this.id, frame, label: dc.label, stream: dc.id })));
-    // A test may lower the in-memory limit to exercise the "too large" path with a small file.
-    this.transfers = new Transfers(this.channel, () => this.name, this.onTransfer, this.hook?.maxReceiveBytes);
+    this.transfers = new Transfers(this.channel, () => this.name, this.onTransfer);
     dc.addEventListener('open', () => this.maybeStartChannel());
     dc.addEventListener('close', () => this.onChannelClosed());
   }
@@ -157,10 +160,31 @@ export class Peer extends EventTarget {
     return `Could not connect to ${this.name}, not even through the TURN relay. Check both connections, then reload both pages.`;
   }
 
-  /** Queue files for this peer; they start once the connection is secure. */
-  sendFiles(files) {
-    if (this.state !== 'secure') return [];
-    return [...files].map((file) => this.transfers.send(file));
+  /**
+   * Offer `items` ({name, blob}) as one transfer of `kind` ('files', 'folder' or 'text'). To an
+   * unverified peer the offer waits until the person confirms the words (`verify`).
+   */
+  send(kind, items) {
+    if (this.state !== 'secure') return;
+    if (this.verified) this.transfers.offer(kind, items);
+    else {
+      this.pendingSends.push([kind, items]);
+      this.dispatchEvent(new Event('change'));
+    }
+  }
+
+  /** The person compared the words and they match: now this peer may be sent to. */
+  verify() {
+    if (this.state !== 'secure' || this.verified) return;
+    this.verified = true;
+    for (const [kind, items] of this.pendingSends.splice(0)) this.transfers.offer(kind, items);
+    this.dispatchEvent(new Event('change'));
+  }
+
+  /** The person would rather not send what waits for verification. */
+  dropPendingSends() {
+    this.pendingSends = [];
+    this.dispatchEvent(new Event('change'));
   }
 
   async guard(work) {
@@ -185,6 +209,7 @@ export class Peer extends EventTarget {
 
   shutdown(state, reason) {
     clearTimeout(this.timer);
+    this.pendingSends = [];
     this.setState(state);
     this.transfers?.closeAll(reason);
     this.dc?.close();
@@ -202,7 +227,7 @@ export class Peer extends EventTarget {
   }
 
   rename(name) {
-    this.name = String(name ?? '').trim().slice(0, 64) || 'Someone';
+    this.name = safeName(name);
     this.dispatchEvent(new Event('change'));
   }
 }
