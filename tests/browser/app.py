@@ -76,9 +76,11 @@ def random_file(directory: Path, name: str, size: int) -> tuple[Path, str]:
 
 
 def incoming(page: Page, name: str) -> Locator:
-    """The incoming transfer row titled `name`."""
-    return page.locator("li.transfer.in").filter(
-        has=page.locator(".name", has_text=re.compile(f"^{re.escape(name)}$"))
+    """The newest incoming transfer row titled `name` (new rows go on top)."""
+    return (
+        page.locator("li.transfer.in")
+        .filter(has=page.locator(".name", has_text=re.compile(f"^{re.escape(name)}$")))
+        .first
     )
 
 
