@@ -14,9 +14,12 @@ const TAG_BYTES = 16;
 /** Whole frames stay at 64 KiB, well under Chromium's 256 KiB data-channel message cap. */
 export const MAX_FRAME = 64 * 1024;
 export const CHUNK_BYTES = MAX_FRAME - TAG_BYTES - 5;
-/** Back-pressure: stop queueing above HIGH, resume when Chromium's buffer falls below LOW. */
-const HIGH_WATER = 8 * 1024 * 1024;
-const LOW_WATER = 2 * 1024 * 1024;
+/**
+ * Back-pressure: stop queueing above HIGH, resume when Chromium's buffer falls below LOW. Small,
+ * so a cancel (queued behind what is buffered) reaches the peer promptly; tuned by measurement.
+ */
+const HIGH_WATER = 1024 * 1024;
+const LOW_WATER = 256 * 1024;
 /** Frames the peer may send before our side of the handshake finished (confirm, name, offers). */
 export const MAX_EARLY_FRAMES = 64;
 

@@ -341,6 +341,12 @@ function bindControls() {
     event.preventDefault();
     sendText();
   });
+  // Sleep, Wi-Fi to cellular: the old network paths may be gone, so look for new ones now.
+  const networkChanged = () => {
+    for (const peer of app.peers.values()) peer.restartIce();
+  };
+  window.addEventListener('online', networkChanged);
+  navigator.connection?.addEventListener('change', networkChanged);
   // Closing the page: tell the others now rather than after the server's resume grace period.
   window.addEventListener('pagehide', () => {
     if (app.room) app.signaling.send({ type: 'leave' });

@@ -15,6 +15,10 @@ import { safeName } from './names.js';
 import { Transfers } from './transfer.js';
 
 const CONNECT_TIMEOUT_MS = 25_000;
+/** ICE restart: a blip shorter than the grace recovers by itself; each attempt gets a timeout. */
+const DISCONNECTED_GRACE_MS = 2_000;
+const RESTART_TIMEOUT_MS = 15_000;
+const MAX_RESTARTS = 4;
 
 export class Peer extends EventTarget {
   /**
@@ -30,6 +34,9 @@ export class Peer extends EventTarget {
     // Unverified until the person confirms the words match; sends wait for that (pendingSends).
     this.verified = false;
     this.pendingSends = [];
+    // ICE restarts in a row without getting connected again (reset on success).
+    this.restarts = 0;
+    this.reconnecting = false;
     this.problem = '';
     this.sas = null;
     this.session = null;
@@ -45,6 +52,7 @@ export class Peer extends EventTarget {
       if (candidate) this.signal({ t: 'ice', c: candidate.toJSON() });
     });
     this.pc.addEventListener('connectionstatechange', () => this.onConnectionState());
+    this.pc.addEventListener('iceconnectionstatechange', () => this.onIceState());
     this.pc.addEventListener('datachannel', ({ channel }) => this.onRemoteChannel(channel));
     this.timer = setTimeout(() => this.fail(this.unreachableText()), CONNECT_TIMEOUT_MS);
     // Relay-only without a relay can never connect: say so now rather than after the timeout.
@@ -68,17 +76,22 @@ export class Peer extends EventTarget {
       if (data.t === 'sdp') return this.onDescription(data.sdp);
       if (data.t === 'ice') return this.onCandidate(data.c);
       if (['hs1', 'hs2', 'hs3'].includes(data.t)) return this.step(await this.handshake.receive(data));
+      if (data.t === 'restart') return this.initiator ? this.restartIce() : undefined;
       throw new Error(`unknown signal ${data.t}`);
     });
   }
 
   async onDescription(sdp) {
+    // An answer to an offer already answered (restarts that crossed): nothing to apply.
+    if (sdp.type === 'answer' && this.pc.signalingState !== 'have-local-offer') return;
     await this.pc.setRemoteDescription(sdp);
     if (sdp.type === 'offer') {
       await this.pc.setLocalDescription(await this.pc.createAnswer());
       this.signal({ t: 'sdp', sdp: this.pc.localDescription.toJSON() });
     }
     for (const c of this.remoteCandidates.splice(0)) await this.pc.addIceCandidate(c);
+    // A restart on a path that never went down completes without any ICE state change.
+    this.onIceState();
   }
 
   async onCandidate(candidate) {
@@ -134,7 +147,50 @@ export class Peer extends EventTarget {
   }
 
   onConnectionState() {
-    if (this.pc.connectionState === 'failed') this.fail(this.unreachableText());
+    // Once secure, a failure is handled by an ICE restart (onIceState) instead.
+    if (this.pc.connectionState === 'failed' && this.state !== 'secure') this.fail(this.unreachableText());
+  }
+
+  onIceState() {
+    const ice = this.pc.iceConnectionState;
+    clearTimeout(this.blip);
+    if ((ice === 'connected' || ice === 'completed') && this.reconnecting) {
+      clearTimeout(this.restartTimer);
+      this.reconnecting = false;
+      this.restarts = 0;
+      this.dispatchEvent(new Event('change'));
+    } else if (ice === 'disconnected' && this.state === 'secure' && !this.reconnecting) {
+      this.blip = setTimeout(() => this.restartIce(), DISCONNECTED_GRACE_MS);
+    } else if (ice === 'failed' && this.state === 'secure') {
+      this.restartIce();
+    }
+  }
+
+  /**
+   * The network changed or the path failed: new ICE credentials and candidates, negotiated over
+   * the signaling connection (which resumes by itself). The DTLS session, the data channel and
+   * its keys stay, so running transfers continue where they were. Only the initiator makes
+   * offers; the responder asks it to.
+   */
+  restartIce() {
+    if (this.state !== 'secure') return;
+    if (this.restarts >= MAX_RESTARTS) {
+      this.fail(`The connection to ${this.name} was lost and could not be restored. Check your network; if they are still in the room, reload the page to reconnect.`);
+      return;
+    }
+    this.restarts += 1;
+    this.reconnecting = true;
+    this.hook?.iceRestarts?.push(this.id);
+    this.dispatchEvent(new Event('change'));
+    clearTimeout(this.restartTimer);
+    this.restartTimer = setTimeout(() => this.restartIce(), RESTART_TIMEOUT_MS);
+    if (!this.initiator) this.signal({ t: 'restart' });
+    else if (this.pc.signalingState === 'stable') { // else an offer is out: its answer comes first
+      this.guard(async () => {
+        await this.pc.setLocalDescription(await this.pc.createOffer({ iceRestart: true }));
+        this.signal({ t: 'sdp', sdp: this.pc.localDescription.toJSON() });
+      });
+    }
   }
 
   onChannelClosed() {
@@ -209,6 +265,8 @@ export class Peer extends EventTarget {
 
   shutdown(state, reason) {
     clearTimeout(this.timer);
+    clearTimeout(this.blip);
+    clearTimeout(this.restartTimer);
     this.pendingSends = [];
     this.setState(state);
     this.transfers?.closeAll(reason);

@@ -31,11 +31,12 @@ export function renderPeer(li, peer, on) {
   li.dataset.peer = peer.id;
   li.dataset.state = peer.state;
   li.dataset.verified = String(peer.verified);
+  li.dataset.link = peer.reconnecting ? 'reconnecting' : 'up';
   const inputId = `send-${peer.id}`;
   const secure = peer.state === 'secure';
   li.append(
     h('h3', {}, peer.name || 'Someone'),
-    h('p', { class: `state ${peer.state}` }, PEER_STATE[peer.state],
+    h('p', { class: `state ${peer.state}` }, peer.reconnecting ? 'Connection lost, reconnecting…' : PEER_STATE[peer.state],
       secure ? h('span', { class: `badge ${peer.verified ? 'verified' : 'unverified'}` }, peer.verified ? ' · verified' : ' · not verified yet') : null),
   );
   if (peer.sas) {
