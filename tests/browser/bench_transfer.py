@@ -21,7 +21,7 @@ from pathlib import Path
 from playwright.sync_api import Browser, sync_playwright
 
 from tests.browser.app import create_room, hook, join_room, random_file, save_received, wait_secure
-from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS, TEST_HOOK
+from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS, STREAM_DOWNLOADS, TEST_HOOK
 from tests.conftest import launch
 from tests.coturn import run_coturn
 
@@ -38,6 +38,7 @@ def transfer_rate(browser: Browser, base_url: str, query: str, path: Path) -> fl
     try:
         for context in contexts:
             context.add_init_script(TEST_HOOK)
+            context.add_init_script(STREAM_DOWNLOADS)
         sender, receiver = (context.new_page() for context in contexts)
         join_room(receiver, create_room(sender, base_url, query), query)
         wait_secure(sender, 1)
@@ -59,23 +60,26 @@ GATHERED = """window.gathered = (pc) => new Promise((resolve) => {
   const check = () => pc.iceGatheringState === 'complete' && resolve();
   pc.addEventListener('icegatheringstatechange', check);
   check();
-});"""
+});
+true;"""
 BARE_OFFER = """async () => {
-  window.pc = new RTCPeerConnection();
-  window.dc = pc.createDataChannel('bare', { ordered: true });
+  const pc = new RTCPeerConnection();
+  const dc = pc.createDataChannel('bare', { ordered: true });
+  Object.assign(window, { pc, dc });
   dc.binaryType = 'arraybuffer';
   await pc.setLocalDescription(await pc.createOffer());
   await gathered(pc);
   return pc.localDescription.toJSON();
 }"""
 BARE_ANSWER = """async (offer) => {
-  window.pc = new RTCPeerConnection();
+  const pc = new RTCPeerConnection();
+  window.pc = pc;
   window.received = 0;
   pc.addEventListener('datachannel', ({ channel }) => {
     channel.binaryType = 'arraybuffer';
     channel.addEventListener('message', (e) => {
       window.received += e.data.byteLength;
-      if (window.received >= window.expected) window.doneAt = performance.now();
+      if (window.received >= window.expected) window.doneAt = Date.now();
     });
   });
   await pc.setRemoteDescription(offer);
@@ -87,12 +91,14 @@ BARE_SEND = """async ([answer, total, message, high, low]) => {
   await pc.setRemoteDescription(answer);
   const once = (type) => new Promise((r) => dc.addEventListener(type, r, { once: true }));
   if (dc.readyState !== 'open') await once('open');
+  const started = Date.now();
   dc.bufferedAmountLowThreshold = low;
   const data = crypto.getRandomValues(new Uint8Array(message));
   for (let sent = 0; sent < total; sent += message) {
     dc.send(data.subarray(0, Math.min(message, total - sent)));
     if (dc.bufferedAmount > high) await once('bufferedamountlow');
   }
+  return started;
 }"""
 
 
@@ -107,8 +113,7 @@ def bare_rate(browser: Browser, base_url: str, total: int) -> float:
         offer = sender.evaluate(BARE_OFFER)
         receiver.evaluate(f"window.expected = {total}")
         answer = receiver.evaluate(BARE_ANSWER, offer)
-        started = receiver.evaluate("performance.now()")
-        sender.evaluate(BARE_SEND, [answer, total, MAX_FRAME, HIGH_WATER, LOW_WATER])
+        started = sender.evaluate(BARE_SEND, [answer, total, MAX_FRAME, HIGH_WATER, LOW_WATER])
         receiver.wait_for_function("() => window.doneAt", timeout=600_000)
         seconds = (receiver.evaluate("window.doneAt") - started) / 1000
         return total / MIB / seconds
