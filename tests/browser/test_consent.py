@@ -18,6 +18,8 @@ from tests.browser.app import (
     wait_secure,
 )
 
+WAITING_OFFERS = 16  # MAX_WAITING_OFFERS in web/src/transfer.js
+
 
 def record_sent_frames(page: Page, frames: list[str]) -> None:
     """Append every WebSocket text frame the page sends to the server to `frames`."""
@@ -109,3 +111,20 @@ def test_text_snippet_with_copy_and_names_stripped_of_format_characters(
     expect(bob.get_by_test_id("received-file").last).to_have_attribute(
         "data-name", "invoice_fdp.exe"
     )
+
+
+def test_offers_waiting_for_an_answer_are_bounded(tallow_server, new_page) -> None:
+    alice, bob = new_page(), new_page()
+    join_room(bob, create_room(alice, tallow_server.url))
+    wait_secure(alice, 1)
+    wait_secure(bob, 1)
+    for n in range(WAITING_OFFERS + 1):
+        alice.get_by_test_id("file-input").set_input_files(
+            files=[{"name": f"n{n}.txt", "mimeType": "text/plain", "buffer": b"x"}]
+        )
+    # The 17th is declined for the person, who still has 16 to answer; the sender is told why.
+    busy = alice.locator("li.transfer.out[data-state=declined]")
+    expect(busy).to_have_count(1)
+    expect(busy).to_contain_text(f"n{WAITING_OFFERS}.txt")
+    expect(busy.locator(".message")).to_contain_text("too many offers waiting")
+    expect(bob.locator("li.transfer.in[data-state=offered]")).to_have_count(WAITING_OFFERS)
