@@ -20,7 +20,8 @@ window.showDirectoryPicker = async () => {
 };
 window.showSaveFilePicker = async ({ suggestedName }) => {
   const root = await navigator.storage.getDirectory();
-  return root.getFileHandle(suggestedName, { create: true });
+  const picked = await root.getDirectoryHandle('picked', { create: true });
+  return picked.getFileHandle(suggestedName, { create: true });
 };
 """
 
@@ -71,7 +72,7 @@ def test_nested_folder_arrives_as_one_streamed_zip_with_its_paths(
     assert got == expected
 
 
-def test_several_files_in_one_offer_saved_into_a_chosen_folder(
+def test_several_files_into_a_chosen_folder_and_one_into_a_chosen_file(
     tallow_server, new_page, tmp_path: Path
 ) -> None:
     alice, bob = new_page(), new_page(pickers=True)
@@ -90,3 +91,11 @@ def test_several_files_in_one_offer_saved_into_a_chosen_folder(
     expect(row).to_contain_text("Saved to the folder you chose")
     assert bob.evaluate(READ_OPFS, list(expected)) == expected
     expect(alice.locator("li.transfer.out")).to_have_attribute("data-state", "done")
+
+    solo = os.urandom(100_000)
+    (tmp_path / "solo.bin").write_bytes(solo)
+    alice.get_by_test_id("file-input").set_input_files(tmp_path / "solo.bin")
+    row = accept(bob, "solo.bin")
+    expect(row).to_have_attribute("data-state", "done")
+    expect(row).to_contain_text("Saved to the file you chose")
+    assert bob.evaluate(READ_OPFS, ["solo.bin"]) == {"solo.bin": hashlib.sha256(solo).hexdigest()}

@@ -59,7 +59,7 @@ class MemorySink {
   }
 }
 
-/** One file the person picked. */
+/** One file the person picked: written through createWritable, which moves it into place on close. */
 class WritableSink {
   constructor(handle) {
     this.handle = handle;
@@ -68,36 +68,6 @@ class WritableSink {
 
   async begin() {
     this.writable = await this.handle.createWritable();
-  }
-
-  write(bytes) {
-    return this.writable.write(bytes);
-  }
-
-  endFile() {
-    return this.writable.close();
-  }
-
-  finish() {}
-
-  async abort() {
-    await this.writable?.abort().catch(() => {});
-  }
-}
-
-/** A folder the person picked: each file at its relative path below it. */
-class FolderSink {
-  constructor(directory) {
-    this.directory = directory;
-    this.where = 'the folder you chose';
-  }
-
-  async begin(path) {
-    const segments = path.split('/');
-    let folder = this.directory;
-    for (const segment of segments.slice(0, -1)) folder = await folder.getDirectoryHandle(segment, { create: true });
-    const handle = await folder.getFileHandle(segments.at(-1), { create: true });
-    this.writable = await handle.createWritable();
   }
 
   write(bytes) {
@@ -113,6 +83,23 @@ class FolderSink {
 
   async abort() {
     await this.writable?.abort().catch(() => {});
+  }
+}
+
+/** A folder the person picked: each file at its relative path below it. */
+class FolderSink extends WritableSink {
+  constructor(directory) {
+    super(null);
+    this.directory = directory;
+    this.where = 'the folder you chose';
+  }
+
+  async begin(path) {
+    const segments = path.split('/');
+    let folder = this.directory;
+    for (const segment of segments.slice(0, -1)) folder = await folder.getDirectoryHandle(segment, { create: true });
+    this.handle = await folder.getFileHandle(segments.at(-1), { create: true });
+    await super.begin();
   }
 }
 
