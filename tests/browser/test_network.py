@@ -75,3 +75,29 @@ def test_relay_outage_is_survived_by_an_ice_restart(start_tallow, new_page, tmp_
         for page in (alice, bob):
             expect(page.get_by_test_id("peer")).to_have_attribute("data-link", "up")
             expect(page.get_by_test_id("peer")).to_have_attribute("data-state", "secure")
+
+
+def test_a_cut_transfer_resumes_from_its_offset_in_a_new_session(
+    tallow_server, new_page, tmp_path: Path
+) -> None:
+    alice, bob = new_page(hook=True), new_page(hook=True)
+    connected_pair(alice, bob, tallow_server.url)
+    first_words = alice.get_by_test_id("sas").inner_text()
+    path, digest = random_file(tmp_path, "cut.bin", 24 * MIB)
+    alice.get_by_test_id("file-input").set_input_files(path)
+    download = start_receiving(bob, path.name)
+    bob.wait_for_function(
+        "() => Number(document.querySelector('li.transfer.in [data-testid=progress]')"
+        "?.getAttribute('aria-valuenow')) >= 20"
+    )
+    # The data channel dies under the transfer (as when a path is gone for good).
+    hook(alice, "h.connections[0].dc.close()")
+    # A new session: new keys, so new words, which both people confirm again.
+    for page in (alice, bob):
+        page.get_by_test_id("sas-confirm").click(timeout=30_000)
+    assert alice.get_by_test_id("sas").inner_text() != first_words
+    assert finish_receiving(bob, path.name, download) == (path.name, digest)
+    resumed = hook(alice, "h.transfers[0].resumedAt")
+    assert resumed["index"] == 0 and resumed["offset"] >= 4 * MIB, resumed
+    expect(alice.locator("li.transfer.out")).to_have_attribute("data-state", "done")
+    expect(bob.locator("li.transfer.in")).to_have_count(1)

@@ -5,7 +5,7 @@ import { Peer } from './peer.js';
 import { qrSvg } from './qr.js';
 import { registerDownloads } from './sink.js';
 import { Signaling } from './signaling.js';
-import { TEXT_MAX_BYTES } from './transfer.js';
+import { TEXT_MAX_BYTES, abandonInterrupted } from './transfer.js';
 import { h, renderPeer, transferRow } from './view.js';
 import { droppedItems, fileItems } from './pick.js';
 
@@ -28,6 +28,8 @@ const app = {
   signaling: null,
   room: null,
   peers: new Map(),
+  /** Per peer id: transfers cut off with that peer, waiting for the next session (tid -> Transfer). */
+  interrupted: new Map(),
   ice: { iceServers: [], relayOnly, ttl: 0 },
 };
 
@@ -111,6 +113,8 @@ async function leaveRoom() {
     // Leaving locally is what matters; the server drops us after its grace period anyway.
   }
   for (const peer of app.peers.values()) peer.close('You left the room.');
+  for (const interrupted of app.interrupted.values()) abandonInterrupted(interrupted, 'You left the room.');
+  app.interrupted.clear();
   app.peers.clear();
   $('peers').replaceChildren();
   app.room = null;
@@ -141,6 +145,7 @@ function updateNoPeers() {
 
 function addPeer(id, initiator) {
   app.peers.get(id)?.close('Reconnected.');
+  const old = $('peers').querySelector(`li[data-peer="${CSS.escape(id)}"]`);
   const peer = new Peer({
     id,
     name: 'Someone', // until their name arrives over the encrypted channel
@@ -150,7 +155,13 @@ function addPeer(id, initiator) {
     signal: (data) => app.signaling.send({ type: 'signal', to: id, data }),
     ice: app.ice,
     onTransfer: showTransfer,
+    interrupted: app.interrupted.get(id) ?? app.interrupted.set(id, new Map()).get(id),
     hook,
+  });
+  // The channel closed but they may still be here: the initiator starts a new session (new keys,
+  // new words); the responder's peer is replaced when that session's first signal arrives.
+  peer.addEventListener('lost', () => {
+    if (peer.initiator && app.peers.get(id) === peer) addPeer(id, true);
   });
   const li = h('li', { class: 'peer' });
   li.addEventListener('dragover', (event) => event.preventDefault());
@@ -170,7 +181,8 @@ function addPeer(id, initiator) {
   };
   peer.addEventListener('change', render);
   render();
-  $('peers').append(li);
+  if (old) old.replaceWith(li);
+  else $('peers').append(li);
   app.peers.set(id, peer);
   if (initiator) peer.start();
   else announce(`${peer.name} joined the room.`);
@@ -180,7 +192,10 @@ function addPeer(id, initiator) {
 function removePeer(id) {
   const peer = app.peers.get(id);
   if (!peer) return;
-  peer.close(`${peer.name} left the room before this finished. Ask them to rejoin, then send again.`);
+  const reason = `${peer.name} left the room before this finished. Ask them to rejoin, then send again.`;
+  peer.close(reason);
+  abandonInterrupted(app.interrupted.get(id) ?? new Map(), reason);
+  app.interrupted.delete(id);
   app.peers.delete(id);
   $('peers').querySelector(`li[data-peer="${CSS.escape(id)}"]`)?.remove();
   updateNoPeers();
@@ -279,7 +294,10 @@ function onServerMessage(msg) {
 function onSignal({ from, data }) {
   if (!data || typeof data !== 'object') return;
   // A signal can overtake the peer-joined that announced its sender: create the peer then.
-  const peer = app.peers.get(from) ?? (data.t === 'hs1' || data.t === 'sdp' ? addPeer(from, false) : null);
+  const known = app.peers.get(from);
+  const opening = data.t === 'hs1' || (data.t === 'sdp' && data.sdp?.type === 'offer');
+  // A new session from a peer whose channel closed replaces the old one; a live one stays.
+  const peer = known && !(known.lost && opening) ? known : (data.t === 'hs1' || data.t === 'sdp' ? addPeer(from, false) : null);
   peer?.onSignal(data);
 }
 

@@ -27,9 +27,12 @@ export class Peer extends EventTarget {
    * @param {{iceServers: object[], relayOnly: boolean}} o.ice
    * @param {(t: import('./transfer.js').Transfer) => void} o.onTransfer
    */
-  constructor({ id, name, initiator, selfId, selfName, signal, ice, onTransfer, hook }) {
+  /** `interrupted` (tid -> Transfer) holds transfers cut off in an earlier session with this peer. */
+  constructor({ id, name, initiator, selfId, selfName, signal, ice, onTransfer, interrupted, hook }) {
     super();
-    Object.assign(this, { id, name, initiator, selfName, signal, ice, onTransfer, hook });
+    Object.assign(this, { id, name, initiator, selfName, signal, ice, onTransfer, interrupted, hook });
+    // The data channel closed while the peer may still be in the room: a new session may follow.
+    this.lost = false;
     this.state = 'connecting'; // connecting | securing | secure | failed | closed
     // Unverified until the person confirms the words match; sends wait for that (pendingSends).
     this.verified = false;
@@ -57,7 +60,8 @@ export class Peer extends EventTarget {
     this.timer = setTimeout(() => this.fail(this.unreachableText()), CONNECT_TIMEOUT_MS);
     // Relay-only without a relay can never connect: say so now rather than after the timeout.
     if (ice.relayOnly && !this.hasRelay()) queueMicrotask(() => this.fail(this.unreachableText()));
-    hook?.connections.push({ peer: id, pc: this.pc });
+    this.hookEntry = { peer: id, pc: this.pc, dc: null };
+    hook?.connections.push(this.hookEntry);
   }
 
   /** Initiator only: open the data channel, make the offer, send hs1. */
@@ -121,12 +125,13 @@ export class Peer extends EventTarget {
 
   attach(dc) {
     this.dc = dc;
+    this.hookEntry.dc = dc;
     this.channel = new SecureChannel(dc, {
       onControl: (message) => (message.t === 'name' ? this.rename(message.name) : this.transfers.onControl(message)),
       onChunk: (id, data) => this.transfers.onChunk(id, data),
       onFailure: (reason) => this.fail(`The secure connection with ${this.name} failed: ${reason}. Nothing more was sent. Reload and try again; if it happens again, someone may be interfering.`),
     }, this.hook && ((frame) => this.hook.frames.push({ peer: this.id, frame, label: dc.label, stream: dc.id })));
-    this.transfers = new Transfers(this.channel, () => this.name, this.onTransfer);
+    this.transfers = new Transfers(this.channel, () => this.name, this.onTransfer, this.interrupted);
     dc.addEventListener('open', () => this.maybeStartChannel());
     dc.addEventListener('close', () => this.onChannelClosed());
   }
@@ -194,10 +199,14 @@ export class Peer extends EventTarget {
   }
 
   onChannelClosed() {
+    if (this.state !== 'secure') return;
     // A peer that closes its page says `leave` first; give that a moment to arrive, so the
-    // message can say "left" rather than guess.
+    // message can say "left" rather than guess. Otherwise the app starts a new session ('lost').
+    this.lost = true;
     setTimeout(() => {
-      this.fail(`The connection to ${this.name} closed. If they are still in the room, reload the page to reconnect.`);
+      if (this.state !== 'secure') return;
+      this.shutdown('failed', `The connection to ${this.name} closed.`, true);
+      this.dispatchEvent(new Event('lost'));
     }, 1000);
   }
 
@@ -233,6 +242,7 @@ export class Peer extends EventTarget {
   verify() {
     if (this.state !== 'secure' || this.verified) return;
     this.verified = true;
+    this.transfers.resumeInterrupted();
     for (const [kind, items] of this.pendingSends.splice(0)) this.transfers.offer(kind, items);
     this.dispatchEvent(new Event('change'));
   }
@@ -263,13 +273,14 @@ export class Peer extends EventTarget {
     this.shutdown('closed', reason);
   }
 
-  shutdown(state, reason) {
+  /** With `resumable`, running transfers wait for the next session with this peer. */
+  shutdown(state, reason, resumable = false) {
     clearTimeout(this.timer);
     clearTimeout(this.blip);
     clearTimeout(this.restartTimer);
     this.pendingSends = [];
     this.setState(state);
-    this.transfers?.closeAll(reason);
+    this.transfers?.closeAll(reason, resumable);
     this.dc?.close();
     this.pc.close();
   }

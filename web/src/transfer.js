@@ -70,11 +70,27 @@ function checkOffer({ id, tid, kind, files }) {
   if (!ok) throw new Error('bad offer');
 }
 
-/** Both directions of transfers with one peer. `onTransfer(t)` announces each new one. */
+function checkResume(resume, t) {
+  if (resume === undefined) return null;
+  const ok = resume && Number.isInteger(resume.index) && resume.index >= 0 && resume.index < t.files.length
+    && Number.isSafeInteger(resume.offset) && resume.offset >= 0 && resume.offset <= t.files[resume.index].size
+    && typeof resume.hash === 'string';
+  if (!ok) throw new Error('bad resume');
+  return resume;
+}
+
+const sameFiles = (t, files) => t.files.length === files.length
+  && t.files.every((f, i) => f.size === files[i].size);
+
+/**
+ * Both directions of transfers with one peer, for one session. `onTransfer(t)` announces each
+ * new one. `interrupted` (tid -> Transfer) outlives the session: transfers cut off when the
+ * channel closed wait there for the next session with the same peer, which resumes them.
+ */
 export class Transfers {
   /** `sinkFor(t)` opens where an accepted transfer's bytes go (sink.js; tests may replace it). */
-  constructor(channel, peerName, onTransfer, sinkFor = openSink) {
-    Object.assign(this, { channel, peerName, onTransfer, sinkFor });
+  constructor(channel, peerName, onTransfer, interrupted = new Map(), sinkFor = openSink) {
+    Object.assign(this, { channel, peerName, onTransfer, interrupted, sinkFor });
     this.nextId = 1;
     this.outgoing = new Map();
     this.incoming = new Map();
@@ -89,8 +105,16 @@ export class Transfers {
    */
   offer(kind, items) {
     const files = items.map(({ name, blob }) => ({ name, size: blob.size }));
-    const t = new Transfer({ id: this.nextId++, tid: randomTid(), direction: 'out', peer: this.peerName(), kind, files });
+    const t = new Transfer({ id: 0, tid: randomTid(), direction: 'out', peer: this.peerName(), kind, files });
     t.blobs = items.map((item) => item.blob);
+    this.onTransfer(t);
+    this.propose(t);
+    return t;
+  }
+
+  /** Offer `t` in this session (again, after an interruption: same tid, a new id). */
+  propose(t) {
+    t.id = this.nextId++;
     t.cancel = () => {
       if (t.finished || t.state === 'verifying') return; // everything is sent: the answer decides
       t.cancelledHere = true;
@@ -98,32 +122,63 @@ export class Transfers {
       this.channel.control({ t: 'cancel', id: t.id }).catch(() => {});
     };
     this.outgoing.set(t.id, t);
-    this.onTransfer(t);
-    this.channel.control({ t: 'offer', id: t.id, tid: t.tid, kind, files }).catch((error) => this.stopped(t, error));
-    return t;
+    this.channel.control({ t: 'offer', id: t.id, tid: t.tid, kind: t.kind, files: t.files })
+      .catch((error) => this.stopped(t, error));
   }
 
-  onAccept({ id }) {
+  /** A new session with the same peer: offer again what the last one cut off. */
+  resumeInterrupted() {
+    for (const t of [...this.interrupted.values()]) {
+      if (t.direction !== 'out') continue;
+      this.interrupted.delete(t.tid);
+      t.set('offered', 'Reconnected; offering the rest again…');
+      this.propose(t);
+    }
+  }
+
+  onAccept({ id, resume }) {
     const t = this.outgoing.get(id);
     if (!t || t.state !== 'offered') return;
+    const from = checkResume(resume, t);
     t.set('active', 'Waiting for the transfers before it…');
-    this.queue = this.queue.then(() => this.stream(t)).catch((error) => this.stopped(t, error));
+    this.queue = this.queue.then(() => this.stream(t, from)).catch((error) => this.stopped(t, error));
   }
 
   stopped(t, error) {
+    // A closing channel is the session ending: closeAll decides what becomes of `t`.
+    if (this.channel.dc.readyState !== 'open') return;
     t.settle('failed', `Sending stopped: ${error.message}. Send it again once the connection is back.`);
   }
 
-  async stream(t) {
+  /**
+   * Where to start file `index`: the receiver's resume offset if our own chain hash of those
+   * bytes matches theirs, else 0. Returns [offset, chain so far].
+   */
+  async startOf(t, index, resume) {
+    if (resume?.index !== index || resume.offset === 0) return [0, new ChainHash()];
+    const chain = new ChainHash();
+    const blob = t.blobs[index];
+    for (let offset = 0; offset < resume.offset; offset += READ_BYTES) {
+      const block = new Uint8Array(await blob.slice(offset, Math.min(offset + READ_BYTES, resume.offset)).arrayBuffer());
+      for (let i = 0; i < block.length; i += CHUNK_BYTES) chain.update(block.subarray(i, i + CHUNK_BYTES));
+    }
+    return (await chain.hex()) === resume.hash ? [resume.offset, chain] : [0, new ChainHash()];
+  }
+
+  async stream(t, resume) {
     if (t.finished) return;
     t.set('active', '');
     t.startedAt = performance.now();
-    let sent = 0;
-    for (const [index, blob] of t.blobs.entries()) {
+    const first = resume?.index ?? 0;
+    let sent = t.files.slice(0, first).reduce((n, f) => n + f.size, 0);
+    for (let index = first; index < t.blobs.length; index++) {
       if (t.finished) return;
-      await this.channel.control({ t: 'file', id: t.id, index, offset: 0 });
-      const chain = new ChainHash();
-      for (let offset = 0; offset < blob.size && !t.finished; offset += READ_BYTES) {
+      const blob = t.blobs[index];
+      const [start, chain] = await this.startOf(t, index, resume);
+      if (start > 0) t.resumedAt = { index, offset: start };
+      sent += start;
+      await this.channel.control({ t: 'file', id: t.id, index, offset: start });
+      for (let offset = start; offset < blob.size && !t.finished; offset += READ_BYTES) {
         const block = new Uint8Array(await blob.slice(offset, offset + READ_BYTES).arrayBuffer());
         for (let i = 0; i < block.length && !t.finished; i += CHUNK_BYTES) {
           const piece = block.subarray(i, i + CHUNK_BYTES);
@@ -164,9 +219,13 @@ export class Transfers {
 
   // ---- receiving --------------------------------------------------------------------------
 
-  onOffer(message) {
+  async onOffer(message) {
     checkOffer(message);
     if (this.incoming.has(message.id)) throw new Error('offer id reused');
+    // Only the peer of the session that was cut off knows the tid (it went inside that session's
+    // encryption), and the person accepted it then: resume without asking again.
+    const cut = this.interrupted.get(message.tid);
+    if (cut?.direction === 'in' && sameFiles(cut, message.files)) return this.resumeIncoming(cut, message.id);
     const waiting = [...this.incoming.values()].filter((x) => x.state === 'offered').length;
     if (waiting >= MAX_WAITING_OFFERS) {
       this.channel.control({ t: 'decline', id: message.id, reason: 'busy' }).catch(() => {});
@@ -177,6 +236,14 @@ export class Transfers {
       size: f.size,
     }));
     const t = new Transfer({ ...message, files, direction: 'in', peer: this.peerName() });
+    this.bindIncoming(t);
+    this.incoming.set(t.id, t);
+    this.onTransfer(t);
+    return undefined;
+  }
+
+  /** The person's buttons on an incoming transfer act in this session. */
+  bindIncoming(t) {
     t.accept = () => this.accept(t);
     t.decline = () => {
       if (t.state !== 'offered') return;
@@ -191,8 +258,18 @@ export class Transfers {
       this.channel.control({ t: 'cancel', id: t.id }).catch(() => {});
       return undefined;
     };
-    this.incoming.set(t.id, t);
-    this.onTransfer(t);
+  }
+
+  /** Accept the offer `id` of this session as the rest of `t`, from where its bytes stopped. */
+  async resumeIncoming(t, id) {
+    this.interrupted.delete(t.tid);
+    t.id = id;
+    this.bindIncoming(t);
+    this.incoming.set(id, t);
+    const file = t.file;
+    const resume = file ? { index: file.index, offset: file.bytes, hash: await file.chain.hex() } : undefined;
+    t.set('active', 'Reconnected; resuming…');
+    this.channel.control({ t: 'accept', id, resume }).catch(() => {});
   }
 
   async accept(t) {
@@ -230,6 +307,14 @@ export class Transfers {
   async onFile({ id, index, offset }) {
     const t = this.receiving(id);
     if (!t) return;
+    if (t.file?.index === index && offset === t.file.bytes) return; // resumed: the same file goes on
+    if (t.file?.index === index) {
+      // The sender starts this file over, but its first bytes are already written and cannot be taken back.
+      t.set('failed', 'The connection came back, but the rest of the file no longer matches what arrived. Ask them to send it again.');
+      this.discard(t);
+      this.channel.control({ t: 'cancel', id }).catch(() => {});
+      return;
+    }
     const expected = t.file ? t.file.index + 1 : 0;
     if (index !== expected || offset !== 0 || t.file?.bytes !== t.file?.size) throw new Error('file out of order');
     t.file = { index, size: t.files[index].size, bytes: 0, chain: new ChainHash() };
@@ -291,12 +376,32 @@ export class Transfers {
     return handler();
   }
 
-  /** The connection is gone: everything unfinished stops with `reason`, its parts dropped. */
-  closeAll(reason) {
+  /**
+   * The session is over. With `resumable` (the channel closed but the peer is still in the room)
+   * running transfers wait in `interrupted` for the next session; otherwise everything unfinished
+   * stops with `reason`, its parts dropped.
+   */
+  closeAll(reason, resumable = false) {
     for (const t of [...this.outgoing.values(), ...this.incoming.values()]) {
-      if (t.finished) continue;
+      if (t.finished || this.interrupted.get(t.tid) === t) continue;
+      if (resumable && (t.state === 'active' || (t.direction === 'out' && t.state === 'offered'))) {
+        this.interrupted.set(t.tid, t);
+        t.set(t.state, 'Connection lost; it goes on when you are reconnected and have confirmed the new words.');
+        continue;
+      }
       if (t.direction === 'in') this.discard(t);
       t.set('failed', reason);
     }
   }
+}
+
+/** The peer is gone for good: what waited in `interrupted` fails with `reason`, parts dropped. */
+export function abandonInterrupted(interrupted, reason) {
+  for (const t of interrupted.values()) {
+    const sink = t.sink;
+    t.sink = null;
+    if (sink) Promise.resolve(sink.abort()).catch(() => {});
+    t.settle('failed', reason);
+  }
+  interrupted.clear();
 }
