@@ -131,6 +131,7 @@ export class Transfers {
     for (const t of [...this.interrupted.values()]) {
       if (t.direction !== 'out') continue;
       this.interrupted.delete(t.tid);
+      if (t.finished) continue; // cancelled while cut off
       t.set('offered', 'Reconnected; offering the rest again…');
       this.propose(t);
     }
@@ -225,7 +226,11 @@ export class Transfers {
     // Only the peer of the session that was cut off knows the tid (it went inside that session's
     // encryption), and the person accepted it then: resume without asking again.
     const cut = this.interrupted.get(message.tid);
-    if (cut?.direction === 'in' && sameFiles(cut, message.files)) return this.resumeIncoming(cut, message.id);
+    if (cut?.direction === 'in' && sameFiles(cut, message.files)) {
+      if (!cut.finished) return this.resumeIncoming(cut, message.id);
+      this.interrupted.delete(cut.tid); // cancelled while cut off: say so now
+      return this.channel.control({ t: 'cancel', id: message.id }).catch(() => {});
+    }
     const waiting = [...this.incoming.values()].filter((x) => x.state === 'offered').length;
     if (waiting >= MAX_WAITING_OFFERS) {
       this.channel.control({ t: 'decline', id: message.id, reason: 'busy' }).catch(() => {});
