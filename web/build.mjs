@@ -1,6 +1,6 @@
 // Build the UI into tallow/static/ (or --outdir DIR): one JS bundle and one stylesheet, each
-// named after its content hash (app-<12 hex>.js) so the server serves them as immutable, and an
-// index.html that references them. Deterministic: the same sources give byte-identical output.
+// named after its content hash (app-<12 hex>.js) so the server serves them as immutable, an
+// index.html that references them, and the download service worker sw.js. Deterministic: the same sources give byte-identical output.
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -38,7 +38,9 @@ const assets = {
 };
 const template = await readFile(join(here, 'src', 'index.html'), 'utf8');
 const html = template.replace(/\{\{(\w+)\}\}/g, (_, key) => assets[key].name);
-const files = [...Object.values(assets), { name: 'index.html', contents: Buffer.from(html) }];
+// The download service worker keeps one stable name: its URL is its identity (and its scope).
+const worker = { name: 'sw.js', contents: await bundle('sw.js') };
+const files = [...Object.values(assets), worker, { name: 'index.html', contents: Buffer.from(html) }];
 
 // The output folder holds only the build: clear what an older build left.
 await mkdir(outdir, { recursive: true });

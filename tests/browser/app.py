@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import Page
+from playwright.sync_api import Download, Locator, Page, expect
 
 TRANSFER_TIMEOUT_MS = 120_000
 
@@ -30,15 +31,28 @@ def join_room(page: Page, link: str, query: str = "") -> None:
     page.get_by_test_id("room-code").wait_for()
 
 
-def wait_secure(page: Page, peers: int) -> list[str]:
-    """Wait until `peers` others are connected with confirmed keys; their verification words."""
+def wait_secure(page: Page, peers: int, verify: bool = True) -> list[str]:
+    """Wait until `peers` others are connected with confirmed keys; their verification words.
+    With `verify` the person then confirms the words match for each of them (`sas-confirm`),
+    which sending needs."""
     page.locator("[data-testid=peer][data-state=secure]").nth(peers - 1).wait_for()
     assert page.get_by_test_id("peer").count() == peers
-    return page.get_by_test_id("sas").all_text_contents()
+    words = page.get_by_test_id("sas").all_text_contents()
+    if verify:
+        verify_all(page)
+    return words
+
+
+def verify_all(page: Page) -> None:
+    """The person compared the words with everyone listed and confirms they match."""
+    buttons = page.get_by_test_id("sas-confirm")
+    for _ in range(buttons.count()):
+        buttons.first.click()  # each click re-renders that peer without its button
+    expect(page.locator("[data-testid=peer][data-verified=false]")).to_have_count(0)
 
 
 def connected_pair(alice: Page, bob: Page, base_url: str, query: str = "") -> None:
-    """Alice creates a room, Bob joins with its link; both wait for confirmed keys."""
+    """Alice creates a room, Bob joins with its link; both wait for keys and confirm the words."""
     join_room(bob, create_room(alice, base_url, query), query)
     wait_secure(alice, 1)
     wait_secure(bob, 1)
@@ -61,14 +75,52 @@ def random_file(directory: Path, name: str, size: int) -> tuple[Path, str]:
     return path, hashlib.sha256(data).hexdigest()
 
 
+def incoming(page: Page, name: str) -> Locator:
+    """The newest incoming transfer row titled `name` (new rows go on top)."""
+    return (
+        page.locator("li.transfer.in")
+        .filter(has=page.locator(".name", has_text=re.compile(f"^{re.escape(name)}$")))
+        .first
+    )
+
+
+def accept(page: Page, name: str, timeout: float = TRANSFER_TIMEOUT_MS) -> Locator:
+    """Wait for the offer titled `name` and accept it (no download expected: text, pickers)."""
+    row = incoming(page, name)
+    row.get_by_test_id("accept-file").click(timeout=timeout)
+    return row
+
+
+def start_receiving(page: Page, name: str, timeout: float = TRANSFER_TIMEOUT_MS) -> Download:
+    """Accept the offer titled `name`; returns the download the browser streams it into."""
+    button = incoming(page, name).get_by_test_id("accept-file")
+    button.wait_for(timeout=timeout)
+    with page.expect_download(timeout=timeout) as download:
+        button.click()
+    return download.value
+
+
+def finish_receiving(
+    page: Page, name: str, download: Download, timeout: float = TRANSFER_TIMEOUT_MS
+) -> tuple[str, str]:
+    """Wait until the transfer titled `name` is checked; (suggested name, SHA-256 of the bytes
+    the browser's download holds)."""
+    expect(incoming(page, name)).to_have_attribute("data-state", "done", timeout=timeout)
+    return download.suggested_filename, sha256_file(download.path())
+
+
 def save_received(page: Page, name: str, timeout: float = TRANSFER_TIMEOUT_MS) -> tuple[str, str]:
-    """Wait for the received-file link for `name`, download it; (suggested name, SHA-256)."""
-    link = page.locator(f"[data-testid=received-file][download='{name}']")
-    link.wait_for(timeout=timeout)
-    with page.expect_download() as download:
-        link.click()
-    path = download.value.path()
-    return download.value.suggested_filename, hashlib.sha256(path.read_bytes()).hexdigest()
+    """Accept the offer titled `name` and wait until it is checked; returns (the download's
+    suggested name, SHA-256 of the downloaded bytes)."""
+    return finish_receiving(page, name, start_receiving(page, name, timeout), timeout)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def hook(page: Page, expression: str) -> Any:

@@ -12,5 +12,9 @@ CHROMIUM_ARGS = [
 ]
 # What a test installs before the app's script runs to read the handshake secrets (tests only).
 TEST_HOOK = (
-    "window.__tallowTestHook = {handshakes: [], frames: [], connections: [], transfers: []};"
+    "window.__tallowTestHook ="
+    " {handshakes: [], frames: [], connections: [], transfers: [], iceRestarts: []};"
 )
+# Installed on every test page: hide the File System Access pickers, so received files take the
+# service-worker download path, which Playwright can capture (tests of the pickers put their own).
+STREAM_DOWNLOADS = "window.showSaveFilePicker = undefined; window.showDirectoryPicker = undefined;"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS, TEST_HOOK
+from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS, STREAM_DOWNLOADS, TEST_HOOK
 
 # Two cores shared by several Chromium processes and servers: give assertions room.
 expect.set_options(timeout=15_000)
@@ -47,12 +47,15 @@ class PageLog:
 
 @pytest.fixture
 def new_page(browser: Browser) -> Iterator[Callable[..., Page]]:
-    """Factory: ``new_page(hook=False, **context_options)`` -> a page in a fresh context."""
+    """Factory: ``new_page(hook=False, pickers=False, **context_options)`` -> a page in a fresh
+    context; without ``pickers`` received files go through the service-worker download stream."""
     contexts = []
     logs: list[PageLog] = []
 
-    def make(hook: bool = False, **options: Any) -> Page:
+    def make(hook: bool = False, pickers: bool = False, **options: Any) -> Page:
         context = browser.new_context(accept_downloads=True, **options)
+        if not pickers:
+            context.add_init_script(STREAM_DOWNLOADS)
         if hook:
             context.add_init_script(TEST_HOOK)
         contexts.append(context)

@@ -10,10 +10,12 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.app import (
     create_room,
+    finish_receiving,
     join_room,
     peer_ids,
     random_file,
     save_received,
+    start_receiving,
     wait_secure,
 )
 from tests.browser.proxy import cuttable_proxy
@@ -40,6 +42,7 @@ def test_signaling_drop_resumes_and_keeps_the_room(start_tallow, new_page, tmp_p
 
         path, digest = random_file(tmp_path, "long.bin", 60 * 1024 * 1024)
         alice.get_by_test_id("file-input").set_input_files(path)
+        download = start_receiving(bob, path.name)
         bob.wait_for_function(
             "() => Number(document.querySelector('[data-testid=progress]')"
             "?.getAttribute('aria-valuenow')) > 0"
@@ -55,7 +58,7 @@ def test_signaling_drop_resumes_and_keeps_the_room(start_tallow, new_page, tmp_p
         for page in (alice, bob):
             expect(server_state(page)).to_have_attribute("data-state", "online", timeout=20_000)
 
-        assert save_received(bob, path.name) == (path.name, digest)
+        assert finish_receiving(bob, path.name, download) == (path.name, digest)
         # Same ids, same room: nobody left or rejoined.
         assert {"alice": peer_ids(alice), "bob": peer_ids(bob)} == before
         for page in (alice, bob):

@@ -8,6 +8,7 @@ from pathlib import Path
 from playwright.sync_api import Page, expect
 
 from tests.browser.app import (
+    accept,
     connected_pair,
     create_room,
     join_room,
@@ -35,10 +36,11 @@ def test_two_browsers_move_a_5_mib_file(
     path, digest = random_file(tmp_path, "holiday photos.bin", 5 * MIB)
     alice.get_by_test_id("file-input").set_input_files(path)
     assert save_received(bob, path.name) == (path.name, digest)
+    expect(bob.get_by_test_id("received-file")).to_have_attribute("data-name", path.name)
     for page in (alice, bob):
         expect(page.get_by_test_id("progress")).to_have_attribute("aria-valuenow", "100")
         expect(page.get_by_role("progressbar")).to_have_count(1)
-    expect(alice.locator("li.transfer[data-state=done]")).to_contain_text("verified")
+    expect(alice.locator("li.transfer[data-state=done]")).to_contain_text("checked every byte")
 
     # Nothing but the Tallow server's own origin was ever asked for (no CDN, no fonts).
     for page in (alice, bob):
@@ -78,7 +80,7 @@ def test_three_peers_in_one_room(tallow_server, new_page, tmp_path: Path) -> Non
     )
     assert save_received(bob, second.name) == (second.name, second_digest)
     expect(alice.locator("li.transfer[data-state=done]")).to_have_count(2)
-    expect(carol.locator(f"[data-testid=received-file][download='{second.name}']")).to_have_count(0)
+    expect(carol.locator("li.transfer.in")).to_have_count(0)
 
     # Dropping a file on a person sends it to that person only.
     dropped = b"dropped on carol\n" * 1000
@@ -94,7 +96,7 @@ def test_three_peers_in_one_room(tallow_server, new_page, tmp_path: Path) -> Non
         "dropped.txt",
         hashlib.sha256(dropped).hexdigest(),
     )
-    expect(alice.locator("[data-testid=received-file][download='dropped.txt']")).to_have_count(0)
+    expect(alice.locator("li.transfer.in")).to_have_count(1)
 
 
 def wait_started(page: Page) -> None:
@@ -110,6 +112,7 @@ def big_transfer_running(new_page, base_url: str, tmp_path: Path) -> tuple[Page,
     connected_pair(alice, bob, base_url)
     big, _ = random_file(tmp_path, "big.bin", 100 * MIB)
     alice.get_by_test_id("file-input").set_input_files(big)
+    accept(bob, big.name)
     wait_started(bob)
     return alice, bob, big
 
@@ -124,11 +127,11 @@ def test_cancel_from_either_side(tallow_server, new_page, tmp_path: Path) -> Non
 
     # The sender cancels: the receiver stops and gets no file.
     bob.get_by_test_id("file-input").set_input_files(big)
+    accept(alice, big.name)
     wait_started(alice)
     bob.get_by_role("button", name="Cancel sending big.bin").click()
     incoming = alice.locator("li.transfer.in")
-    # The sender's abort queues behind up to 8 MiB already buffered in its data channel.
-    expect(incoming).to_have_attribute("data-state", "cancelled", timeout=30_000)
+    expect(incoming).to_have_attribute("data-state", "cancelled", timeout=5_000)
     expect(incoming.locator(".message")).to_contain_text("cancelled it")
     for page in (alice, bob):
         expect(page.get_by_test_id("received-file")).to_have_count(0)
@@ -148,26 +151,3 @@ def test_peer_leaving_mid_transfer_is_explained(tallow_server, new_page, tmp_pat
     expect(outgoing.locator(".message")).to_contain_text("left the room before this finished")
     expect(alice.get_by_test_id("peer")).to_have_count(0)
     expect(alice.locator("#no-peers")).to_be_visible()
-
-
-def test_file_too_large_for_the_receiver_is_refused_with_a_reason(
-    tallow_server, new_page, tmp_path: Path
-) -> None:
-    alice, bob = new_page(), new_page(hook=True)
-    # Lower the receiver's in-memory limit (2 GiB in real use) through the test hook.
-    bob.context.add_init_script("window.__tallowTestHook.maxReceiveBytes = 1000000;")
-    join_room(bob, create_room(alice, tallow_server.url))
-    wait_secure(alice, 1)
-    wait_secure(bob, 1)
-    big, _ = random_file(tmp_path, "too-big.bin", 2 * MIB)
-    alice.get_by_test_id("file-input").set_input_files(big)
-    expect(bob.locator("li.transfer.in")).to_have_attribute("data-state", "failed")
-    expect(bob.locator("li.transfer.in .message")).to_contain_text("Too large for this browser")
-    expect(alice.locator("li.transfer.out")).to_have_attribute("data-state", "failed")
-    expect(alice.locator("li.transfer.out .message")).to_contain_text(
-        "cannot hold a file this large"
-    )
-
-    small, digest = random_file(tmp_path, "fits.bin", 500_000)
-    alice.get_by_test_id("file-input").set_input_files(small)
-    assert save_received(bob, small.name) == (small.name, digest)

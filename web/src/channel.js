@@ -5,7 +5,7 @@
 // direction). Counters start at 0 in each direction, belong to the session keys (a session is
 // started once, on one channel) and are never sent: the channel is ordered and reliable, so a
 // dropped, replayed or reordered frame fails authentication. Plaintext = 1 type byte, then JSON
-// (control) or a 4-byte file id + data.
+// (control) or a 4-byte offer id + data. A handler may return a promise: later frames wait for it.
 import { fromBase64, toBase64, utf8 } from './bytes.js';
 
 const CONTROL = 1;
@@ -14,9 +14,14 @@ const TAG_BYTES = 16;
 /** Whole frames stay at 64 KiB, well under Chromium's 256 KiB data-channel message cap. */
 export const MAX_FRAME = 64 * 1024;
 export const CHUNK_BYTES = MAX_FRAME - TAG_BYTES - 5;
-/** Back-pressure: stop queueing above HIGH, resume when Chromium's buffer falls below LOW. */
-const HIGH_WATER = 8 * 1024 * 1024;
-const LOW_WATER = 2 * 1024 * 1024;
+/**
+ * Back-pressure: stop queueing above HIGH, resume when Chromium's buffer falls below LOW. Small,
+ * so a cancel (queued behind what is buffered) reaches the peer promptly; tuned by measurement.
+ */
+const HIGH_WATER = 1024 * 1024;
+const LOW_WATER = 256 * 1024;
+/** Frames the peer may send before our side of the handshake finished (confirm, name, offers). */
+export const MAX_EARLY_FRAMES = 64;
 
 const decoder = new TextDecoder();
 
@@ -124,7 +129,8 @@ export class SecureChannel {
   onMessage(data) {
     if (this.failed) return;
     if (!this.session) {
-      this.pending.push(data);
+      if (this.pending.length >= MAX_EARLY_FRAMES) this.fail(`more than ${MAX_EARLY_FRAMES} messages arrived before the keys were agreed`);
+      else this.pending.push(data);
       return;
     }
     const counter = this.session.recvCounter++;
@@ -147,7 +153,7 @@ export class SecureChannel {
     if (this.failed) return;
     if (plain[0] === CHUNK) {
       if (counter === 0) throw new Error('the peer sent data before confirming its keys');
-      this.handlers.onChunk(new DataView(plain.buffer).getUint32(1), plain.subarray(5));
+      await this.handlers.onChunk(new DataView(plain.buffer).getUint32(1), plain.subarray(5));
       return;
     }
     if (plain[0] !== CONTROL) throw new Error('unknown frame type');
@@ -159,7 +165,7 @@ export class SecureChannel {
       this.resolveConfirmed();
       return;
     }
-    this.handlers.onControl(message);
+    await this.handlers.onControl(message);
   }
 
   fail(reason) {

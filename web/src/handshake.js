@@ -196,7 +196,10 @@ export class Handshake {
       ...this.shared,
     });
     if (this.hook) await this.record(session, raw, ikm);
+    // The keys live on as non-extractable WebCrypto keys: wipe every raw secret they came from.
+    for (const secret of [ikm, ...Object.values(raw), ...Object.values(this.shared), this.kemSecret]) secret?.fill(0);
     this.kemSecret = null;
+    this.shared = null;
     return session;
   }
 

@@ -3,8 +3,11 @@ import { wordlist } from '@scure/bip39/wordlists/english.js';
 import { x25519Supported } from './handshake.js';
 import { Peer } from './peer.js';
 import { qrSvg } from './qr.js';
+import { registerDownloads } from './sink.js';
 import { Signaling } from './signaling.js';
+import { TEXT_MAX_BYTES, abandonInterrupted } from './transfer.js';
 import { h, renderPeer, transferRow } from './view.js';
+import { droppedItems, fileItems } from './pick.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -25,6 +28,8 @@ const app = {
   signaling: null,
   room: null,
   peers: new Map(),
+  /** Per peer id: transfers cut off with that peer, waiting for the next session (tid -> Transfer). */
+  interrupted: new Map(),
   ice: { iceServers: [], relayOnly, ttl: 0 },
 };
 
@@ -87,7 +92,8 @@ async function joinRoom(code) {
   showAlert('');
   let reply;
   try {
-    reply = await app.signaling.request({ type: 'join', room: code, name: myName(), meta: {} });
+    // No name: names go end to end, inside the encrypted channel, never to the server.
+    reply = await app.signaling.request({ type: 'join', room: code });
   } catch (error) {
     showAlert(ROOM_ERRORS[error.code] || `Could not join room ${code}: ${error.message}`);
     return false;
@@ -95,7 +101,7 @@ async function joinRoom(code) {
   app.room = reply.room;
   history.replaceState(null, '', `${location.pathname}${location.search}#room=${encodeURIComponent(app.room)}`);
   showRoom();
-  for (const p of reply.peers) addPeer(p.peer, p.name, true);
+  for (const p of reply.peers) addPeer(p.peer, true);
   announce(`You are in room ${app.room}.`);
   return true;
 }
@@ -107,6 +113,8 @@ async function leaveRoom() {
     // Leaving locally is what matters; the server drops us after its grace period anyway.
   }
   for (const peer of app.peers.values()) peer.close('You left the room.');
+  for (const interrupted of app.interrupted.values()) abandonInterrupted(interrupted, 'You left the room.');
+  app.interrupted.clear();
   app.peers.clear();
   $('peers').replaceChildren();
   app.room = null;
@@ -135,33 +143,46 @@ function updateNoPeers() {
 
 // ---- peers ------------------------------------------------------------------------------
 
-function addPeer(id, name, initiator) {
+function addPeer(id, initiator) {
   app.peers.get(id)?.close('Reconnected.');
+  const old = $('peers').querySelector(`li[data-peer="${CSS.escape(id)}"]`);
   const peer = new Peer({
     id,
-    name: String(name || 'Someone').slice(0, 64),
+    name: 'Someone', // until their name arrives over the encrypted channel
     initiator,
     selfId: app.signaling.peerId,
     selfName: myName,
     signal: (data) => app.signaling.send({ type: 'signal', to: id, data }),
     ice: app.ice,
     onTransfer: showTransfer,
+    interrupted: app.interrupted.get(id) ?? app.interrupted.set(id, new Map()).get(id),
     hook,
+  });
+  // The channel closed but they may still be here: the initiator starts a new session (new keys,
+  // new words); the responder's peer is replaced when that session's first signal arrives.
+  peer.addEventListener('lost', () => {
+    if (peer.initiator && app.peers.get(id) === peer) addPeer(id, true);
   });
   const li = h('li', { class: 'peer' });
   li.addEventListener('dragover', (event) => event.preventDefault());
-  li.addEventListener('drop', (event) => {
+  li.addEventListener('drop', async (event) => {
     event.preventDefault();
     event.stopPropagation();
-    sendTo([peer], [...event.dataTransfer.files]);
+    for (const [kind, items] of await droppedItems(event.dataTransfer)) sendToPeer(peer, kind, items);
   });
+  const actions = {
+    files: (files) => sendToPeer(peer, 'files', fileItems(files)),
+    verify: () => peer.verify(),
+    dropPending: () => peer.dropPendingSends(),
+  };
   const render = () => {
-    renderPeer(li, peer, (files) => sendTo([peer], files));
+    renderPeer(li, peer, actions);
     updateNoPeers();
   };
   peer.addEventListener('change', render);
   render();
-  $('peers').append(li);
+  if (old) old.replaceWith(li);
+  else $('peers').append(li);
   app.peers.set(id, peer);
   if (initiator) peer.start();
   else announce(`${peer.name} joined the room.`);
@@ -171,30 +192,71 @@ function addPeer(id, name, initiator) {
 function removePeer(id) {
   const peer = app.peers.get(id);
   if (!peer) return;
-  peer.close(`${peer.name} left the room before this finished. Ask them to rejoin, then send again.`);
+  const reason = `${peer.name} left the room before this finished. Ask them to rejoin, then send again.`;
+  peer.close(reason);
+  abandonInterrupted(app.interrupted.get(id) ?? new Map(), reason);
+  app.interrupted.delete(id);
   app.peers.delete(id);
   $('peers').querySelector(`li[data-peer="${CSS.escape(id)}"]`)?.remove();
   updateNoPeers();
   announce(`${peer.name} left the room.`);
 }
 
-function sendTo(peers, files) {
-  if (files.length === 0) return;
-  const ready = peers.filter((p) => p.state === 'secure');
-  if (ready.length === 0) {
-    showAlert(peers.length
-      ? 'Nobody is connected yet. Wait until the verification words appear next to a person, then send.'
-      : 'Nobody else is in the room yet. Share the link first.');
+/** To one person: if their words are not confirmed yet, the send waits for that. */
+function sendToPeer(peer, kind, items) {
+  if (items.length === 0) return;
+  if (peer.state !== 'secure') {
+    showAlert(`${peer.name} is not connected yet. Wait until the verification words appear, then send.`);
     return;
   }
   showAlert('');
-  for (const peer of ready) peer.sendFiles(files);
+  peer.send(kind, items);
+  if (!peer.verified) announce(`Confirm the words with ${peer.name} first; then it is sent.`);
+}
+
+/** "Send to everyone": only the people whose words were confirmed. */
+function sendToEveryone(kind, items) {
+  if (items.length === 0) return;
+  const peers = [...app.peers.values()];
+  const verified = peers.filter((p) => p.state === 'secure' && p.verified);
+  if (verified.length === 0) {
+    showAlert(peers.some((p) => p.state === 'secure')
+      ? 'Sending to everyone goes only to people whose words you confirmed. Compare the words with someone and press “The words match”, then send.'
+      : peers.length
+        ? 'Nobody is connected yet. Wait until the verification words appear next to a person, then send.'
+        : 'Nobody else is in the room yet. Share the link first.');
+    return;
+  }
+  showAlert('');
+  for (const peer of verified) peer.send(kind, items);
+}
+
+async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    announce('Copied.');
+  } catch {
+    showAlert('Could not copy automatically: select the text and copy it by hand.');
+  }
+}
+
+function sendText() {
+  const input = $('text-input');
+  const text = input.value;
+  if (!text) return;
+  const blob = new Blob([text]);
+  if (blob.size > TEXT_MAX_BYTES) {
+    showAlert(`That text is longer than ${TEXT_MAX_BYTES / 1024 / 1024} MiB: save it as a file and send the file.`);
+    return;
+  }
+  sendToEveryone('text', [{ name: 'text.txt', blob }]);
+  input.value = '';
 }
 
 function showTransfer(t) {
   hook?.transfers.push(t);
   $('transfers-card').hidden = false;
-  const { li, update } = transferRow(t);
+  const { li, update } = transferRow(t, copyText);
   $('transfers').prepend(li);
   let scheduled = false;
   t.addEventListener('change', () => {
@@ -222,8 +284,7 @@ function announceTransfer(t) {
 function onServerMessage(msg) {
   if (msg.type === 'peer-joined') {
     // Its first signal may have overtaken this announcement (see onSignal): keep that peer.
-    if (app.peers.has(msg.peer)) app.peers.get(msg.peer).rename(msg.name);
-    else addPeer(msg.peer, msg.name, false);
+    if (!app.peers.has(msg.peer)) addPeer(msg.peer, false);
   }
   else if (msg.type === 'peer-left') removePeer(msg.peer);
   else if (msg.type === 'signal') onSignal(msg);
@@ -233,7 +294,10 @@ function onServerMessage(msg) {
 function onSignal({ from, data }) {
   if (!data || typeof data !== 'object') return;
   // A signal can overtake the peer-joined that announced its sender: create the peer then.
-  const peer = app.peers.get(from) ?? (data.t === 'hs1' || data.t === 'sdp' ? addPeer(from, 'Someone', false) : null);
+  const known = app.peers.get(from);
+  const opening = data.t === 'hs1' || (data.t === 'sdp' && data.sdp?.type === 'offer');
+  // A new session from a peer whose channel closed replaces the old one; a live one stays.
+  const peer = known && !(known.lost && opening) ? known : (data.t === 'hs1' || data.t === 'sdp' ? addPeer(from, false) : null);
   peer?.onSignal(data);
 }
 
@@ -284,17 +348,32 @@ function bindControls() {
     }
   });
   $('file-input').addEventListener('change', (event) => {
-    sendTo([...app.peers.values()], [...event.target.files]);
+    sendToEveryone('files', fileItems([...event.target.files]));
     event.target.value = '';
   });
+  $('folder-input').addEventListener('change', (event) => {
+    sendToEveryone('folder', fileItems([...event.target.files]));
+    event.target.value = '';
+  });
+  $('text-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    sendText();
+  });
+  // Sleep, Wi-Fi to cellular: the old network paths may be gone, so look for new ones now.
+  const networkChanged = () => {
+    for (const peer of app.peers.values()) peer.restartIce();
+  };
+  window.addEventListener('online', networkChanged);
+  navigator.connection?.addEventListener('change', networkChanged);
   // Closing the page: tell the others now rather than after the server's resume grace period.
   window.addEventListener('pagehide', () => {
     if (app.room) app.signaling.send({ type: 'leave' });
   });
   document.addEventListener('dragover', (event) => event.preventDefault());
-  document.addEventListener('drop', (event) => {
+  document.addEventListener('drop', async (event) => {
     event.preventDefault();
-    if (app.room) sendTo([...app.peers.values()], [...event.dataTransfer.files]);
+    if (!app.room) return;
+    for (const [kind, items] of await droppedItems(event.dataTransfer)) sendToEveryone(kind, items);
   });
 }
 
@@ -313,6 +392,7 @@ async function main() {
   app.signaling.addEventListener('message', (event) => onServerMessage(event.detail));
   app.signaling.addEventListener('expired', onExpired);
   app.signaling.addEventListener('resumed', () => announce('Reconnected to the server; your room is unchanged.'));
+  registerDownloads();
   await refreshIce();
   try {
     await app.signaling.connect();

@@ -1,0 +1,217 @@
+// Where received bytes go, as they arrive, so memory does not grow with the file:
+//  - the File System Access API where the browser offers it: a file the person picks
+//    (showSaveFilePicker) or, for folders and several files, a folder they pick (showDirectoryPicker);
+//  - otherwise a download that the service worker (sw.js) streams to the browser's download
+//    manager: one file as itself, a folder or several files as one streamed ZIP;
+//  - text stays in memory (at most TEXT_MAX_BYTES).
+// Every sink has begin(path), write(bytes), endFile(), finish(), abort(); each may be awaited.
+import { concat } from './bytes.js';
+import { ZipWriter } from './zip.js';
+
+const WINDOW_BYTES = 4 * 1024 * 1024;
+const KEEPALIVE_MS = 10_000;
+
+let worker = null;
+
+/** Register the download worker early (once); resolves to its registration or null. */
+export function registerDownloads() {
+  worker ??= navigator.serviceWorker
+    ? navigator.serviceWorker.register('/sw.js', { scope: '/' }).then(() => navigator.serviceWorker.ready, () => null)
+    : Promise.resolve(null);
+  return worker;
+}
+
+const hasPickers = () => typeof window.showSaveFilePicker === 'function' && typeof window.showDirectoryPicker === 'function';
+
+/** Ask where to save (needs the click that accepted), then open the sink for transfer `t`. */
+export async function openSink(t) {
+  if (t.kind === 'text') return new MemorySink();
+  if (hasPickers()) {
+    if (t.files.length === 1 && t.kind === 'files') {
+      return new WritableSink(await window.showSaveFilePicker({ suggestedName: t.files[0].name }));
+    }
+    return new FolderSink(await window.showDirectoryPicker({ mode: 'readwrite' }));
+  }
+  const stream = await DownloadStream.open(t.files.length === 1 && t.kind === 'files' ? t.files[0].name : `${t.name}.zip`);
+  return t.files.length === 1 && t.kind === 'files' ? new StreamSink(stream) : new ZipSink(stream);
+}
+
+class MemorySink {
+  constructor() {
+    this.parts = [];
+  }
+
+  begin() {}
+
+  write(bytes) {
+    this.parts.push(bytes.slice());
+  }
+
+  endFile() {}
+
+  finish() {
+    this.text = new TextDecoder().decode(concat(...this.parts));
+    this.parts = [];
+  }
+
+  abort() {
+    this.parts = [];
+  }
+}
+
+/** One file the person picked: written through createWritable, which moves it into place on close. */
+class WritableSink {
+  constructor(handle) {
+    this.handle = handle;
+    this.where = 'the file you chose';
+  }
+
+  async begin() {
+    this.writable = await this.handle.createWritable();
+  }
+
+  write(bytes) {
+    return this.writable.write(bytes);
+  }
+
+  async endFile() {
+    await this.writable.close();
+    this.writable = null;
+  }
+
+  finish() {}
+
+  async abort() {
+    await this.writable?.abort().catch(() => {});
+  }
+}
+
+/** A folder the person picked: each file at its relative path below it. */
+class FolderSink extends WritableSink {
+  constructor(directory) {
+    super(null);
+    this.directory = directory;
+    this.where = 'the folder you chose';
+  }
+
+  async begin(path) {
+    const segments = path.split('/');
+    let folder = this.directory;
+    for (const segment of segments.slice(0, -1)) folder = await folder.getDirectoryHandle(segment, { create: true });
+    this.handle = await folder.getFileHandle(segments.at(-1), { create: true });
+    await super.begin();
+  }
+}
+
+/** One file as one streamed download. */
+class StreamSink {
+  constructor(stream) {
+    this.stream = stream;
+    this.where = 'your downloads';
+  }
+
+  begin() {}
+
+  write(bytes) {
+    return this.stream.write(bytes);
+  }
+
+  endFile() {}
+
+  finish() {
+    this.stream.close();
+  }
+
+  abort() {
+    this.stream.abort();
+  }
+}
+
+/** Several files or a folder as one streamed ZIP download. */
+class ZipSink {
+  constructor(stream) {
+    this.stream = stream;
+    this.zip = new ZipWriter((bytes) => stream.write(bytes));
+    this.where = 'your downloads (as a ZIP)';
+  }
+
+  begin(path) {
+    return this.zip.begin(path);
+  }
+
+  write(bytes) {
+    return this.zip.data(bytes);
+  }
+
+  endFile() {
+    return this.zip.end();
+  }
+
+  async finish() {
+    await this.zip.finish();
+    this.stream.close();
+  }
+
+  abort() {
+    this.stream.abort();
+  }
+}
+
+/** The page's end of one service-worker download: bytes in, at most WINDOW_BYTES unread. */
+class DownloadStream {
+  static async open(name) {
+    const registration = await registerDownloads();
+    if (!registration?.active) throw new Error('this browser can neither save files directly nor stream downloads');
+    const id = [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, '0')).join('');
+    const channel = new MessageChannel();
+    const stream = new DownloadStream(channel.port1, registration.active);
+    const ready = new Promise((resolve) => { stream.onReady = resolve; });
+    registration.active.postMessage({ id, name }, [channel.port2]);
+    await ready;
+    // A hidden frame navigates to the download; the worker answers with the stream.
+    const frame = document.createElement('iframe');
+    frame.hidden = true;
+    frame.src = `/download/${id}`;
+    document.body.append(frame);
+    stream.frame = frame;
+    return stream;
+  }
+
+  constructor(port, active) {
+    this.port = port;
+    this.inFlight = 0;
+    this.wake = null;
+    this.cancelled = false;
+    this.keepalive = setInterval(() => active.postMessage('ping'), KEEPALIVE_MS);
+    port.onmessage = ({ data }) => {
+      if (data.ready) this.onReady();
+      if (data.ack) this.inFlight -= data.ack;
+      if (data.cancelled) this.cancelled = true;
+      this.wake?.();
+    };
+  }
+
+  async write(bytes) {
+    while (this.inFlight > WINDOW_BYTES && !this.cancelled) await new Promise((resolve) => { this.wake = resolve; });
+    if (this.cancelled) throw new Error('the download was cancelled in the browser');
+    const copy = bytes.slice().buffer;
+    this.inFlight += copy.byteLength;
+    this.port.postMessage(copy, [copy]);
+  }
+
+  close() {
+    this.port.postMessage('end');
+    this.done();
+  }
+
+  abort() {
+    this.port.postMessage('abort');
+    this.done();
+  }
+
+  done() {
+    clearInterval(this.keepalive);
+    // The download keeps its own connection to the worker; the frame is only its starter.
+    setTimeout(() => this.frame?.remove(), 60_000);
+  }
+}
