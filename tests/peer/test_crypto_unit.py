@@ -1,0 +1,79 @@
+"""tallow.peer.crypto in process: two Python peers agree, and every refusal rule holds."""
+
+from __future__ import annotations
+
+import pytest
+
+from tallow.peer.crypto import CHANNEL_LABEL, Chunk, Handshake, SecureFrames, SecurityError, Session
+
+
+def agree() -> tuple[Session, Session]:
+    initiator, responder = Handshake(True, "id-i", "id-r"), Handshake(False, "id-r", "id-i")
+    hs2, none = responder.receive(initiator.start())
+    assert none is None and hs2 is not None
+    hs3, session_i = initiator.receive(hs2)
+    assert hs3 is not None and session_i is not None
+    reply, session_r = responder.receive(hs3)
+    assert reply is None and session_r is not None
+    return session_i, session_r
+
+
+def test_both_sides_derive_the_same_words_and_opposite_keys() -> None:
+    session_i, session_r = agree()
+    assert session_i.words == session_r.words and len(session_i.words) == 4
+    assert session_i.transcript == session_r.transcript
+    assert session_i.own("keyI2R", "keyR2I") == session_r.peers("keyI2R", "keyR2I")
+    assert session_i.own("keyI2R", "keyR2I") != session_i.peers("keyI2R", "keyR2I")
+    assert agree()[0].words != session_i.words or agree()[0].keys != session_i.keys
+
+
+def test_frames_confirm_then_carry_control_and_chunks() -> None:
+    session_i, session_r = agree()
+    i_side = SecureFrames(session_i, CHANNEL_LABEL, 1)
+    r_side = SecureFrames(session_r, CHANNEL_LABEL, 1)
+    assert r_side.open(i_side.confirmation()) is None and r_side.confirmed
+    assert i_side.open(r_side.confirmation()) is None and i_side.confirmed
+    assert r_side.open(i_side.control({"t": "offer", "name": "é"})) == {"t": "offer", "name": "é"}
+    assert r_side.open(i_side.chunk(7, b"data")) == Chunk(7, b"data")
+
+
+def test_replay_reorder_other_channel_and_second_start_are_refused() -> None:
+    session_i, session_r = agree()
+    i_side = SecureFrames(session_i, CHANNEL_LABEL, 1)
+    r_side = SecureFrames(session_r, CHANNEL_LABEL, 1)
+    confirm = i_side.confirmation()
+    r_side.open(confirm)
+    with pytest.raises(SecurityError, match="authentication"):
+        r_side.open(confirm)  # replayed
+    with pytest.raises(SecurityError, match="already in use"):
+        SecureFrames(session_r, CHANNEL_LABEL, 3)  # a second channel never gets these keys
+    session_i2, session_r2 = agree()
+    other = SecureFrames(session_r2, CHANNEL_LABEL, 3)  # same keys' frame on another stream id
+    with pytest.raises(SecurityError):
+        other.open(SecureFrames(session_i2, CHANNEL_LABEL, 1).confirmation())
+
+
+def test_data_before_confirmation_and_a_wrong_tag_are_refused() -> None:
+    session_i, session_r = agree()
+    with pytest.raises(SecurityError, match="before confirming"):
+        SecureFrames(session_r, CHANNEL_LABEL, 1).open(
+            SecureFrames(session_i, CHANNEL_LABEL, 1).chunk(1, b"x")
+        )
+    session_i, session_r = agree()
+    forged = SecureFrames(session_i, CHANNEL_LABEL, 1).control({"t": "confirm", "tag": "A" * 43 + "="})
+    with pytest.raises(SecurityError, match="confirmation failed"):
+        SecureFrames(session_r, CHANNEL_LABEL, 1).open(forged)
+
+
+def test_handshake_refuses_a_broken_commitment_and_bad_values() -> None:
+    initiator, responder = Handshake(True, "i", "r"), Handshake(False, "r", "i")
+    hs2, _ = responder.receive(initiator.start())
+    assert hs2 is not None
+    hs3, _ = initiator.receive(hs2)
+    assert hs3 is not None
+    with pytest.raises(SecurityError, match="commitment"):
+        responder.receive({**hs3, "n": "A" * 43 + "="})
+    with pytest.raises(SecurityError, match="unexpected"):
+        Handshake(False, "r", "i").receive({"t": "hs3", "n": "A" * 44})
+    with pytest.raises(SecurityError, match="wrong length"):
+        Handshake(False, "r", "i").receive({"t": "hs1", "x": "AAAA", "k": "", "c": ""})
