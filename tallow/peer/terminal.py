@@ -84,7 +84,8 @@ class Terminal:
 
     async def ask(self, question: str) -> bool:
         """A yes/no question; only "y" or "yes" (any case) is yes, end of input is no."""
-        print(f"{question} [y/N] ", end="", file=self.err, flush=True)
+        print(question, file=self.err)
+        print("[y/N] ", end="", file=self.err, flush=True)
         line = await read_line(sys.stdin)
         if not line:
             self.say("")

@@ -60,7 +60,9 @@ def test_data_before_confirmation_and_a_wrong_tag_are_refused() -> None:
             SecureFrames(session_i, CHANNEL_LABEL, 1).chunk(1, b"x")
         )
     session_i, session_r = agree()
-    forged = SecureFrames(session_i, CHANNEL_LABEL, 1).control({"t": "confirm", "tag": "A" * 43 + "="})
+    forged = SecureFrames(session_i, CHANNEL_LABEL, 1).control(
+        {"t": "confirm", "tag": "A" * 43 + "="}
+    )
     with pytest.raises(SecurityError, match="confirmation failed"):
         SecureFrames(session_r, CHANNEL_LABEL, 1).open(forged)
 
