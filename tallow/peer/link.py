@@ -25,7 +25,7 @@ from aiortc import (
 from aiortc.sdp import candidate_from_sdp
 
 from tallow.peer.crypto import CHANNEL_LABEL, Chunk, Handshake, SecureFrames, SecurityError, Session
-from tallow.peer.errors import PeerError, SecurityFailure
+from tallow.peer.errors import PeerError, Refused, SecurityFailure
 
 # Back-pressure: stop queueing above HIGH_WATER, resume once aiortc's buffer falls below LOW_WATER.
 HIGH_WATER = 8 * 1024 * 1024
@@ -153,7 +153,7 @@ class PeerLink:
         dc.on("open", self._maybe_start)
         dc.on("message", self._on_frame)
         dc.on("bufferedamountlow", self._drained.set)
-        dc.on("close", lambda: self.fail(PeerError(f"the connection to {self.name} closed")))
+        dc.on("close", lambda: self.fail(Refused(f"{self.name} closed the connection")))
 
     def _maybe_start(self) -> None:
         dc = self._dc
