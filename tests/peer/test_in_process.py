@@ -1,6 +1,9 @@
-"""tallow.peer.crypto in process: two Python peers agree, and every refusal rule holds."""
+"""The peer in process: tallow.peer.crypto agreement and refusals; the missing-extra message."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 
@@ -79,3 +82,13 @@ def test_handshake_refuses_a_broken_commitment_and_bad_values() -> None:
         Handshake(False, "r", "i").receive({"t": "hs3", "n": "A" * 44})
     with pytest.raises(SecurityError, match="wrong length"):
         Handshake(False, "r", "i").receive({"t": "hs1", "x": "AAAA", "k": "", "c": ""})
+
+
+def test_without_the_peer_extra_send_says_what_to_install() -> None:
+    # As in the server's zipapp or an install without the extra: aiortc cannot be imported.
+    hide = "import sys; sys.modules['aiortc'] = None; from tallow.cli import main; main()"
+    result = subprocess.run(
+        [sys.executable, "-c", hide, "send", "somefile"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "pip install 'tallow[peer]'" in result.stderr and "aiortc" in result.stderr
