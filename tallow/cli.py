@@ -223,15 +223,21 @@ _name_option = click.option("--name", default="Terminal", show_default=True, hel
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--text", help="Send this text too (at most 1 MiB).")
 @_server_option
 @_relay_option
 @click.option("--yes", is_flag=True, help="Do not ask whether the words match (for scripts).")
 @_name_option
-def send(paths: tuple[Path, ...], server: str | None, relay: bool, yes: bool, name: str) -> None:
-    """Create a room and send files to whoever joins it first (docs/cli.md)."""
+def send(
+    paths: tuple[Path, ...], text: str | None, server: str | None, relay: bool, yes: bool,
+    name: str,
+) -> None:  # fmt: skip
+    """Create a room; send files, folders (PATHS) or a text to whoever joins it (docs/cli.md)."""
+    if not paths and text is None:
+        raise click.UsageError("give files or folders to send, or --text")
     server = server or "http://127.0.0.1:3000"
-    sys.exit(_peer().send(list(paths), server, relay=relay, yes=yes, name=name))
+    sys.exit(_peer().send(list(paths), text, server, relay=relay, yes=yes, name=name))
 
 
 @main.command()

@@ -26,10 +26,13 @@ from aiortc.sdp import candidate_from_sdp
 
 from tallow.peer.crypto import CHANNEL_LABEL, Chunk, Handshake, SecureFrames, SecurityError, Session
 from tallow.peer.errors import PeerError, Refused, SecurityFailure
+from tallow.peer.protocol import safe_name
 
 # Back-pressure: stop queueing above HIGH_WATER, resume once aiortc's buffer falls below LOW_WATER.
 HIGH_WATER = 8 * 1024 * 1024
 LOW_WATER = 2 * 1024 * 1024
+# Frames the peer may send before this side's handshake finished (confirm, name, offers).
+MAX_EARLY_FRAMES = 64
 
 Message = dict[str, Any] | Chunk
 _ENDED: Any = object()  # queued after the last message once the link is over
@@ -51,11 +54,11 @@ class PeerLink:
     `secure()`, exchange messages with `control()`, `chunk()` and `next_message()`."""
 
     def __init__(
-        self, self_id: str, peer_id: str, name: str, initiator: bool, signal: Signal,
+        self, self_id: str, peer_id: str, name: Any, initiator: bool, signal: Signal,
         config: RTCConfiguration,
     ) -> None:  # fmt: skip
         self.peer_id = peer_id
-        self.name = name
+        self.name = safe_name(name)
         self.initiator = initiator
         self._signal = signal
         self._handshake = Handshake(initiator, self_id, peer_id)
@@ -176,7 +179,12 @@ class PeerLink:
             self.fail(SecurityFailure("the peer sent a text message on the encrypted channel"))
             return
         if self._frames is None:
-            self._pending.append(frame)
+            if len(self._pending) >= MAX_EARLY_FRAMES:
+                self.fail(SecurityFailure(
+                    f"more than {MAX_EARLY_FRAMES} messages arrived before the keys were agreed"
+                ))  # fmt: skip
+            else:
+                self._pending.append(frame)
             return
         try:
             message = self._frames.open(frame)
@@ -186,7 +194,7 @@ class PeerLink:
         if message is None:
             self._confirmed.set()
         elif isinstance(message, dict) and message.get("t") == "name":
-            self.name = str(message.get("name") or "").strip()[:64] or "Someone"
+            self.name = safe_name(message.get("name"))
         else:
             self._messages.put_nowait(message)
 

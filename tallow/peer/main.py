@@ -33,8 +33,12 @@ def _run(work: Callable[[Terminal], Awaitable[None]]) -> int:
     return EXIT_OK
 
 
-def send(paths: list[Path], server: str, *, relay: bool, yes: bool, name: str) -> int:
-    return _run(lambda ui: run_send(ui, paths, server, relay=relay, assume_yes=yes, name=name))
+def send(
+    paths: list[Path], text: str | None, server: str, *, relay: bool, yes: bool, name: str
+) -> int:
+    return _run(
+        lambda ui: run_send(ui, paths, text, server, relay=relay, assume_yes=yes, name=name)
+    )
 
 
 def receive(

@@ -20,7 +20,7 @@ from tallow.peer.errors import Declined, PeerError, Refused
 from tallow.peer.link import PeerLink, ice_configuration
 from tallow.peer.signaling import Signaling
 from tallow.peer.terminal import Terminal, human_size
-from tallow.peer.transfer import Offer, Receiver, check_sendable, send_file
+from tallow.peer.transfer import Offer, Receiver, Sender, plan_offers
 
 CONNECT_SECONDS = 30.0  # from the other peer's arrival to confirmed keys (--connect-timeout)
 LINGER_SECONDS = 3.0  # after a received file: how long to wait for the sender's next offer
@@ -69,13 +69,13 @@ class Room:
         self._linked = asyncio.Event()
 
     async def join(self, code: str) -> list[dict[str, Any]]:
-        reply = await self.signaling.request({"type": "join", "room": code, "name": self.name,
-                                              "meta": {}})  # fmt: skip
+        # No name at join: names go end to end (`name` on the data channel), never to the server.
+        reply = await self.signaling.request({"type": "join", "room": code})
         return reply["peers"]
 
     async def connect(self, peer: dict[str, Any], initiator: bool) -> PeerLink:
         link = PeerLink(
-            self.signaling.peer_id, peer["peer"], str(peer.get("name") or "Someone")[:64],
+            self.signaling.peer_id, peer["peer"], peer.get("name"),
             initiator, lambda data: self.signaling.signal(peer["peer"], data), self.config,
         )  # fmt: skip
         self.link = link
@@ -153,10 +153,10 @@ async def _goodbye(room: Room) -> None:
 
 
 async def run_send(
-    ui: Terminal, paths: list[Path], server: str, *, relay: bool, assume_yes: bool, name: str,
-    connect_timeout: float = CONNECT_SECONDS,
+    ui: Terminal, paths: list[Path], text: str | None, server: str, *, relay: bool,
+    assume_yes: bool, name: str, connect_timeout: float = CONNECT_SECONDS,
 ) -> None:  # fmt: skip
-    check_sendable(paths)
+    offers = plan_offers(paths, text)
     async with open_room(server, relay, name) as room:
         code = (await room.signaling.request({"type": "create"}))["room"]
         await room.join(code)
@@ -173,9 +173,10 @@ async def run_send(
                    "on the other end.")  # fmt: skip
         elif not await ui.ask(f"Does {link.name} see exactly these words: {' '.join(words)}?"):
             raise Declined("the words were not confirmed, so nothing was sent")
-        for file_id, path in enumerate(paths, start=1):
-            digest = await send_file(link, file_id, path, ui.progress)
-            ui.result("sent", f"{path.name} {path.stat().st_size} sha256 {digest}")
+        sender = Sender(link, ui.progress, ui.result)
+        for offer in offers:
+            ui.say(f"Offering {offer.label}; waiting for {link.name} to accept.")
+            await sender.send(offer)
 
 
 async def run_receive(
@@ -195,14 +196,11 @@ async def run_receive(
         ui.say(f"Connected to {link.name}. Compare these words with theirs: {' '.join(words)}")
 
         async def decide(offer: Offer) -> bool:
-            about = f"{offer.name} ({human_size(offer.size)}) from {offer.sender}"
+            about = f"{offer.summary} from {offer.sender}"
             if accept:
                 ui.say(f"--accept: taking {about} without asking.")
                 return True
-            return await ui.ask(f"Accept {about}?")
+            return await ui.ask(f"Accept {about} ({human_size(offer.size)})?")
 
-        receiver = Receiver(link, directory, decide, ui.progress)
-        item = await receiver.next_file()
-        while item is not None:  # more files may follow, offered one after another
-            ui.result("received", f"{item.path} {item.size} sha256 {item.sha256}")
-            item = await receiver.next_file(wait=LINGER_SECONDS)
+        receiver = Receiver(link, directory, decide, ui.progress, ui.result, ui.text)
+        await receiver.run(linger=LINGER_SECONDS)

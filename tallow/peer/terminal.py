@@ -67,6 +67,10 @@ class Terminal:
     def result(self, key: str, value: str) -> None:
         print(f"{key}: {value}", file=self.out, flush=True)
 
+    def text(self, text: str) -> None:
+        """A received text, as it is, after its `text:` line."""
+        print(text, file=self.out, flush=True)
+
     def say(self, text: str) -> None:
         print(text, file=self.err, flush=True)
 

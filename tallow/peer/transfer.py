@@ -1,38 +1,40 @@
-"""Files over a PeerLink, in the web app's transfer protocol (docs/webapp.md, "Transfers").
+"""Offers over a PeerLink in the web app's application protocol (tallow.peer.protocol).
 
-    offer  {id, name, size}   sender: chunks tagged with `id` follow
-    end    {id, sha256}       sender: all chunks sent; hex SHA-256 of the whole file
-    done   {id, ok}           receiver: checksum verified (ok) or not
-    abort  {id}               sender cancelled
-    reject {id, reason}       receiver declined or cancelled ("cancelled", "too-large")
-
-Files go one after another. The receiver streams to a hidden part file beside the destination and
-renames it only once the size and SHA-256 match, so an unverified file never has its real name.
+Sending: one offer at a time, streamed once accepted, finished when the receiver's `done` for its
+last file arrives. Receiving: every offer is put to the person (or taken with --accept) while the
+data of accepted ones keeps flowing; a file streams into a hidden part file beside its destination
+and gets its real name only once its size and chain hash match the sender's `end`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
-from collections.abc import Awaitable, Callable
+import io
+import os
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import attrs
 
-from tallow.peer.crypto import CHUNK_BYTES, Chunk
+from tallow.peer.crypto import Chunk
 from tallow.peer.errors import Declined, PeerError, Refused, SecurityFailure
 from tallow.peer.link import PeerLink
+from tallow.peer.protocol import (
+    BLOCK_BYTES,
+    MAX_FILES_PER_OFFER,
+    MAX_WAITING_OFFERS,
+    TEXT_MAX_BYTES,
+    TEXT_NAME,
+    ChainHash,
+    check_offer,
+    offered_names,
+)
 from tallow.peer.terminal import Progress
 
-MAX_NAME = 200
-
-
-def safe_name(name: Any) -> str:
-    """The web app's rule: no control characters or path separators, at most 200 characters."""
-    clean = re.sub(r"[\x00-\x1f\x7f/\\]", "_", str(name or ""))[:MAX_NAME].strip()
-    return "file" if clean in ("", ".", "..") else clean
+ProgressFactory = Callable[[str, int], Progress]
+Report = Callable[[str, str], None]
 
 
 def free_path(directory: Path, name: str) -> Path:
@@ -46,179 +48,366 @@ def free_path(directory: Path, name: str) -> Path:
     return candidate
 
 
-async def send_file(
-    link: PeerLink, file_id: int, path: Path, progress: Callable[[str, int], Progress]
-) -> str:
-    """Send one file and wait for the receiver's verdict; its SHA-256 hex digest."""
-    size = path.stat().st_size  # noqa: ASYNC240 (a local stat; reads below block as briefly)
-    link.control({"t": "offer", "id": file_id, "name": path.name, "size": size})
-    digest = hashlib.sha256()
-    bar = progress(path.name, size)
-    try:
-        with path.open("rb") as source:
-            while block := source.read(CHUNK_BYTES):
-                digest.update(block)
-                await link.chunk(file_id, block)
-                bar.update(len(block))
-                while (message := link.poll()) is not None:
-                    _sender_verdict(link, file_id, message)
-        link.control({"t": "end", "id": file_id, "sha256": digest.hexdigest()})
-        while not _sender_verdict(link, file_id, await link.next_message()):
+# ---- sending -------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class OutgoingFile:
+    name: str  # as offered: a file name, or a folder-relative path with "/"
+    size: int
+    path: Path | None = None  # None for a text
+    text: bytes = b""
+
+    def open(self) -> BinaryIO:
+        return self.path.open("rb") if self.path else io.BytesIO(self.text)
+
+
+@attrs.frozen
+class Outgoing:
+    kind: str
+    files: list[OutgoingFile]
+
+    @property
+    def label(self) -> str:
+        if self.kind == "folder":
+            return self.files[0].name.split("/")[0]
+        return self.files[0].name if len(self.files) == 1 else f"{len(self.files)} files"
+
+
+def _folder_files(folder: Path) -> Iterator[OutgoingFile]:
+    for root, dirs, names in os.walk(folder):
+        dirs.sort()
+        for name in sorted(names):
+            path = Path(root, name)
+            if path.is_file() and not path.is_symlink():
+                relative = path.relative_to(folder.parent).as_posix()
+                yield OutgoingFile(relative, path.stat().st_size, path)
+
+
+def plan_offers(paths: list[Path], text: str | None) -> list[Outgoing]:
+    """Files become one offer, each folder one more, a text one more (the web app's kinds)."""
+    offers: list[Outgoing] = []
+    files = [p for p in paths if p.is_file()]
+    for path in paths:
+        if not path.is_file() and not path.is_dir():
+            raise PeerError(f"{path}: no such file or folder")
+    if files:
+        offers.append(Outgoing("files", [OutgoingFile(p.name, p.stat().st_size, p) for p in files]))
+    for folder in (p for p in paths if p.is_dir()):
+        content = list(_folder_files(folder.resolve()))
+        if not content:
+            raise PeerError(f"{folder}: the folder has no files to send")
+        offers.append(Outgoing("folder", content))
+    if text is not None:
+        data = text.encode()
+        if not data or len(data) > TEXT_MAX_BYTES:
+            raise PeerError(f"a text is 1 byte to {TEXT_MAX_BYTES // 1024 // 1024} MiB of UTF-8")
+        offers.append(Outgoing("text", [OutgoingFile(TEXT_NAME, len(data), text=data)]))
+    for offer in offers:
+        if len(offer.files) > MAX_FILES_PER_OFFER:
+            raise PeerError(f"{offer.label}: more than {MAX_FILES_PER_OFFER} files in one offer")
+    if not offers:
+        raise PeerError("nothing to send")
+    return offers
+
+
+class Sender:
+    def __init__(self, link: PeerLink, progress: ProgressFactory, report: Report) -> None:
+        self.link, self.progress, self.report = link, progress, report
+        self._ids = iter(range(1, 2**32))
+
+    async def send(self, offer: Outgoing) -> None:
+        """Offer, wait for the answer, stream every file, wait for the last `done`."""
+        offer_id = next(self._ids)
+        files = [{"name": f.name, "size": f.size} for f in offer.files]
+        self.link.control({"t": "offer", "id": offer_id, "tid": os.urandom(16).hex(),
+                           "kind": offer.kind, "files": files})  # fmt: skip
+        while not self._answer(offer_id, await self.link.next_message()):
             pass
-    except asyncio.CancelledError:
-        link.control({"t": "abort", "id": file_id})
-        raise
-    finally:
-        bar.close()  # after the receiver's verdict: the rate shown is the delivered one
-    return digest.hexdigest()
+        bar = self.progress(offer.label, sum(f.size for f in offer.files))
+        try:
+            digests = await self._stream(offer_id, offer, bar)
+            delivered = 0
+            while delivered < len(offer.files):
+                if self._done(offer_id, await self.link.next_message()):
+                    item = offer.files[delivered]
+                    self.report("sent", f"{item.name} {item.size} sha256 {digests[delivered]}")
+                    delivered += 1
+        except asyncio.CancelledError:
+            self.link.control({"t": "cancel", "id": offer_id})
+            raise
+        finally:
+            bar.close()  # after the last `done`: the rate shown is the delivered one
 
+    def _answer(self, offer_id: int, message: Any) -> bool:
+        """True on `accept`; raises on `decline` or `cancel`."""
+        if not isinstance(message, dict) or message.get("id") != offer_id:
+            return False
+        kind = message.get("t")
+        if kind == "decline":
+            if message.get("reason") == "busy":
+                raise Refused(f"{self.link.name} has too many offers waiting")
+            raise Refused(f"{self.link.name} declined it")
+        if kind == "cancel":
+            raise Refused(f"{self.link.name} cancelled it")
+        return kind == "accept"
 
-def _sender_verdict(link: PeerLink, file_id: int, message: Any) -> bool:
-    """True once the receiver confirmed the file; raises when it refused it."""
-    if not isinstance(message, dict) or message.get("id") != file_id:
-        return False
-    if message.get("t") == "reject":
-        if message.get("reason") == "too-large":
-            raise Refused(f"{link.name} cannot take a file this large")
-        raise Refused(f"{link.name} declined or cancelled it")
-    if message.get("t") == "done":
+    def _done(self, offer_id: int, message: Any) -> bool:
+        """True on a good `done`; raises on a bad one or a `cancel`."""
+        if not isinstance(message, dict) or message.get("id") != offer_id:
+            return False
+        if message.get("t") == "cancel":
+            raise Refused(f"{self.link.name} cancelled it")
+        if message.get("t") != "done":
+            return False
         if not message.get("ok"):
-            raise SecurityFailure(f"{link.name}'s SHA-256 did not match, so it discarded the file")
+            raise SecurityFailure(f"{self.link.name}'s check did not match; it discarded the file")
         return True
-    return False
+
+    async def _stream(self, offer_id: int, offer: Outgoing, bar: Progress) -> list[str]:
+        digests = []
+        for index, item in enumerate(offer.files):
+            self.link.control({"t": "file", "id": offer_id, "index": index, "offset": 0})
+            chain, digest = ChainHash(), hashlib.sha256()
+            with item.open() as source:
+                while block := source.read(BLOCK_BYTES):
+                    chain.update(block)
+                    digest.update(block)
+                    await self.link.chunk(offer_id, block)
+                    bar.update(len(block))
+                    while (message := self.link.poll()) is not None:
+                        self._done(offer_id, message)  # only a cancel can come now
+            self.link.control({"t": "end", "id": offer_id, "index": index, "size": item.size,
+                               "hash": chain.hexdigest()})  # fmt: skip
+            digests.append(digest.hexdigest())
+        return digests
+
+
+# ---- receiving -----------------------------------------------------------------------------
 
 
 @attrs.frozen
 class Offer:
-    file_id: int
-    name: str
+    """An incoming offer as the person is asked about it."""
+
+    kind: str
+    names: list[str]
     size: int
     sender: str
 
-
-@attrs.frozen
-class Received:
-    path: Path
-    size: int
-    sha256: str
+    @property
+    def summary(self) -> str:
+        if self.kind == "text":
+            return f"a text ({self.size} bytes)"
+        if self.kind == "folder":
+            return f"the folder {self.names[0].split('/')[0]} ({len(self.names)} files)"
+        return self.names[0] if len(self.names) == 1 else f"{len(self.names)} files"
 
 
 @attrs.define
 class _Incoming:
+    offer_id: int
     offer: Offer
-    part: Path
-    sink: BinaryIO
-    decision: asyncio.Task[bool]
-    progress: Progress
-    digest: Any = attrs.field(factory=hashlib.sha256)
+    sizes: list[int]
+    state: str = "offered"  # offered | active | done | declined
+    base: Path | None = None  # a folder's own directory, chosen at accept
+    index: int = -1
     received: int = 0
+    target: Path | None = None
+    part: Path | None = None
+    sink: BinaryIO | None = None
+    chain: ChainHash = attrs.field(factory=ChainHash)
+    digest: Any = attrs.field(factory=hashlib.sha256)
+    text: bytearray = attrs.field(factory=bytearray)
+    progress: Progress | None = None
+
+    def discard(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
+            self.sink = None
+        if self.part is not None:
+            self.part.unlink(missing_ok=True)
+            self.part = None
+        if self.progress is not None:
+            self.progress.close()
+            self.progress = None
 
 
 class Receiver:
-    """Takes files from one PeerLink into `directory`, asking `decide(offer)` about each."""
+    """Takes offers from one PeerLink into `directory`, asking `decide(offer)` about each."""
 
     def __init__(
         self, link: PeerLink, directory: Path, decide: Callable[[Offer], Awaitable[bool]],
-        progress: Callable[[str, int], Progress],
+        progress: ProgressFactory, report: Report, show_text: Callable[[str], None],
     ) -> None:  # fmt: skip
-        self.link, self.directory, self.decide, self.progress = link, directory, decide, progress
-        self.current: _Incoming | None = None
+        self.link, self.directory, self.decide = link, directory, decide
+        self.progress, self.report, self.show_text = progress, report, show_text
+        self.offers: dict[int, _Incoming] = {}
+        self._asking = asyncio.Lock()  # one question at a time
+        self._decisions: set[asyncio.Task[None]] = set()
+        self._answered = asyncio.Event()
+        self.declined = 0
 
-    async def next_file(self, wait: float | None = None) -> Received | None:
-        """Receive the next file; raises if it is declined or fails.
+    def _open(self) -> list[_Incoming]:
+        return [o for o in self.offers.values() if o.state in ("offered", "active")]
 
-        With `wait`, None when no offer starts within `wait` seconds or the link ends first (the
-        sender is done): only the time before an offer is bounded, never the transfer.
-        """
-        try:
-            async with asyncio.timeout(wait):
-                message = await self.link.next_message()
-        except (TimeoutError, PeerError):
-            if wait is None:
-                raise
-            return None
+    async def run(self, linger: float) -> None:
+        """Until the sender is done: `linger` seconds without an open offer after one finished,
+        or the link ending then. Raises if an accepted transfer fails or is cancelled."""
         try:
             while True:
-                done = await self._handle(message)
-                if done is not None:
-                    return done
-                message = await self.link.next_message()
+                idle = bool(self.offers) and not self._open()
+                try:
+                    message = await self._next(linger if idle else None)
+                except PeerError:
+                    if idle:
+                        break
+                    raise
+                if message is not None:
+                    self._handle(message)
+                elif idle:
+                    break
         except asyncio.CancelledError:
-            if self.current is not None:
-                self.link.control({"t": "reject", "id": self.current.offer.file_id,
-                                   "reason": "cancelled"})  # fmt: skip
+            for incoming in self._open():
+                self.link.control({"t": "cancel", "id": incoming.offer_id})
             raise
         finally:
-            self._discard()
+            for task in self._decisions:
+                task.cancel()
+            for incoming in self.offers.values():
+                incoming.discard()
+        if self.declined:
+            raise Declined(f"you declined {self.declined} offer(s)")
 
-    async def _handle(self, message: Any) -> Received | None:
-        current = self.current
+    async def _next(self, seconds: float | None) -> Any:
+        """The next message; None after `seconds` or once a person's answer changed
+        the set of open offers (so `run` can tell whether it is done)."""
+        self._answered.clear()
+        getter = asyncio.ensure_future(self.link.next_message())
+        answered = asyncio.ensure_future(self._answered.wait())
+        try:
+            await asyncio.wait({getter, answered}, timeout=seconds,
+                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        finally:
+            answered.cancel()
+            if not getter.done():
+                getter.cancel()  # a queue get cancelled before it completed loses nothing
+        return getter.result() if getter.done() and not getter.cancelled() else None
+
+    def _handle(self, message: Any) -> None:
         if isinstance(message, Chunk):
-            if current is None or message.file_id != current.offer.file_id:
-                raise SecurityFailure("data for an unknown file")
-            if current.received + len(message.data) > current.offer.size:
-                raise SecurityFailure("more data than the file offer said")
-            current.sink.write(message.data)
-            current.digest.update(message.data)
-            current.received += len(message.data)
-            current.progress.update(len(message.data))
-            await self._check_decision(current)
-            return None
+            self._on_chunk(self._accepted(message.file_id), message.data)
+            return
         kind = message.get("t")
         if kind == "offer":
-            if current is not None:
-                raise SecurityFailure("a second file offer before the first one ended")
-            self._start(message)
-        elif kind == "abort" and current and message.get("id") == current.offer.file_id:
-            raise Refused(f"{self.link.name} cancelled {current.offer.name}")
-        elif kind == "end" and current and message.get("id") == current.offer.file_id:
-            await current.decision
-            await self._check_decision(current)
-            return self._finish(current, message.get("sha256"))
-        return None
+            self._on_offer(message)
+        elif kind == "file":
+            self._on_file(self._accepted(message.get("id")), message)
+        elif kind == "end":
+            self._on_end(self._accepted(message.get("id")), message)
+        elif kind == "cancel":
+            incoming = self.offers.get(message.get("id"))  # type: ignore[arg-type]
+            if incoming is not None and incoming.state in ("offered", "active"):
+                raise Refused(f"{self.link.name} cancelled {incoming.offer.summary}")
+        elif kind not in ("accept", "decline", "done"):
+            raise SecurityFailure(f"unknown message {kind!r}")
 
-    def _start(self, message: dict[str, Any]) -> None:
-        file_id, size = message.get("id"), message.get("size")
-        if not isinstance(file_id, int) or not isinstance(size, int) or size < 0:
-            raise SecurityFailure("bad file offer")
-        offer = Offer(file_id, safe_name(message.get("name")), size, self.link.name)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        part = self.directory / f".{offer.name}.tallow-part"
-        self.current = _Incoming(
-            offer, part, part.open("wb"), asyncio.ensure_future(self.decide(offer)),
-            self.progress(offer.name, size),
-        )  # fmt: skip
+    def _on_offer(self, message: dict[str, Any]) -> None:
+        check_offer(message)
+        offer_id = message["id"]
+        if offer_id in self.offers:
+            raise SecurityFailure("the peer reused an offer id")
+        if sum(o.state == "offered" for o in self.offers.values()) >= MAX_WAITING_OFFERS:
+            self.link.control({"t": "decline", "id": offer_id, "reason": "busy"})
+            return
+        files = message["files"]
+        offer = Offer(message["kind"], offered_names(message["kind"], files),
+                      sum(f["size"] for f in files), self.link.name)  # fmt: skip
+        incoming = _Incoming(offer_id, offer, [f["size"] for f in files])
+        self.offers[offer_id] = incoming
+        task = asyncio.ensure_future(self._answer(incoming))
+        self._decisions.add(task)
+        task.add_done_callback(self._decisions.discard)
 
-    async def _check_decision(self, current: _Incoming) -> None:
-        if current.decision.done() and not current.decision.result():
-            self.link.control({"t": "reject", "id": current.offer.file_id, "reason": "cancelled"})
-            await self.link.flush()
-            raise Declined(f"you declined {current.offer.name}")
+    async def _answer(self, incoming: _Incoming) -> None:
+        async with self._asking:
+            yes = await self.decide(incoming.offer)
+        self._answered.set()
+        if incoming.state != "offered":  # the sender cancelled meanwhile
+            return
+        if not yes:
+            incoming.state = "declined"
+            self.declined += 1
+            self.link.control({"t": "decline", "id": incoming.offer_id, "reason": "declined"})
+            return
+        if incoming.offer.kind == "folder":
+            incoming.base = free_path(self.directory, incoming.offer.names[0].split("/")[0])
+        incoming.state = "active"
+        incoming.progress = self.progress(incoming.offer.summary, incoming.offer.size)
+        self.link.control({"t": "accept", "id": incoming.offer_id})
 
-    def _finish(self, current: _Incoming, expected: Any) -> Received:
-        digest = current.digest.hexdigest()
-        ok = current.received == current.offer.size and digest == expected
-        self.link.control({"t": "done", "id": current.offer.file_id, "ok": ok})
+    def _accepted(self, offer_id: Any) -> _Incoming:
+        """The offer `offer_id`, which this side must have accepted and not finished."""
+        incoming = self.offers.get(offer_id)
+        if incoming is None or incoming.state != "active":
+            raise SecurityFailure("data for an offer that was not accepted")
+        return incoming
+
+    def _on_file(self, incoming: _Incoming, message: dict[str, Any]) -> None:
+        index = message.get("index")
+        done_before = incoming.index < 0 or incoming.received == incoming.sizes[incoming.index]
+        if index != incoming.index + 1 or message.get("offset") != 0 or not done_before:
+            raise SecurityFailure("file out of order")
+        if index >= len(incoming.sizes):
+            raise SecurityFailure("more files than the offer said")
+        incoming.index, incoming.received = index, 0
+        incoming.chain, incoming.digest = ChainHash(), hashlib.sha256()
+        if incoming.offer.kind == "text":
+            return
+        name = incoming.offer.names[index]
+        if incoming.base is not None:  # a folder: its own directory, chosen when accepted
+            target = incoming.base.joinpath(*name.split("/")[1:] or ["file"])
+            target.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            target = free_path(self.directory, name)
+        incoming.target = target
+        incoming.part = target.with_name(f".{target.name}.tallow-part")
+        incoming.sink = incoming.part.open("wb")
+
+    def _on_chunk(self, incoming: _Incoming, data: bytes) -> None:
+        if incoming.index < 0 or incoming.received + len(data) > incoming.sizes[incoming.index]:
+            raise SecurityFailure("more data than the offer said")
+        incoming.chain.update(data)
+        incoming.digest.update(data)
+        incoming.received += len(data)
+        if incoming.sink is not None:
+            incoming.sink.write(data)
+        else:
+            incoming.text += data
+        assert incoming.progress is not None
+        incoming.progress.update(len(data))
+
+    def _on_end(self, incoming: _Incoming, message: dict[str, Any]) -> None:
+        index, size = incoming.index, incoming.received
+        if message.get("index") != index or index < 0:
+            raise SecurityFailure("end of a file that was not sent")
+        ok = size == incoming.sizes[index] == message.get("size")
+        ok = ok and incoming.chain.hexdigest() == message.get("hash")
+        self.link.control({"t": "done", "id": incoming.offer_id, "index": index, "ok": ok})
         if not ok:
-            raise SecurityFailure(f"{current.offer.name} arrived damaged (SHA-256 mismatch)")
-        current.sink.close()
-        target = free_path(self.directory, current.offer.name)
-        current.part.rename(target)
-        self.current = None
-        current.progress.close()
-        return Received(target, current.received, digest)
-
-    def _discard(self) -> None:
-        """Whatever was not verified is deleted: a part file never outlives a failure."""
-        current, self.current = self.current, None
-        if current is not None:
-            current.decision.cancel()
-            current.sink.close()
-            current.part.unlink(missing_ok=True)
-            current.progress.close()
-
-
-def check_sendable(paths: list[Path]) -> None:
-    for path in paths:
-        if not path.is_file():
-            raise PeerError(f"{path}: not a readable file (folders come with the next protocol)")
+            raise SecurityFailure(f"{incoming.offer.names[index]} arrived damaged (hash mismatch)")
+        digest = incoming.digest.hexdigest()
+        if incoming.sink is not None:
+            assert incoming.part is not None and incoming.target is not None
+            incoming.sink.close()
+            incoming.sink = None
+            incoming.part.rename(incoming.target)
+            incoming.part = None
+            self.report("received", f"{incoming.target} {size} sha256 {digest}")
+        else:
+            self.report("text", f"{size} bytes sha256 {digest}")
+            self.show_text(incoming.text.decode(errors="replace"))
+        if index == len(incoming.sizes) - 1:
+            incoming.state = "done"
+            incoming.discard()

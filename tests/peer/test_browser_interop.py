@@ -2,43 +2,96 @@
 
 Both roles: the terminal's room joined by the browser (the terminal is the responder) and the
 browser's room joined by the terminal (the terminal initiates). Words and SHA-256 are compared on
-both sides; the relay test runs both through a real coturn with relay candidates only.
+both sides; folders, text, declines and a relay-only connection through a real coturn too.
 """
 
 from __future__ import annotations
 
+import hashlib
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
-from tests.browser.app import create_room, hook, join_room, random_file, save_received, wait_secure
+from tests.browser.app import (
+    accept,
+    create_room,
+    hook,
+    incoming,
+    join_room,
+    random_file,
+    save_received,
+    start_receiving,
+    wait_secure,
+)
 from tests.browser.test_relay import SELECTED_CANDIDATES
 from tests.coturn import run_coturn
 from tests.peer.cli_peer import PeerProcess
 
 
 @pytest.fixture
-def peers(tmp_path: Path) -> Iterator[list[PeerProcess]]:
+def peers() -> Iterator[list[PeerProcess]]:
     started: list[PeerProcess] = []
     yield started
     for peer in started:
         peer.kill()
 
 
-def test_terminal_sends_to_a_browser(tallow_server, new_page, peers, tmp_path: Path) -> None:
+def make_folder(root: Path) -> dict[str, str]:
+    """A nested folder `album` under `root`; relative path -> SHA-256 of each file."""
+    files = {
+        "album/cover.bin": 200_000,
+        "album/2024/summer/beach.bin": 150_000,
+        "album/2024/notes.txt": 0,
+    }
+    digests = {}
+    for relative, size in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        digests[relative] = random_file((root / relative).parent, Path(relative).name, size)[1]
+    return digests
+
+
+def test_terminal_sends_files_a_folder_and_text_to_a_browser(
+    tallow_server, new_page, peers, tmp_path: Path
+) -> None:
     path, digest = random_file(tmp_path, "from-the-terminal.bin", 2 * 1024 * 1024 + 7)
-    sender = PeerProcess(["send", str(path), "--server", tallow_server.url], tmp_path)
+    tree = make_folder(tmp_path)
+    text = "Meet at 9:30 ✓\nsecond line"
+    sender = PeerProcess(
+        ["send", str(path), str(tmp_path / "album"), "--text", text, "--server",
+         tallow_server.url, "--name", "Ada's laptop"], tmp_path,
+    )  # fmt: skip
     peers.append(sender)
     page = new_page()
     join_room(page, sender.value("link"))
     (words,) = wait_secure(page, 1)
     assert sender.value("words") == words
+    expect(page.get_by_test_id("peer").locator("h3")).to_have_text("Ada's laptop")
     sender.said(f"see exactly these words: {words}?")
-    sender.answer("y")  # the words match: only now does the terminal send
+    page.wait_for_timeout(300)
+    expect(page.locator("li.transfer")).to_have_count(0)  # nothing offered before the answer
+    sender.answer("y")
+
     assert save_received(page, path.name) == (path.name, digest)
+    download = start_receiving(page, "album")
+    expect(incoming(page, "album")).to_have_attribute("data-state", "done")
+    with zipfile.ZipFile(download.path()) as archive:
+        got = {name: hashlib.sha256(archive.read(name)).hexdigest() for name in archive.namelist()}
+    assert got == tree
+    row = accept(page, "Text")
+    expect(row.get_by_test_id("received-text")).to_have_text(text)
+
     assert sender.wait() == 0, sender.describe()
-    assert sender.values("sent") == [f"{path.name} {path.stat().st_size} sha256 {digest}"]
+    sizes = {name: (tmp_path / name).stat().st_size for name in tree}
+    assert sorted(sender.values("sent")) == sorted(
+        [
+            f"{path.name} {path.stat().st_size} sha256 {digest}",
+            *(f"{name} {sizes[name]} sha256 {tree[name]}" for name in tree),
+            f"text.txt {len(text.encode())} sha256 {hashlib.sha256(text.encode()).hexdigest()}",
+        ]
+    )
 
 
 def test_browser_sends_to_the_terminal(tallow_server, new_page, peers, tmp_path: Path) -> None:
@@ -51,7 +104,10 @@ def test_browser_sends_to_the_terminal(tallow_server, new_page, peers, tmp_path:
     assert receiver.value("words") == words
     first, first_digest = random_file(tmp_path, "to-the-terminal.bin", 3 * 1024 * 1024)
     second, second_digest = random_file(tmp_path, "a second one.txt", 10)
-    page.get_by_test_id("file-input").set_input_files([first, second])
+    page.get_by_test_id("file-input").set_input_files([first, second])  # one offer of two files
+    text = "from the browser\nwith ünïcode"
+    page.get_by_test_id("text-input").fill(text)
+    page.get_by_test_id("send-text").click()
     assert receiver.wait() == 0, receiver.describe()
     assert receiver.values("received") == [
         f"{out / first.name} {first.stat().st_size} sha256 {first_digest}",
@@ -59,6 +115,34 @@ def test_browser_sends_to_the_terminal(tallow_server, new_page, peers, tmp_path:
     ]
     assert (out / first.name).read_bytes() == first.read_bytes()
     assert sorted(p.name for p in out.iterdir()) == sorted([first.name, second.name])
+    assert text in "\n".join(receiver.lines)
+    expect(page.locator("li.transfer.out[data-state=done]")).to_have_count(2)
+
+
+def test_declines_both_ways(tallow_server, new_page, peers, tmp_path: Path) -> None:
+    path, _ = random_file(tmp_path, "unwanted.bin", 100_000)
+    # The browser declines the terminal's offer: the sender exits 4.
+    sender = PeerProcess(["send", str(path), "--server", tallow_server.url, "--yes"], tmp_path)
+    peers.append(sender)
+    page = new_page()
+    join_room(page, sender.value("link"))
+    wait_secure(page, 1)
+    incoming(page, path.name).get_by_test_id("decline-file").click()
+    assert sender.wait() == 4, sender.describe()
+    sender.said("declined it")
+
+    # The terminal's person declines the browser's offer: the browser is told, receiver exits 3.
+    page = new_page()
+    link = create_room(page, tallow_server.url)
+    receiver = PeerProcess(["receive", link, "--out", str(tmp_path / "nothing")], tmp_path)
+    peers.append(receiver)
+    wait_secure(page, 1)
+    page.get_by_test_id("file-input").set_input_files(path)
+    receiver.said(f"Accept {path.name} from")
+    receiver.answer("n")
+    expect(page.locator("li.transfer.out")).to_have_attribute("data-state", "declined")
+    assert receiver.wait() == 3, receiver.describe()
+    assert not (tmp_path / "nothing").exists()
 
 
 def test_relay_only_through_coturn(start_tallow, new_page, peers, tmp_path: Path) -> None:
