@@ -173,10 +173,12 @@ class Sender:
                 while block := source.read(BLOCK_BYTES):
                     chain.update(block)
                     digest.update(block)
-                    await self.link.chunk(offer_id, block)
+                    try:
+                        await self.link.chunk(offer_id, block)
+                    finally:  # a cancel that came before the link ended says more than its end
+                        while (message := self.link.poll()) is not None:
+                            self._done(offer_id, message)  # only a cancel can come now
                     bar.update(len(block))
-                    while (message := self.link.poll()) is not None:
-                        self._done(offer_id, message)  # only a cancel can come now
             self.link.control({"t": "end", "id": offer_id, "index": index, "size": item.size,
                                "hash": chain.hexdigest()})  # fmt: skip
             digests.append(digest.hexdigest())

@@ -8,6 +8,7 @@ both sides; folders, text, declines and a relay-only connection through a real c
 from __future__ import annotations
 
 import hashlib
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -188,3 +189,23 @@ def test_terminal_to_terminal_and_a_declined_comparison(tallow_server, peers, tm
     assert sender.wait() == 3, sender.describe()
     assert receiver.wait() == 4, receiver.describe()
     assert not (tmp_path / "nothing").exists()
+
+
+def test_ctrl_c_cancels_and_tells_the_other_side(tallow_server, peers, tmp_path) -> None:
+    path, _ = random_file(tmp_path, "long.bin", 64 * 1024 * 1024)
+    sender = PeerProcess(["send", str(path), "--server", tallow_server.url, "--yes"], tmp_path)
+    out = tmp_path / "inbox"
+    receiver = PeerProcess(["receive", sender.value("link"), "--accept", "--out", str(out)],
+                           tmp_path)  # fmt: skip
+    peers += [sender, receiver]
+    receiver.said("--accept: taking long.bin")
+    deadline = time.monotonic() + 30
+    while not any(p.name.endswith(".tallow-part") and p.stat().st_size for p in out.glob(".*")):
+        assert time.monotonic() < deadline, receiver.describe()
+        time.sleep(0.05)
+    receiver.interrupt()
+    assert receiver.wait() == 130, receiver.describe()
+    receiver.said("cancelled; the other side was told")
+    assert sender.wait() == 4, sender.describe()
+    sender.said("Terminal cancelled it")
+    assert list(out.iterdir()) == []  # the part file is gone

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 
 import pytest
 
 from tallow.peer.crypto import CHANNEL_LABEL, Chunk, Handshake, SecureFrames, SecurityError, Session
+from tallow.peer.errors import PeerError, SecurityFailure
+from tallow.peer.protocol import (
+    TEXT_MAX_BYTES,
+    ChainHash,
+    check_offer,
+    offered_names,
+    safe_name,
+    safe_path,
+    safe_segment,
+)
+from tallow.peer.transfer import plan_offers
 
 
 def agree() -> tuple[Session, Session]:
@@ -92,3 +104,55 @@ def test_without_the_peer_extra_send_says_what_to_install() -> None:
     )
     assert result.returncode == 1
     assert "pip install 'tallow[peer]'" in result.stderr and "aiortc" in result.stderr
+
+
+def test_offers_are_checked_like_the_web_app_checks_them() -> None:
+    good = {"t": "offer", "id": 1, "tid": "0" * 32, "kind": "files",
+            "files": [{"name": "a", "size": 3}]}  # fmt: skip
+    check_offer(good)
+    for bad in (
+        {"id": -1}, {"id": 2**32}, {"id": True}, {"tid": "xyz"}, {"kind": "zip"}, {"files": []},
+        {"files": [{"name": "a", "size": -1}]}, {"files": [{"name": "a", "size": 2**53}]},
+        {"files": [{"name": 1, "size": 1}]}, {"files": [{"name": "a", "size": 1}] * 257},
+        {"kind": "text", "files": [{"name": "text.txt", "size": TEXT_MAX_BYTES + 1}]},
+    ):  # fmt: skip
+        with pytest.raises(SecurityFailure):
+            check_offer({**good, **bad})
+
+
+def test_names_from_a_peer_cannot_escape_or_disguise() -> None:
+    assert safe_path("../../etc/passwd") == "file/file/etc/passwd"
+    assert safe_path("/a//./b") == "a/b"
+    assert safe_segment("invoice_\u202efdp.exe") == "invoice_fdp.exe"
+    assert safe_segment('a\\b:c*?"<>|') == "abc"
+    assert safe_segment("..") == "file"
+    assert offered_names("files", [{"name": "dir/x.txt", "size": 1}]) == ["x.txt"]
+    assert safe_name("  \u200bAda\x07 ") == "Ada" and safe_name("") == "Someone"
+
+
+def test_chain_hash_is_the_documented_chain() -> None:
+    chain = ChainHash()
+    assert chain.hexdigest() == hashlib.sha256(b"tallow/v1 file").hexdigest()
+    chain.update(b"abc")
+    start = hashlib.sha256(b"tallow/v1 file").digest()
+    assert chain.hexdigest() == hashlib.sha256(start + hashlib.sha256(b"abc").digest()).hexdigest()
+
+
+def test_paths_become_the_web_apps_offers(tmp_path) -> None:
+    (tmp_path / "album" / "sub").mkdir(parents=True)
+    (tmp_path / "album" / "sub" / "b.txt").write_bytes(b"bb")
+    (tmp_path / "album" / "a.txt").write_bytes(b"a")
+    (tmp_path / "one.bin").write_bytes(b"1")
+    files, folder, text = plan_offers([tmp_path / "album", tmp_path / "one.bin"], "hi")
+    assert (files.kind, [f.name for f in files.files]) == ("files", ["one.bin"])
+    assert folder.kind == "folder" and folder.label == "album"
+    assert [(f.name, f.size) for f in folder.files] == [("album/a.txt", 1), ("album/sub/b.txt", 2)]
+    assert (text.kind, text.files[0].name, text.files[0].open().read()) == (
+        "text",
+        "text.txt",
+        b"hi",
+    )
+    with pytest.raises(PeerError, match="no such file"):
+        plan_offers([tmp_path / "missing"], None)
+    with pytest.raises(PeerError, match="1 MiB"):
+        plan_offers([], "x" * (TEXT_MAX_BYTES + 1))
