@@ -27,6 +27,7 @@ class PeerProcess:
         )
         self.lines: list[str] = []
         self.errors: list[str] = []
+        self.stamps: list[tuple[float, str]] = []  # (time.monotonic(), line) of both streams
         self._readers = [
             threading.Thread(target=self._read, args=(self.process.stdout, self.lines)),
             threading.Thread(target=self._read, args=(self.process.stderr, self.errors)),
@@ -34,10 +35,14 @@ class PeerProcess:
         for reader in self._readers:
             reader.start()
 
-    @staticmethod
-    def _read(stream, into: list[str]) -> None:  # type: ignore[no-untyped-def]
+    def _read(self, stream, into: list[str]) -> None:  # type: ignore[no-untyped-def]
         for line in stream:
+            self.stamps.append((time.monotonic(), line))
             into.append(line.rstrip("\n"))
+
+    def when(self, text: str) -> float:
+        """When the first line containing `text` came (either stream); it must have come."""
+        return next(at for at, line in self.stamps if text in line)
 
     def values(self, key: str) -> list[str]:
         return [line.split(": ", 1)[1] for line in self.lines if line.startswith(f"{key}: ")]

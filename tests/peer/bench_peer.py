@@ -1,0 +1,139 @@
+"""Benchmark, not a test: the command-line peer's transfer rate, direct and relay-only.
+
+    .venv/bin/python -m tests.peer.bench_peer [--mib 50] [--runs 3]
+
+Starts its own Tallow servers and a coturn on free loopback ports, and measures terminal ->
+terminal, terminal -> browser and browser -> terminal (Debian's Chromium). The rate is the file
+size over the time from the receiver's acceptance until the sender's `sent:` line (the receiver's
+`received:` line when a browser sends), so it includes encryption, both hashes and back-pressure.
+docs/performance.md records results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from playwright.sync_api import Browser, sync_playwright
+
+from tests.browser.app import create_room, finish_receiving, join_room, random_file, wait_secure
+from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS, STREAM_DOWNLOADS
+from tests.conftest import launch
+from tests.coturn import run_coturn
+from tests.peer.cli_peer import PeerProcess
+
+MIB = 1024 * 1024
+TIMEOUT = 600.0
+
+
+def terminal_to_terminal(url: str, relay: list[str], path: Path) -> float:
+    sender = PeerProcess(["send", str(path), "--server", url, "--yes", *relay], path.parent)
+    receiver = PeerProcess(["receive", sender.value("link"), "--accept", *relay, "--out",
+                            str(path.parent / "in")], path.parent)  # fmt: skip
+    try:
+        sender.value("sent", TIMEOUT)
+        seconds = sender.when("sent: ") - receiver.when("--accept: taking")
+        assert receiver.wait() == 0 and sender.wait() == 0
+    finally:
+        sender.kill()
+        receiver.kill()
+    return path.stat().st_size / MIB / seconds
+
+
+def terminal_to_browser(browser: Browser, url: str, relay: list[str], path: Path) -> float:
+    context = browser.new_context(accept_downloads=True)
+    context.add_init_script(STREAM_DOWNLOADS)
+    sender = PeerProcess(["send", str(path), "--server", url, "--yes", *relay], path.parent)
+    try:
+        page = context.new_page()
+        join_room(page, sender.value("link"), "?relay=1" if relay else "")
+        wait_secure(page, 1)
+        button = page.get_by_test_id("accept-file")
+        button.wait_for()
+        with page.expect_download() as download:
+            button.click()
+            accepted = time.monotonic()
+        finish_receiving(page, path.name, download.value, timeout=TIMEOUT * 1000)
+        sender.value("sent", TIMEOUT)
+        seconds = sender.when("sent: ") - accepted
+        assert sender.wait() == 0
+    finally:
+        sender.kill()
+        context.close()
+    return path.stat().st_size / MIB / seconds
+
+
+def browser_to_terminal(browser: Browser, url: str, relay: list[str], path: Path) -> float:
+    context = browser.new_context(accept_downloads=True)
+    out = path.parent / "from-browser"
+    try:
+        page = context.new_page()
+        link = create_room(page, url, "?relay=1" if relay else "")
+        receiver = PeerProcess(["receive", link, "--accept", *relay, "--out", str(out)],
+                               path.parent)  # fmt: skip
+        try:
+            wait_secure(page, 1)
+            page.get_by_test_id("file-input").set_input_files(path)
+            receiver.value("received", TIMEOUT)
+            seconds = receiver.when("received: ") - receiver.when("--accept: taking")
+            assert receiver.wait() == 0
+        finally:
+            receiver.kill()
+    finally:
+        context.close()
+        for received in out.glob("*"):
+            os.unlink(received)
+    return path.stat().st_size / MIB / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mib", type=int, default=50, help="file size in MiB")
+    parser.add_argument("--runs", type=int, default=3, help="transfers per case")
+    options = parser.parse_args()
+    print(f"load average at start: {os.getloadavg()[0]:.2f}")
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
+        directory = Path(tmp)
+        path, _ = random_file(directory, "bench.bin", options.mib * MIB)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        servers = []
+        try:
+            with run_coturn(directory) as turn:
+                servers.append(launch(directory))
+                turn_env = {"TURN_URLS": turn.url, "TURN_SECRET": turn.secret}
+                servers.append(launch(directory, env=turn_env))
+                cases = {
+                    "terminal -> terminal": lambda url, relay: terminal_to_terminal(
+                        url, relay, path
+                    ),
+                    "terminal -> browser": lambda url, relay: terminal_to_browser(
+                        browser, url, relay, path
+                    ),
+                    "browser -> terminal": lambda url, relay: browser_to_terminal(
+                        browser, url, relay, path
+                    ),
+                }
+                for name, case in cases.items():
+                    for mode, server, relay in (
+                        ("direct", servers[0], []), ("relay", servers[1], ["--relay"])
+                    ):  # fmt: skip
+                        rates = [case(server.url, relay) for _ in range(options.runs)]
+                        print(
+                            f"{name:20} {mode:6} {options.mib} MiB: median "
+                            f"{statistics.median(rates):.1f} MiB/s "
+                            f"(runs: {', '.join(f'{r:.1f}' for r in rates)})",
+                            flush=True,
+                        )
+        finally:
+            for server in servers:
+                server.kill()
+            browser.close()
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
