@@ -97,6 +97,8 @@ class PeerLink:
                 if session:
                     self._session = session
                     self._maybe_start()
+            elif kind == "restart":
+                pass  # the browser asks for an ICE restart, which aiortc cannot do (docs/cli.md)
             else:
                 raise PeerError(f"unknown signal {kind!r}")
         except SecurityError as error:
