@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -30,25 +31,27 @@ MIB = 1024 * 1024
 TIMEOUT = 600.0
 
 
-def terminal_to_terminal(url: str, relay: list[str], path: Path) -> float:
-    sender = PeerProcess(["send", str(path), "--server", url, "--yes", *relay], path.parent)
-    receiver = PeerProcess(["receive", sender.value("link"), "--accept", *relay, "--out",
-                            str(path.parent / "in")], path.parent)  # fmt: skip
-    try:
-        sender.value("sent", TIMEOUT)
-        seconds = sender.when("sent: ") - receiver.when("--accept: taking")
-        assert receiver.wait() == 0 and sender.wait() == 0
-    finally:
-        sender.kill()
-        receiver.kill()
+def rate(path: Path, seconds: float) -> float:
     return path.stat().st_size / MIB / seconds
+
+
+def terminal_to_terminal(url: str, relay: list[str], path: Path) -> float:
+    send = ["send", str(path), "--server", url, "--yes", *relay]
+    with PeerProcess(send, path.parent) as sender:
+        out = Path(tempfile.mkdtemp(dir=path.parent))
+        receive = ["receive", sender.value("link"), "--accept", *relay, "--out", str(out)]
+        with PeerProcess(receive, out) as receiver:
+            sender.value("sent", TIMEOUT)
+            assert receiver.wait() == 0 and sender.wait() == 0
+            shutil.rmtree(out)
+            return rate(path, sender.when("sent: ") - receiver.when("--accept: taking"))
 
 
 def terminal_to_browser(browser: Browser, url: str, relay: list[str], path: Path) -> float:
     context = browser.new_context(accept_downloads=True)
     context.add_init_script(STREAM_DOWNLOADS)
-    sender = PeerProcess(["send", str(path), "--server", url, "--yes", *relay], path.parent)
-    try:
+    send = ["send", str(path), "--server", url, "--yes", *relay]
+    with PeerProcess(send, path.parent) as sender:
         page = context.new_page()
         join_room(page, sender.value("link"), "?relay=1" if relay else "")
         wait_secure(page, 1)
@@ -59,35 +62,24 @@ def terminal_to_browser(browser: Browser, url: str, relay: list[str], path: Path
             accepted = time.monotonic()
         finish_receiving(page, path.name, download.value, timeout=TIMEOUT * 1000)
         sender.value("sent", TIMEOUT)
-        seconds = sender.when("sent: ") - accepted
         assert sender.wait() == 0
-    finally:
-        sender.kill()
         context.close()
-    return path.stat().st_size / MIB / seconds
+        return rate(path, sender.when("sent: ") - accepted)
 
 
 def browser_to_terminal(browser: Browser, url: str, relay: list[str], path: Path) -> float:
     context = browser.new_context(accept_downloads=True)
-    out = path.parent / "from-browser"
-    try:
-        page = context.new_page()
-        link = create_room(page, url, "?relay=1" if relay else "")
-        receiver = PeerProcess(["receive", link, "--accept", *relay, "--out", str(out)],
-                               path.parent)  # fmt: skip
-        try:
-            wait_secure(page, 1)
-            page.get_by_test_id("file-input").set_input_files(path)
-            receiver.value("received", TIMEOUT)
-            seconds = receiver.when("received: ") - receiver.when("--accept: taking")
-            assert receiver.wait() == 0
-        finally:
-            receiver.kill()
-    finally:
+    page = context.new_page()
+    link = create_room(page, url, "?relay=1" if relay else "")
+    out = Path(tempfile.mkdtemp(dir=path.parent))
+    with PeerProcess(["receive", link, "--accept", *relay, "--out", str(out)], out) as receiver:
+        wait_secure(page, 1)
+        page.get_by_test_id("file-input").set_input_files(path)
+        receiver.value("received", TIMEOUT)
+        assert receiver.wait() == 0
         context.close()
-        for received in out.glob("*"):
-            os.unlink(received)
-    return path.stat().st_size / MIB / seconds
+        shutil.rmtree(out)
+        return rate(path, receiver.when("received: ") - receiver.when("--accept: taking"))
 
 
 def main() -> None:

@@ -85,6 +85,12 @@ class PeerProcess:
     def interrupt(self) -> None:
         self.process.send_signal(signal.SIGINT)
 
+    def __enter__(self) -> PeerProcess:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.kill()
+
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
