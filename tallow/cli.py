@@ -220,6 +220,10 @@ _relay_option = click.option(
     "--relay", is_flag=True, help="Connect only through the server's TURN relay (hides your IP)."
 )
 _name_option = click.option("--name", default="Terminal", show_default=True, help="Shown to them.")
+_timeout_option = click.option(
+    "--connect-timeout", default=30.0, show_default=True, metavar="SECONDS",
+    help="How long the other side may take to connect once it is in the room.",
+)  # fmt: skip
 
 
 @main.command()
@@ -229,15 +233,20 @@ _name_option = click.option("--name", default="Terminal", show_default=True, hel
 @_relay_option
 @click.option("--yes", is_flag=True, help="Do not ask whether the words match (for scripts).")
 @_name_option
+@_timeout_option
 def send(
     paths: tuple[Path, ...], text: str | None, server: str | None, relay: bool, yes: bool,
-    name: str,
+    name: str, connect_timeout: float,
 ) -> None:  # fmt: skip
     """Create a room; send files, folders (PATHS) or a text to whoever joins it (docs/cli.md)."""
     if not paths and text is None:
         raise click.UsageError("give files or folders to send, or --text")
     server = server or "http://127.0.0.1:3000"
-    sys.exit(_peer().send(list(paths), text, server, relay=relay, yes=yes, name=name))
+    sys.exit(
+        _peer().send(
+            list(paths), text, server, relay=relay, yes=yes, name=name, timeout=connect_timeout
+        )
+    )
 
 
 @main.command()
@@ -245,13 +254,19 @@ def send(
 @_server_option
 @click.option("--out", type=click.Path(path_type=Path), default=Path("."), help="Where files go.")
 @_relay_option
-@click.option("--accept", is_flag=True, help="Take every file without asking (for scripts).")
+@click.option("--accept", is_flag=True, help="Take every offer without asking (for scripts).")
 @_name_option
+@_timeout_option
 def receive(
-    target: str, server: str | None, out: Path, relay: bool, accept: bool, name: str
-) -> None:
+    target: str, server: str | None, out: Path, relay: bool, accept: bool, name: str,
+    connect_timeout: float,
+) -> None:  # fmt: skip
     """Join a room by code or link and receive files into --out (docs/cli.md)."""
-    sys.exit(_peer().receive(target, server, out, relay=relay, accept=accept, name=name))
+    sys.exit(
+        _peer().receive(
+            target, server, out, relay=relay, accept=accept, name=name, timeout=connect_timeout
+        )
+    )
 
 
 @main.command()

@@ -34,16 +34,16 @@ def _run(work: Callable[[Terminal], Awaitable[None]]) -> int:
 
 
 def send(
-    paths: list[Path], text: str | None, server: str, *, relay: bool, yes: bool, name: str
-) -> int:
-    return _run(
-        lambda ui: run_send(ui, paths, text, server, relay=relay, assume_yes=yes, name=name)
-    )
+    paths: list[Path], text: str | None, server: str, *, relay: bool, yes: bool, name: str,
+    timeout: float,
+) -> int:  # fmt: skip
+    return _run(lambda ui: run_send(ui, paths, text, server, relay=relay, assume_yes=yes,
+                                    name=name, connect_timeout=timeout))  # fmt: skip
 
 
 def receive(
-    target: str, server: str | None, out: Path, *, relay: bool, accept: bool, name: str
-) -> int:
-    return _run(
-        lambda ui: run_receive(ui, target, server, out, relay=relay, accept=accept, name=name)
-    )
+    target: str, server: str | None, out: Path, *, relay: bool, accept: bool, name: str,
+    timeout: float,
+) -> int:  # fmt: skip
+    return _run(lambda ui: run_receive(ui, target, server, out, relay=relay, accept=accept,
+                                       name=name, connect_timeout=timeout))  # fmt: skip

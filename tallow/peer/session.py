@@ -22,7 +22,6 @@ from tallow.peer.signaling import Signaling
 from tallow.peer.terminal import Terminal, human_size
 from tallow.peer.transfer import Offer, Receiver, Sender, plan_offers
 
-CONNECT_SECONDS = 30.0  # from the other peer's arrival to confirmed keys (--connect-timeout)
 LINGER_SECONDS = 3.0  # after a received file: how long to wait for the sender's next offer
 FLUSH_SECONDS = 2.0  # at the end: how long the last messages get to leave
 
@@ -154,7 +153,7 @@ async def _goodbye(room: Room) -> None:
 
 async def run_send(
     ui: Terminal, paths: list[Path], text: str | None, server: str, *, relay: bool,
-    assume_yes: bool, name: str, connect_timeout: float = CONNECT_SECONDS,
+    assume_yes: bool, name: str, connect_timeout: float,
 ) -> None:  # fmt: skip
     offers = plan_offers(paths, text)
     async with open_room(server, relay, name) as room:
@@ -181,7 +180,7 @@ async def run_send(
 
 async def run_receive(
     ui: Terminal, target: str, server: str | None, directory: Path, *, relay: bool, accept: bool,
-    name: str, connect_timeout: float = CONNECT_SECONDS,
+    name: str, connect_timeout: float,
 ) -> None:  # fmt: skip
     server, code = parse_target(target, server)
     async with open_room(server, relay, name) as room:
