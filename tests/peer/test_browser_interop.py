@@ -8,6 +8,7 @@ both sides; folders, text, declines and a relay-only connection through a real c
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import zipfile
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
+from websockets.sync.client import connect
 
 from tests.browser.app import (
     accept,
@@ -209,3 +211,19 @@ def test_ctrl_c_cancels_and_tells_the_other_side(tallow_server, peers, tmp_path)
     assert sender.wait() == 4, sender.describe()
     sender.said("Terminal cancelled it")
     assert list(out.iterdir()) == []  # the part file is gone
+
+
+def test_a_peer_that_never_connects_is_given_up_after_the_timeout(tallow_server, peers, tmp_path):
+    path, _ = random_file(tmp_path, "waiting.bin", 10)
+    sender = PeerProcess(["send", str(path), "--server", tallow_server.url,
+                          "--connect-timeout", "2"], tmp_path)  # fmt: skip
+    peers.append(sender)
+    # A client that joins the room and then stays silent (no SDP, no handshake).
+    with connect(tallow_server.ws_url) as silent:
+        assert json.loads(silent.recv())["type"] == "welcome"
+        silent.send(json.dumps({"type": "join", "room": sender.value("code")}))
+        assert json.loads(silent.recv())["type"] == "joined"
+        started = time.monotonic()
+        assert sender.wait() == 1, sender.describe()
+        assert 2 <= time.monotonic() - started < 15
+    sender.said("could not connect to Someone within 2 s")
