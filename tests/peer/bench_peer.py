@@ -29,6 +29,7 @@ from tests.peer.cli_peer import PeerProcess
 
 MIB = 1024 * 1024
 TIMEOUT = 600.0
+CASES = ("terminal -> terminal", "terminal -> browser", "browser -> terminal")
 
 
 def rate(path: Path, seconds: float) -> float:
@@ -86,6 +87,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=50, help="file size in MiB")
     parser.add_argument("--runs", type=int, default=3, help="transfers per case")
+    parser.add_argument(
+        "--case", action="append", choices=CASES, help="only this case (repeatable; default: all)"
+    )
     options = parser.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
@@ -109,7 +113,8 @@ def main() -> None:
                         browser, url, relay, path
                     ),
                 }
-                for name, case in cases.items():
+                for name in options.case or CASES:
+                    case = cases[name]
                     for mode, server, relay in (
                         ("direct", servers[0], []), ("relay", servers[1], ["--relay"])
                     ):  # fmt: skip
