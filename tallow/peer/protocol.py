@@ -30,8 +30,9 @@ _SEPARATORS = re.compile(r'[\\:*?"<>|]')
 class ChainHash:
     """h_0 = SHA-256("tallow/v1 file"); h_(k+1) = SHA-256(h_k || SHA-256(B_k)) per block."""
 
-    def __init__(self) -> None:
-        self._tail = hashlib.sha256(b"tallow/v1 file").digest()
+    def __init__(self, tail: bytes | None = None) -> None:
+        """A new chain, or one continued from `tail` (an earlier `hexdigest()`, as bytes)."""
+        self._tail = tail or hashlib.sha256(b"tallow/v1 file").digest()
 
     def update(self, block: bytes) -> None:
         self._tail = hashlib.sha256(self._tail + hashlib.sha256(block).digest()).digest()

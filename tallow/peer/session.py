@@ -24,6 +24,7 @@ from tallow.peer.transfer import Offer, Receiver, Sender, plan_offers
 
 LINGER_SECONDS = 3.0  # after a received file: how long to wait for the sender's next offer
 FLUSH_SECONDS = 2.0  # at the end: how long the last messages get to leave
+LEAVE_GRACE_SECONDS = 1.0  # after peer-left: how long its last data-channel messages may take
 
 
 def parse_target(target: str, server: str | None) -> tuple[str, str]:
@@ -94,7 +95,10 @@ class Room:
             elif kind == "signal" and event.get("from") == link.peer_id:
                 await link.on_signal(event["data"])
             elif kind == "peer-left" and event.get("peer") == link.peer_id:
-                link.fail(Refused(f"{link.name} left the room"))
+                # What they sent just before leaving (a cancel) may still be on its way over the
+                # data channel, which is not ordered with the server: give it a moment.
+                left = Refused(f"{link.name} left the room")
+                asyncio.get_running_loop().call_later(LEAVE_GRACE_SECONDS, link.fail, left)
 
     async def wait_link(self) -> PeerLink:
         await self._linked.wait()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import json
 import os
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -67,6 +68,16 @@ class Outgoing:
     kind: str
     files: list[OutgoingFile]
 
+    def tid(self) -> str:
+        """A transfer id, stable for the same files (names, sizes, modification times): an offer
+        made again after a lost connection is recognised and resumed. Random for a text."""
+        if self.kind == "text":
+            return os.urandom(16).hex()
+        identity = [
+            (f.name, f.size, f.path.stat().st_mtime_ns if f.path else 0) for f in self.files
+        ]
+        return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:32]
+
     @property
     def label(self) -> str:
         if self.kind == "folder":
@@ -120,29 +131,28 @@ class Sender:
         """Offer, wait for the answer, stream every file, wait for the last `done`."""
         offer_id = next(self._ids)
         files = [{"name": f.name, "size": f.size} for f in offer.files]
-        self.link.control({"t": "offer", "id": offer_id, "tid": os.urandom(16).hex(),
+        self.link.control({"t": "offer", "id": offer_id, "tid": offer.tid(),
                            "kind": offer.kind, "files": files})  # fmt: skip
-        while not self._answer(offer_id, await self.link.next_message()):
+        while (accepted := self._answer(offer_id, await self.link.next_message())) is None:
             pass
+        index, offset = self._resume_point(offer, accepted.get("resume"))
         bar = self.progress(offer.label, sum(f.size for f in offer.files))
         try:
-            digests = await self._stream(offer_id, offer, bar)
-            delivered = 0
-            while delivered < len(offer.files):
-                if self._done(offer_id, await self.link.next_message()):
-                    item = offer.files[delivered]
-                    self.report("sent", f"{item.name} {item.size} sha256 {digests[delivered]}")
-                    delivered += 1
+            digests = await self._stream(offer_id, offer, bar, index, offset)
+            for item, digest in zip(offer.files[index:], digests, strict=True):
+                while not self._done(offer_id, await self.link.next_message()):
+                    pass
+                self.report("sent", f"{item.name} {item.size} sha256 {digest}")
         except asyncio.CancelledError:
             self.link.control({"t": "cancel", "id": offer_id})
             raise
         finally:
             bar.close()  # after the last `done`: the rate shown is the delivered one
 
-    def _answer(self, offer_id: int, message: Any) -> bool:
-        """True on `accept`; raises on `decline` or `cancel`."""
+    def _answer(self, offer_id: int, message: Any) -> dict[str, Any] | None:
+        """The `accept`, once it came; raises on `decline` or `cancel`."""
         if not isinstance(message, dict) or message.get("id") != offer_id:
-            return False
+            return None
         kind = message.get("t")
         if kind == "decline":
             if message.get("reason") == "busy":
@@ -150,7 +160,26 @@ class Sender:
             raise Refused(f"{self.link.name} declined it")
         if kind == "cancel":
             raise Refused(f"{self.link.name} cancelled it")
-        return kind == "accept"
+        return message if kind == "accept" else None
+
+    def _resume_point(self, offer: Outgoing, resume: Any) -> tuple[int, int]:
+        """(file index, byte offset) to start from: the receiver's resume point when the chain
+        hash of this side's bytes up to it matches, else the start of that file."""
+        if resume is None:
+            return 0, 0
+        index, offset = resume.get("index"), resume.get("offset")
+        valid = (
+            type(index) is int and 0 <= index < len(offer.files)
+            and type(offset) is int and 0 <= offset <= offer.files[index].size
+            and (offset % BLOCK_BYTES == 0 or offset == offer.files[index].size)
+        )  # fmt: skip
+        if not valid:
+            raise SecurityFailure("the receiver asked to resume at an impossible point")
+        chain = ChainHash()
+        with offer.files[index].open() as source:
+            for _ in range(offset // BLOCK_BYTES + (offset % BLOCK_BYTES > 0)):
+                chain.update(source.read(BLOCK_BYTES))
+        return (index, offset) if chain.hexdigest() == resume.get("hash") else (index, 0)
 
     def _done(self, offer_id: int, message: Any) -> bool:
         """True on a good `done`; raises on a bad one or a `cancel`."""
@@ -164,15 +193,22 @@ class Sender:
             raise SecurityFailure(f"{self.link.name}'s check did not match; it discarded the file")
         return True
 
-    async def _stream(self, offer_id: int, offer: Outgoing, bar: Progress) -> list[str]:
+    async def _stream(
+        self, offer_id: int, offer: Outgoing, bar: Progress, first: int, offset: int
+    ) -> list[str]:
+        """Send files `first`... (the first from `offset`); their SHA-256 hex digests."""
         digests = []
-        for index, item in enumerate(offer.files):
-            self.link.control({"t": "file", "id": offer_id, "index": index, "offset": 0})
+        bar.update(sum(f.size for f in offer.files[:first]) + offset)
+        for index, item in enumerate(offer.files[first:], start=first):
+            start = offset if index == first else 0
+            self.link.control({"t": "file", "id": offer_id, "index": index, "offset": start})
             chain, digest = ChainHash(), hashlib.sha256()
             with item.open() as source:
                 while block := source.read(BLOCK_BYTES):
                     chain.update(block)
                     digest.update(block)
+                    if source.tell() <= start:
+                        continue  # the receiver has it: only hashed
                     try:
                         await self.link.chunk(offer_id, block)
                     finally:  # a cancel that came before the link ended says more than its end
@@ -206,11 +242,43 @@ class Offer:
         return self.names[0] if len(self.names) == 1 else f"{len(self.names)} files"
 
 
+@attrs.frozen
+class ResumePoint:
+    """What an interrupted offer left in the receiving folder (saved as JSON beside the part)."""
+
+    files: list[list[Any]]  # [name, size] as offered
+    index: int
+    offset: int
+    chain: str  # chain hash (hex) of the file's first `offset` bytes
+    part: str
+    target: str
+    base: str | None
+
+    @staticmethod
+    def path(directory: Path, tid: str) -> Path:
+        return directory / f".tallow-resume-{tid}.json"
+
+    @classmethod
+    def load(cls, directory: Path, tid: str, files: list[list[Any]]) -> ResumePoint | None:
+        """The saved point for this transfer id, if it matches the offer and its part is there."""
+        try:
+            point = cls(**json.loads(cls.path(directory, tid).read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+        part = directory / point.part
+        if point.files != files or not part.is_file() or part.stat().st_size != point.offset:
+            return None
+        return point
+
+
 @attrs.define
 class _Incoming:
     offer_id: int
+    tid: str
     offer: Offer
+    files: list[list[Any]]  # [name, size] as offered
     sizes: list[int]
+    resume: ResumePoint | None = None
     state: str = "offered"  # offered | active | done | declined
     base: Path | None = None  # a folder's own directory, chosen at accept
     index: int = -1
@@ -222,6 +290,21 @@ class _Incoming:
     digest: Any = attrs.field(factory=hashlib.sha256)
     text: bytearray = attrs.field(factory=bytearray)
     progress: Progress | None = None
+
+    def suspend(self, directory: Path) -> None:
+        """The connection was lost mid-file: keep the part and say where to resume."""
+        if self.sink is None or self.part is None or self.target is None:
+            return self.discard()
+        self.sink.close()
+        self.sink = None
+        point = ResumePoint(
+            self.files, self.index, self.received, self.chain.hexdigest(),
+            str(self.part.relative_to(directory)), str(self.target.relative_to(directory)),
+            self.base.name if self.base is not None else None,
+        )  # fmt: skip
+        ResumePoint.path(directory, self.tid).write_text(json.dumps(attrs.asdict(point)))
+        self.part = None  # kept
+        return self.discard()
 
     def discard(self) -> None:
         if self.sink is not None:
@@ -273,6 +356,12 @@ class Receiver:
             for incoming in self._open():
                 self.link.control({"t": "cancel", "id": incoming.offer_id})
             raise
+        except (SecurityFailure, Declined):
+            raise
+        except PeerError:  # the connection was lost: what arrived is kept for a resume
+            for incoming in self._open():
+                incoming.suspend(self.directory)
+            raise
         finally:
             for task in self._decisions:
                 task.cancel()
@@ -310,6 +399,8 @@ class Receiver:
         elif kind == "cancel":
             incoming = self.offers.get(message.get("id"))  # type: ignore[arg-type]
             if incoming is not None and incoming.state in ("offered", "active"):
+                incoming.state = "cancelled"
+                incoming.discard()
                 raise Refused(f"{self.link.name} cancelled {incoming.offer.summary}")
         elif kind not in ("accept", "decline", "done"):
             raise SecurityFailure(f"unknown message {kind!r}")
@@ -325,13 +416,19 @@ class Receiver:
         files = message["files"]
         offer = Offer(message["kind"], offered_names(message["kind"], files),
                       sum(f["size"] for f in files), self.link.name)  # fmt: skip
-        incoming = _Incoming(offer_id, offer, [f["size"] for f in files])
+        listed = [[f["name"], f["size"]] for f in files]
+        incoming = _Incoming(offer_id, message["tid"], offer, listed, [f["size"] for f in files])
+        if offer.kind != "text":
+            incoming.resume = ResumePoint.load(self.directory, incoming.tid, listed)
         self.offers[offer_id] = incoming
         task = asyncio.ensure_future(self._answer(incoming))
         self._decisions.add(task)
         task.add_done_callback(self._decisions.discard)
 
     async def _answer(self, incoming: _Incoming) -> None:
+        if incoming.resume is not None:  # accepted before, interrupted: not asked again
+            self._answered.set()
+            return self._accept(incoming)
         async with self._asking:
             yes = await self.decide(incoming.offer)
         self._answered.set()
@@ -344,9 +441,21 @@ class Receiver:
             return
         if incoming.offer.kind == "folder":
             incoming.base = free_path(self.directory, incoming.offer.names[0].split("/")[0])
+        return self._accept(incoming)
+
+    def _accept(self, incoming: _Incoming) -> None:
         incoming.state = "active"
         incoming.progress = self.progress(incoming.offer.summary, incoming.offer.size)
-        self.link.control({"t": "accept", "id": incoming.offer_id})
+        accept: dict[str, Any] = {"t": "accept", "id": incoming.offer_id}
+        point = incoming.resume
+        if point is not None:
+            # Files before `index` are complete; the sender checks the chain hash of the rest.
+            self.report("resuming", f"{self.directory / point.target} at byte {point.offset}")
+            incoming.base = self.directory / point.base if point.base else None
+            incoming.index = point.index - 1
+            incoming.received = incoming.sizes[point.index - 1] if point.index else 0
+            accept["resume"] = {"index": point.index, "offset": point.offset, "hash": point.chain}
+        self.link.control(accept)
 
     def _accepted(self, offer_id: Any) -> _Incoming:
         """The offer `offer_id`, which this side must have accepted and not finished."""
@@ -356,14 +465,21 @@ class Receiver:
         return incoming
 
     def _on_file(self, incoming: _Incoming, message: dict[str, Any]) -> None:
-        index = message.get("index")
+        index, offset, point = message.get("index"), message.get("offset"), incoming.resume
         done_before = incoming.index < 0 or incoming.received == incoming.sizes[incoming.index]
-        if index != incoming.index + 1 or message.get("offset") != 0 or not done_before:
+        resumed = point is not None and index == point.index and offset == point.offset
+        if index != incoming.index + 1 or (offset != 0 and not resumed) or not done_before:
             raise SecurityFailure("file out of order")
         if index >= len(incoming.sizes):
             raise SecurityFailure("more files than the offer said")
         incoming.index, incoming.received = index, 0
         incoming.chain, incoming.digest = ChainHash(), hashlib.sha256()
+        if point is not None and index == point.index:
+            incoming.resume = None
+            ResumePoint.path(self.directory, incoming.tid).unlink(missing_ok=True)
+            if resumed and offset:
+                self._continue(incoming, point)
+                return
         if incoming.offer.kind == "text":
             return
         name = incoming.offer.names[index]
@@ -376,6 +492,19 @@ class Receiver:
         incoming.target = target
         incoming.part = target.with_name(f".{target.name}.tallow-part")
         incoming.sink = incoming.part.open("wb")
+
+    def _continue(self, incoming: _Incoming, point: ResumePoint) -> None:
+        """Append to the part an earlier session left, its chain and SHA-256 picked up."""
+        incoming.target = self.directory / point.target
+        incoming.part = self.directory / point.part
+        with incoming.part.open("rb") as earlier:
+            while block := earlier.read(1 << 20):
+                incoming.digest.update(block)
+        incoming.chain = ChainHash(bytes.fromhex(point.chain))
+        incoming.received = point.offset
+        incoming.sink = incoming.part.open("ab")
+        assert incoming.progress is not None
+        incoming.progress.update(sum(incoming.sizes[: point.index]) + point.offset)
 
     def _on_chunk(self, incoming: _Incoming, data: bytes) -> None:
         if incoming.index < 0 or incoming.received + len(data) > incoming.sizes[incoming.index]:

@@ -1,4 +1,5 @@
-"""The command-line peer with the real web app in real Chromium, against a real server.
+"""The command-line peer (tallow send / receive as child processes) with the real web app in
+real Chromium and with itself, against a real server.
 
 Both roles: the terminal's room joined by the browser (the terminal is the responder) and the
 browser's room joined by the terminal (the terminal initiates). Words and SHA-256 are compared on
@@ -227,3 +228,36 @@ def test_a_peer_that_never_connects_is_given_up_after_the_timeout(tallow_server,
         assert sender.wait() == 1, sender.describe()
         assert 2 <= time.monotonic() - started < 15
     sender.said("could not connect to Someone within 2 s")
+
+
+def test_an_interrupted_transfer_resumes_where_it_stopped(start_tallow, peers, tmp_path) -> None:
+    # A short grace period, so the receiver hears at once that the killed sender left.
+    server = start_tallow(env={"TALLOW_RESUME_SECONDS": "1"})
+    path, digest = random_file(tmp_path, "big.bin", 48 * 1024 * 1024)
+    out = tmp_path / "inbox"
+    sender = PeerProcess(["send", str(path), "--server", server.url, "--yes"], tmp_path)
+    receiver = PeerProcess(["receive", sender.value("link"), "--accept", "--out", str(out)],
+                           tmp_path)  # fmt: skip
+    peers += [sender, receiver]
+    part = out / ".big.bin.tallow-part"
+    deadline = time.monotonic() + 60
+    while not (part.exists() and part.stat().st_size > 4 * 1024 * 1024):
+        assert time.monotonic() < deadline, receiver.describe()
+        time.sleep(0.02)
+    sender.kill()  # the connection is lost, nobody cancelled
+    assert receiver.wait() == 4, receiver.describe()
+    kept = part.stat().st_size
+    assert 0 < kept < path.stat().st_size and kept % 65_515 == 0
+
+    # The same file offered again (same transfer id): accepted without asking, from where it was.
+    sender = PeerProcess(["send", str(path), "--server", server.url, "--yes"], tmp_path)
+    receiver = PeerProcess(["receive", sender.value("link"), "--out", str(out)], tmp_path)
+    peers += [sender, receiver]
+    receiver.process.stdin.close()  # type: ignore[union-attr]  # no answer: nothing asks
+    assert receiver.wait() == 0, receiver.describe()
+    assert sender.wait() == 0, sender.describe()
+    size = path.stat().st_size
+    assert receiver.values("resuming") == [f"{out / path.name} at byte {kept}"]
+    assert receiver.values("received") == [f"{out / path.name} {size} sha256 {digest}"]
+    assert sender.values("sent") == [f"{path.name} {size} sha256 {digest}"]
+    assert sorted(p.name for p in out.iterdir()) == [path.name]  # part and resume point gone
