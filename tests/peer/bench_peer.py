@@ -12,6 +12,7 @@ docs/performance.md records results.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -23,7 +24,7 @@ from playwright.sync_api import Browser, sync_playwright
 
 from tests.browser.app import create_room, finish_receiving, join_room, random_file, wait_secure
 from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS, STREAM_DOWNLOADS
-from tests.conftest import launch
+from tests.conftest import launcher
 from tests.coturn import run_coturn
 from tests.peer.cli_peer import PeerProcess
 
@@ -92,43 +93,36 @@ def main() -> None:
     )
     options = parser.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
-    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
-        directory = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        directory = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         path, _ = random_file(directory, "bench.bin", options.mib * MIB)
+        playwright = stack.enter_context(sync_playwright())
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        servers = []
-        try:
-            with run_coturn(directory) as turn:
-                servers.append(launch(directory))
-                turn_env = {"TURN_URLS": turn.url, "TURN_SECRET": turn.secret}
-                servers.append(launch(directory, env=turn_env))
-                cases = {
-                    "terminal -> terminal": lambda url, relay: terminal_to_terminal(
-                        url, relay, path
-                    ),
-                    "terminal -> browser": lambda url, relay: terminal_to_browser(
-                        browser, url, relay, path
-                    ),
-                    "browser -> terminal": lambda url, relay: browser_to_terminal(
-                        browser, url, relay, path
-                    ),
-                }
-                for name in options.case or CASES:
-                    case = cases[name]
-                    for mode, server, relay in (
-                        ("direct", servers[0], []), ("relay", servers[1], ["--relay"])
-                    ):  # fmt: skip
-                        rates = [case(server.url, relay) for _ in range(options.runs)]
-                        print(
-                            f"{name:20} {mode:6} {options.mib} MiB: median "
-                            f"{statistics.median(rates):.1f} MiB/s "
-                            f"(runs: {', '.join(f'{r:.1f}' for r in rates)})",
-                            flush=True,
-                        )
-        finally:
-            for server in servers:
-                server.kill()
-            browser.close()
+        stack.callback(browser.close)
+        turn = stack.enter_context(run_coturn(directory))
+        start = stack.enter_context(launcher(directory))
+        modes = {
+            "direct": (start(), []),
+            "relay": (start(env={"TURN_URLS": turn.url, "TURN_SECRET": turn.secret}), ["--relay"]),
+        }
+        cases = {
+            "terminal -> terminal": lambda url, relay: terminal_to_terminal(url, relay, path),
+            "terminal -> browser": lambda url, relay: terminal_to_browser(
+                browser, url, relay, path
+            ),
+            "browser -> terminal": lambda url, relay: browser_to_terminal(
+                browser, url, relay, path
+            ),
+        }
+        for name in options.case or CASES:
+            for mode, (server, relay) in modes.items():
+                rates = [cases[name](server.url, relay) for _ in range(options.runs)]
+                print(
+                    f"{name:20} {mode:6} {options.mib} MiB: median "
+                    f"{statistics.median(rates):.1f} MiB/s "
+                    f"(runs: {', '.join(f'{r:.1f}' for r in rates)})",
+                    flush=True,
+                )
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
 
