@@ -200,6 +200,8 @@ async def run_receive(
 
         async def decide(offer: Offer) -> bool:
             about = f"{offer.summary} from {offer.sender}"
+            if offer.resume_at is not None:
+                about = f"the rest of {about} (interrupted at byte {offer.resume_at})"
             if accept:
                 ui.say(f"--accept: taking {about} without asking.")
                 return True

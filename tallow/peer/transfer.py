@@ -232,6 +232,7 @@ class Offer:
     names: list[str]
     size: int
     sender: str
+    resume_at: int | None = None  # bytes of the interrupted file already here
 
     @property
     def summary(self) -> str:
@@ -414,21 +415,23 @@ class Receiver:
             self.link.control({"t": "decline", "id": offer_id, "reason": "busy"})
             return
         files = message["files"]
-        offer = Offer(message["kind"], offered_names(message["kind"], files),
-                      sum(f["size"] for f in files), self.link.name)  # fmt: skip
         listed = [[f["name"], f["size"]] for f in files]
+        point = None
+        if message["kind"] != "text":
+            point = ResumePoint.load(self.directory, message["tid"], listed)
+        offer = Offer(message["kind"], offered_names(message["kind"], files),
+                      sum(f["size"] for f in files), self.link.name,
+                      point.offset if point else None)  # fmt: skip
         incoming = _Incoming(offer_id, message["tid"], offer, listed, [f["size"] for f in files])
-        if offer.kind != "text":
-            incoming.resume = ResumePoint.load(self.directory, incoming.tid, listed)
+        incoming.resume = point
         self.offers[offer_id] = incoming
         task = asyncio.ensure_future(self._answer(incoming))
         self._decisions.add(task)
         task.add_done_callback(self._decisions.discard)
 
     async def _answer(self, incoming: _Incoming) -> None:
-        if incoming.resume is not None:  # accepted before, interrupted: not asked again
-            self._answered.set()
-            return self._accept(incoming)
+        # A resumed offer is asked about again: its sender is a new session (another process,
+        # another peer id), unlike the web app's resume within one page's session.
         async with self._asking:
             yes = await self.decide(incoming.offer)
         self._answered.set()
