@@ -7,7 +7,8 @@ usage() {
   cat <<'USAGE'
 Usage: scripts/setup.sh [--test]
   (no option)  .venv with Tallow and its pinned dependencies; the web UI is rebuilt when npm exists
-  --test       also the Debian packages in scripts/apt-packages.txt, the test tools and the UI build
+  --test       also the Debian packages in scripts/apt-packages.txt, the test tools, the
+               command-line peer (the peer extra) and the UI build
 Environment: PYTHON (default python3; 3.11 or newer)
 USAGE
 }
@@ -52,7 +53,7 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 extras=""
-[ "$mode" = test ] && extras="[test,build]"
+[ "$mode" = test ] && extras="[test,build,peer]"
 say "installing Tallow$extras into .venv"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".$extras"
 

@@ -1,4 +1,4 @@
-"""The ``tallow`` command: serve, check, config, version.
+"""The ``tallow`` command: serve, check, config, bench, version, and the peer's send and receive.
 
 Every setting in tallow.config.SETTINGS becomes a flag of ``serve`` and ``config``; a flag beats
 the environment variable, which beats the default.
@@ -11,6 +11,8 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -194,6 +196,76 @@ def bench(
     click.echo(f"round trip ms: p50 {rtt['p50']}  p99 {rtt['p99']}  max {rtt['max']}")
     click.echo(
         f"connections/s: {summary['connections_per_second']}  errors: {summary['errors'] or 'none'}"
+    )
+
+
+def _peer() -> ModuleType:
+    """The command-line peer, which lives in the optional `peer` extra (docs/cli.md)."""
+    try:
+        from tallow.peer import main as peer
+    except ImportError as missing:
+        click.echo(
+            f"tallow: send and receive need the command-line peer ({missing.name} is missing): "
+            "pip install 'tallow[peer]', or run tallow-peer.pyz instead of tallow.pyz",
+            err=True,
+        )
+        sys.exit(1)
+    return peer
+
+
+_server_option = click.option(
+    "--server", envvar="TALLOW_SERVER", metavar="URL", help="The Tallow server [env TALLOW_SERVER]."
+)
+_relay_option = click.option(
+    "--relay", is_flag=True, help="Connect only through the server's TURN relay (hides your IP)."
+)
+_name_option = click.option("--name", default="Terminal", show_default=True, help="Shown to them.")
+_timeout_option = click.option(
+    "--connect-timeout", default=30.0, show_default=True, metavar="SECONDS",
+    help="How long the other side may take to connect once it is in the room.",
+)  # fmt: skip
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--text", help="Send this text too (at most 1 MiB).")
+@_server_option
+@_relay_option
+@click.option("--yes", is_flag=True, help="Do not ask whether the words match (for scripts).")
+@_name_option
+@_timeout_option
+def send(
+    paths: tuple[Path, ...], text: str | None, server: str | None, relay: bool, yes: bool,
+    name: str, connect_timeout: float,
+) -> None:  # fmt: skip
+    """Create a room; send files, folders (PATHS) or a text to whoever joins it (docs/cli.md)."""
+    if not paths and text is None:
+        raise click.UsageError("give files or folders to send, or --text")
+    server = server or "http://127.0.0.1:3000"
+    sys.exit(
+        _peer().send(
+            list(paths), text, server, relay=relay, yes=yes, name=name, timeout=connect_timeout
+        )
+    )
+
+
+@main.command()
+@click.argument("target", metavar="CODE|LINK")
+@_server_option
+@click.option("--out", type=click.Path(path_type=Path), default=Path("."), help="Where files go.")
+@_relay_option
+@click.option("--accept", is_flag=True, help="Take every offer without asking (for scripts).")
+@_name_option
+@_timeout_option
+def receive(
+    target: str, server: str | None, out: Path, relay: bool, accept: bool, name: str,
+    connect_timeout: float,
+) -> None:  # fmt: skip
+    """Join a room by code or link and receive files into --out (docs/cli.md)."""
+    sys.exit(
+        _peer().receive(
+            target, server, out, relay=relay, accept=accept, name=name, timeout=connect_timeout
+        )
     )
 
 

@@ -1,8 +1,9 @@
 """The end-to-end encryption, checked from outside the browser.
 
-- Interop: Python's `cryptography` (FIPS 203 ML-KEM-768, X25519, HKDF, HMAC, AES-GCM) reproduces the
-  shared secrets, session keys, key confirmation, verification words and the first encrypted frame
-  of a real handshake between two pages, following the key schedule in docs/webapp.md.
+- Interop: tallow.peer.crypto (the command-line peer's implementation, on `cryptography`: FIPS 203
+  ML-KEM-768, X25519, HKDF, HMAC, AES-GCM) reproduces the shared secrets, session keys, key
+  confirmation, verification words and the first encrypted frame of a real handshake between two
+  pages, following the key schedule in docs/webapp.md.
 - Privacy: every WebSocket frame of a whole transfer is recorded; none carries a key, a secret, the
   file name or any file byte, and each one has the documented shape.
 
@@ -13,22 +14,24 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
-import re
-import struct
-from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.mlkem import MLKEM768PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from playwright.sync_api import Page, WebSocket
 
+from tallow.peer.crypto import (
+    SCHEDULE,
+    SecureFrames,
+    SecurityError,
+    Session,
+    associated_data,
+    key_schedule,
+    sas_words,
+    transcript_hash,
+)
 from tests.browser.app import (
     connected_pair,
     create_room,
@@ -38,18 +41,6 @@ from tests.browser.app import (
     save_received,
     wait_secure,
 )
-
-NODE_MODULES = Path(__file__).resolve().parents[2] / "web" / "node_modules"
-WORDLIST = NODE_MODULES / "@scure" / "bip39" / "wordlists" / "english.js"
-# The key schedule (docs/webapp.md): HKDF-SHA256 output name -> (info label, bytes).
-SCHEDULE = {
-    "keyI2R": ("tallow/v1 key initiator to responder", 32),
-    "keyR2I": ("tallow/v1 key responder to initiator", 32),
-    "confirmI": ("tallow/v1 confirm initiator", 32),
-    "confirmR": ("tallow/v1 confirm responder", 32),
-    "sas": ("tallow/v1 sas", 6),
-}
-TRANSCRIPT_FIELDS = ["xI", "ekI", "commitI", "xR", "ct", "nonceR", "nonceI"]
 
 
 def b64(text: str) -> bytes:
@@ -64,13 +55,6 @@ def handshake_pair(new_page, server) -> tuple[Page, Page, dict[str, Any], dict[s
     (initiator,) = hook(bob, "h.handshakes")  # whoever joins later initiates
     assert (initiator["role"], responder["role"]) == ("initiator", "responder")
     return alice, bob, initiator, responder
-
-
-def sas_words(sas: bytes) -> list[str]:
-    text = WORDLIST.read_text()
-    words = re.search(r"`([a-z\n]+)`", text).group(1).split("\n")  # type: ignore[union-attr]
-    value = int.from_bytes(sas[:6], "big")
-    return [words[(value >> (48 - 11 * i)) & 0x7FF] for i in range(1, 5)]
 
 
 def test_python_reproduces_the_browsers_handshake(tallow_server, new_page) -> None:
@@ -98,23 +82,21 @@ def test_python_reproduces_the_browsers_handshake(tallow_server, new_page) -> No
 
     # The initiator's nonce matches its commitment; the transcript hash covers every public value.
     assert hashlib.sha256(f["nonceI"]).digest() == f["commitI"]
-    fields = [b"tallow/v1 transcript", *(i.encode() for i in ids)]
-    fields += [f[name] for name in TRANSCRIPT_FIELDS]
-    transcript = hashlib.sha256(b"".join(struct.pack(">I", len(x)) + x for x in fields)).digest()
+    transcript = transcript_hash(*ids, f)
     ikm = ss_kem + ss_x
     for record in (init, resp):
         assert b64(record["derived"]["transcript"]) == transcript
 
-    keys = {
-        name: HKDF(hashes.SHA256(), length, transcript, label.encode()).derive(ikm)
-        for name, (label, length) in SCHEDULE.items()
-    }
+    keys = key_schedule(ikm, transcript)
     for record in (init, resp):
         assert {name: b64(record["derived"][name]) for name in SCHEDULE} == keys
 
     # Key confirmation tags and the verification words both pages show.
-    assert b64(init["derived"]["confirmTag"]) == hmac.digest(keys["confirmI"], transcript, "sha256")
-    assert b64(resp["derived"]["confirmTag"]) == hmac.digest(keys["confirmR"], transcript, "sha256")
+    sessions = {
+        role: Session(role == "initiator", transcript, keys) for role in ("initiator", "responder")
+    }
+    assert b64(init["derived"]["confirmTag"]) == sessions["initiator"].confirm_tag
+    assert b64(resp["derived"]["confirmTag"]) == sessions["responder"].confirm_tag
     words = sas_words(keys["sas"])
     assert init["sas"] == resp["sas"] == words
     assert alice.get_by_test_id("sas").inner_text() == " ".join(words)
@@ -122,22 +104,23 @@ def test_python_reproduces_the_browsers_handshake(tallow_server, new_page) -> No
 
     # The first data-channel frame each way is the confirmation, sealed with AES-256-GCM under
     # that direction's key and nonce 0 (4 zero bytes || 64-bit counter), with associated data
-    # naming the channel (label, SCTP stream id) and the direction.
-    nonce0 = bytes(12)
-    for page, key, tag, direction in (
-        (bob, "keyI2R", init, "i2r"),
-        (alice, "keyR2I", resp, "r2i"),
-    ):
+    # naming the channel (label, SCTP stream id) and the direction: the receiving side's
+    # SecureFrames opens it and verifies the tag.
+    for page, receiver, direction in ((bob, "responder", "i2r"), (alice, "initiator", "r2i")):
         (sent,) = hook(page, "h.frames.map(f => ({...f, frame: Array.from(f.frame)}))")
         assert sent["label"] == "tallow"
-        aad = f"tallow/v1 frame tallow {sent['stream']} {direction}".encode()
-        plain = AESGCM(keys[key]).decrypt(nonce0, bytes(sent["frame"]), aad)
-        with pytest.raises(InvalidTag):  # the same frame on another channel is not accepted
-            AESGCM(keys[key]).decrypt(
-                nonce0, bytes(sent["frame"]), aad.replace(b"tallow ", b"x ", 1)
+        frame = bytes(sent["frame"])
+        session = Session(receiver == "initiator", transcript, keys)
+        frames = SecureFrames(session, sent["label"], sent["stream"])
+        assert frames.recv_aad == associated_data("tallow", sent["stream"], direction)
+        assert frames.open(frame) is None and frames.confirmed  # the tag verified
+        # The same frame is refused on another channel, and replayed (as frame 1).
+        with pytest.raises(SecurityError):
+            SecureFrames(Session(session.initiator, transcript, keys), "x", sent["stream"]).open(
+                frame
             )
-        body = json.dumps({"t": "confirm", "tag": tag["derived"]["confirmTag"]})
-        assert plain == b"\x01" + body.replace(" ", "").encode()
+        with pytest.raises(SecurityError):
+            frames.open(frame)
 
 
 SIGNAL_SHAPES = {
