@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,10 @@ def run_pair(tmp_path: Path, paths: list[Path], text: str | None, answers: list[
         results = await asyncio.gather(send(), receiver.run(linger=0.2), return_exceptions=True)
         outcome.errors.extend(type(r) for r in results if isinstance(r, BaseException))
 
-    asyncio.run(main())
+    # A thread of its own: in a full run, Playwright's sync API keeps an event loop running in
+    # this thread (the browser tests share the session), and asyncio.run refuses to nest.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, main()).result()
     return outcome
 
 
