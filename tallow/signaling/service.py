@@ -1,4 +1,4 @@
-"""The signaling service of one replica: admits connections, runs sessions, reaps expired peers."""
+"""The signaling service of one replica: runs sessions, keeps them alive, reaps expired peers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from tallow.config import Settings
 from tallow.observability import metrics
 from tallow.observability.logs import event
 from tallow.signaling import protocol as p
-from tallow.signaling.session import Session, Transport
+from tallow.signaling.session import Session
+from tallow.signaling.transport import Transport
 
 log = logging.getLogger("tallow.signaling")
 
@@ -38,7 +39,7 @@ class SignalingService:
 
     async def serve(self, transport: Transport, client_ip: str, resume: str | None) -> None:
         """Run one accepted connection until it ends."""
-        session = Session(self, transport, client_ip)
+        session = Session(self, transport)
         self.sessions.add(session)
         self._per_ip[client_ip] += 1
         metrics.connections_total.inc()
@@ -61,6 +62,22 @@ class SignalingService:
         self.draining = True
         for session in list(self.sessions):
             session.close_soon(p.CLOSE_GOING_AWAY, "server restarting; resume on another")
+
+    async def keep_alive(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Forever, every heartbeat: ping every connection, drop those silent for three.
+
+        One task for the whole replica, not one per connection: a sweep over 10,000 sessions
+        every 20 s costs a few milliseconds.
+        """
+        task_status.started()
+        heartbeat = self.settings.heartbeat_seconds
+        while True:
+            await trio.sleep(heartbeat)
+            silent_since = trio.current_time() - 3 * heartbeat
+            for session in list(self.sessions):
+                session.heartbeat(silent_since)
 
     async def reap_expired(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

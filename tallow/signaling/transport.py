@@ -1,0 +1,115 @@
+"""One client's WebSocket on a non-blocking socket: messages in, bytes out, nothing in between.
+
+The session's own task reads (``trio.lowlevel.wait_readable`` when the socket is empty, then one
+``read`` whose frames are all decoded in one pass); any task writes, without waiting, through the
+session's ``Outbox``. No stream object, lock or cancel scope per write: the socket is the buffer,
+and the outbox keeps whatever it cannot take yet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Protocol
+
+import trio
+
+from tallow.signaling.codec import (
+    CLOSE,
+    PING,
+    Control,
+    Decoder,
+    FrameError,
+    Message,
+    close_frame,
+    pong_frame,
+)
+from tallow.signaling.outbox import CONTROL, Outbox, Wire
+
+RECEIVE_BYTES = 65536
+
+
+class Transport(Wire, Protocol):
+    """A WebSocket as the session sees it (a real socket, or a fake one in tests)."""
+
+    last_heard: float  # trio.current_time() of the last bytes the client sent
+    farewell: bytes | None  # the close frame owed to a client that ended the connection
+
+    async def receive(self, outbox: Outbox) -> str | bytes | None:
+        """The next text (str) or binary (bytes) message; None once the connection ended.
+        Pings are answered through ``outbox``, so a pong never cuts into another frame."""
+        ...
+
+
+class SocketTransport:
+    __slots__ = ("_decoder", "_early", "_pending", "_socket", "farewell", "last_heard")
+
+    def __init__(self, sock: trio.socket.SocketType, hard_limit: int, early: bytes = b"") -> None:
+        self._socket = sock
+        self._decoder = Decoder(hard_limit)
+        self._pending: list[Message] = []  # decoded, not yet handed out; in reverse order
+        self._early = early  # frames that came in with the request head
+        self.last_heard = trio.current_time()
+        self.farewell: bytes | None = None
+
+    async def receive(self, outbox: Outbox) -> str | bytes | None:
+        while True:
+            while self._pending:
+                message = self._pending.pop()
+                if not isinstance(message, Control):
+                    return message
+                if message.opcode == PING:
+                    outbox.put(pong_frame(message.payload), CONTROL, bounded=False)
+                elif message.opcode == CLOSE:
+                    self.farewell = close_frame(message.code)  # the echo RFC 6455 asks for
+                    return None
+            data = await self._read()
+            if not data:
+                return None
+            try:
+                self._pending = self._decoder.feed(data)
+            except FrameError as error:
+                self.farewell = close_frame(error.code, error.reason)
+                return None
+            self._pending.reverse()
+
+    async def _read(self) -> bytes:
+        """The next bytes from the client; b"" once it has gone (or the socket was closed)."""
+        if self._early:
+            data, self._early = self._early, b""
+            return data
+        waited = False
+        while True:
+            try:
+                data = os.read(self._socket.fileno(), RECEIVE_BYTES)
+            except BlockingIOError:
+                try:
+                    await trio.lowlevel.wait_readable(self._socket)
+                except trio.ClosedResourceError:
+                    return b""
+                waited = True
+                continue
+            except OSError:
+                return b""
+            if not waited:  # every read is a checkpoint: no client can hold the loop
+                await trio.lowlevel.checkpoint()
+            self.last_heard = trio.current_time()
+            return data
+
+    # --- the outbox's Wire ----------------------------------------------------------------------
+
+    def write_nowait(self, data: bytes) -> int:
+        try:
+            return os.write(self._socket.fileno(), data)
+        except BlockingIOError:
+            return 0
+        except OSError:  # gone, or closed here (fileno -1): the reader sees the end
+            return len(data)
+
+    async def wait_writable(self) -> None:
+        # Closed: the next write reports it as written, and the reader sees the end.
+        with contextlib.suppress(trio.ClosedResourceError):
+            await trio.lowlevel.wait_writable(self._socket)
+
+    def abort(self) -> None:
+        self._socket.close()
