@@ -96,8 +96,10 @@ class _Replay(trio.abc.HalfCloseableStream):
             with trio.CancelScope() as self._reading:
                 return await self._stream.receive_some(max_bytes)
         # Taken: hypercorn waits (deaf to its own timeouts) until the session is over.
+        released = self._released
+        assert released is not None  # cancelled above only by take_over()
         with trio.CancelScope(shield=True):
-            await self._released.wait()
+            await released.wait()
         return b""
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:

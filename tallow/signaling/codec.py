@@ -185,7 +185,9 @@ def close_frame(code: int, reason: str = "") -> bytes:
     """A close frame; 1005 (no status) is sent as an empty payload, as RFC 6455 requires."""
     if code == NO_STATUS:
         return _frame(CLOSE, b"")
-    return _frame(CLOSE, code.to_bytes(2, "big") + reason.encode()[: MAX_CONTROL_PAYLOAD - 2])
+    # Cut to fit a control frame, at a character boundary: the reason must stay UTF-8.
+    cut = reason.encode()[: MAX_CONTROL_PAYLOAD - 2].decode(errors="ignore").encode()
+    return _frame(CLOSE, code.to_bytes(2, "big") + cut)
 
 
 def pong_frame(payload: bytes) -> bytes:

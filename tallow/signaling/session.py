@@ -257,7 +257,8 @@ class Session:
         else:
             self.room = room
             peers = [other.wire() for other in present]
-            reply = {"type": "joined", "room": room, "peer": self.peer, "peers": peers}
+            reply: dict[str, Any] = {"type": "joined", "room": room, "peer": self.peer}
+            reply["peers"] = peers
             if re is not None:
                 reply["re"] = re
             joined_reply = p.encode(reply)
