@@ -143,9 +143,7 @@ def test_server_close_frames() -> None:
     assert close_frame(1005) == b"\x88\x00"  # "no status" is an empty close, never sent as a code
     assert close_frame(1013, "busy") == b"\x88\x06\x03\xf5busy"
     reference = FrameProtocol(client=False, extensions=[])
-    assert close_frame(1001, "bye") == reference._serialize_frame(
-        Opcode.CLOSE, b"\x03\xe9bye"
-    )
+    assert close_frame(1001, "bye") == reference._serialize_frame(Opcode.CLOSE, b"\x03\xe9bye")
 
 
 @pytest.mark.parametrize("size", [1, 3, 4, 5, 1000, 4097])

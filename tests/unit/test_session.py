@@ -137,7 +137,7 @@ async def test_frames_that_arrive_during_a_join_come_after_joined(service, nurse
         async def join(self, room: str, member: Member, capacity: int) -> list[Member]:
             present = await super().join(room, member, capacity)
             await self.publish(room, b'{"type":"broadcast","from":"early","data":1}')
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
             return present
 
     service.broker = RacingBroker(resume_seconds=30, resume_queue=100)
@@ -148,9 +148,7 @@ async def test_frames_that_arrive_during_a_join_come_after_joined(service, nurse
     assert sock.messages()[1]["re"] == "j"
 
 
-async def test_a_slow_reader_is_cut_at_the_bound_and_resumes_without_loss(
-    service, nursery
-) -> None:
+async def test_a_slow_reader_is_cut_at_the_bound_and_resumes_without_loss(service, nursery) -> None:
     alice, _ = await connect(service, nursery)
     bob, bob_welcome = await connect(service, nursery)
     for sock in (alice, bob):
