@@ -38,7 +38,19 @@ const assets = {
 };
 const template = await readFile(join(here, 'src', 'index.html'), 'utf8');
 const html = template.replace(/\{\{(\w+)\}\}/g, (_, key) => assets[key].name);
-const files = [...Object.values(assets), { name: 'index.html', contents: Buffer.from(html) }];
+// The output says what it is: generated, not to be edited by hand (and collapsed in diffs).
+const notes = {
+  'README.md':
+    '# tallow/static: generated\n\nThe web UI as built from `web/` by `npm run build` ' +
+    '(`web/build.mjs`). Do not edit these files: change `web/src/`, rebuild and commit the ' +
+    'result; the browser tests check that it matches the sources.\n',
+  '.gitattributes': '* linguist-generated=true\n',
+};
+const files = [
+  ...Object.values(assets),
+  { name: 'index.html', contents: Buffer.from(html) },
+  ...Object.entries(notes).map(([name, text]) => ({ name, contents: Buffer.from(text) })),
+];
 
 // The output folder holds only the build: clear what an older build left.
 await mkdir(outdir, { recursive: true });
