@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import free_port  # noqa: E402  (the same free-port helper the tests use)
+from harness.processes import free_port  # noqa: E402  (the same free-port helper the tests use)
 
 ZIPAPP = ROOT / "dist" / "tallow.pyz"
 SECTION = "## Core server (bench/core.py)"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
+from harness.processes import http_get
 from tests.browser.app import (
     create_room,
     join_room,
@@ -17,7 +18,6 @@ from tests.browser.app import (
     wait_secure,
 )
 from tests.browser.proxy import cuttable_proxy
-from tests.conftest import http_get
 
 OUTAGE_SECONDS = 2.0
 

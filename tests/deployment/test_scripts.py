@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port
+from harness.processes import free_port
 from tests.deployment import nginx
 from tests.deployment.artifacts import SCRIPTS
 from tests.deployment.tools import ROOT, VENV_BIN, run, tool

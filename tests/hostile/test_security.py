@@ -18,12 +18,12 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.client import connect
+from harness.processes import http_get
+from harness.redis import RedisServer
 from tallow.signaling.rooms import ALPHABET, ENTROPY_BITS
-from tests.conftest import http_get
 from tests.hostile.conftest import tried
 from tests.hostile.wire import RawClient
-from tests.redis.redis_procs import RedisServer
-from tests.signaling_client import connect
 
 FUZZ = settings(
     max_examples=int(os.environ.get("HOSTILE_EXAMPLES", "150")),

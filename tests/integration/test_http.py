@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import socket
 
+from harness.client import connect
+from harness.processes import http_get
 from tallow.http.headers import CONTENT_SECURITY_POLICY
-from tests.conftest import http_get
-from tests.signaling_client import connect
 
 
 def test_health_is_liveness_with_identity(tallow_server) -> None:

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
+from harness.processes import ROOT
 from tallow.config import SETTINGS, ConfigError, describe, load, masked_url
-from tests.conftest import ROOT
 
 
 def test_defaults_need_no_environment() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 import trio
 
-from tests.conftest import free_port
+from harness.processes import free_port
 
 START_TIMEOUT = 10.0
 
