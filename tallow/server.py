@@ -4,7 +4,8 @@
       nursery
         broker.run             subscriptions and heartbeats of the broker
         signaling.reap_expired peer-left for peers whose resume grace ended
-        signaling.keep_alive   one heartbeat task: pings every WebSocket, drops silent ones
+        signaling.run          one heartbeat task (pings every WebSocket, drops silent ones);
+                               its nursery holds the outboxes' writers while they have a backlog
         _watch_signals         SIGTERM/SIGINT -> drain
         _run_http              the listener: /signaling sessions on raw sockets, the rest
                                (probes, metrics, ICE servers, UI) through hypercorn
@@ -116,7 +117,7 @@ async def serve(
         await nursery.start(runtime.broker.run)
         await _first_broker_contact(runtime)
         await nursery.start(runtime.signaling.reap_expired)
-        await nursery.start(runtime.signaling.keep_alive)
+        await nursery.start(runtime.signaling.run)
         nursery.start_soon(_watch_signals, stop, nursery)
         binds = await nursery.start(_run_http, runtime, sockets, stop, http_done)
         event(

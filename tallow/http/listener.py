@@ -26,7 +26,7 @@ from hypercorn.typing import ConnectionState
 from hypercorn.utils import repr_socket_addr, wrap_app
 
 from tallow.http.routes import SIGNALING_PATH
-from tallow.http.upgrade import serve_fresh
+from tallow.http.upgrade import fresh_upgrade, serve_upgrade
 from tallow.observability.logs import event
 from tallow.signaling.service import SignalingService
 
@@ -195,7 +195,12 @@ async def serve_http(
                     await stream.send_all(TOO_LARGE_RESPONSE)
                 await trio.aclose_forcefully(stream)
             elif signaling is not None and wants_signaling(head):
-                await serve_fresh(stream, head, signaling)
+                peer = stream.socket.getpeername()[0]
+                upgrade = serve_upgrade(
+                    signaling, stream.socket, *fresh_upgrade(head, peer, signaling)
+                )
+                del head  # a long-lived connection keeps none of its request
+                await upgrade
             else:
                 replay = _Replay(stream, head)
                 _current.set(replay)

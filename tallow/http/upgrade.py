@@ -26,6 +26,7 @@ from tallow.signaling import protocol as p
 from tallow.signaling.codec import close_frame
 from tallow.signaling.outbox import write_all
 from tallow.signaling.service import SignalingService
+from tallow.signaling.session import Session
 from tallow.signaling.transport import SocketTransport
 
 log = logging.getLogger("tallow.http")
@@ -33,10 +34,7 @@ log = logging.getLogger("tallow.http")
 HARD_LIMIT_FACTOR = 4  # messages over 4x TALLOW_MAX_MESSAGE_BYTES are cut with 1009 at once
 RESPONSE_TIMEOUT = 5.0  # seconds to hand over the 101, a refusal or a first close frame
 _ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 1.3
-BAD_HANDSHAKE = (
-    b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 60\r\n"
-    b'connection: close\r\n\r\n{"error":"bad-handshake","message":"not a WebSocket upgrade"}\n'
-)
+BAD_HANDSHAKE = b'{"error":"bad-handshake","message":"not a WebSocket upgrade"}\n'
 
 
 @attrs.frozen
@@ -114,42 +112,62 @@ def _valid_key(key: str) -> bool:
         return False
 
 
+# Status lines carry no reason phrase, as h11 (and so wsproto and hypercorn) writes them.
+
+
 def _accept(key: str) -> bytes:
     digest = base64.b64encode(hashlib.sha1(key.encode() + _ACCEPT_GUID).digest())
     return (
-        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"HTTP/1.1 101 \r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Accept: " + digest + b"\r\n\r\n"
     )
 
 
 def _refusal(status: int, body: bytes) -> bytes:
     return (
-        f"HTTP/1.1 {status} Refused\r\ncontent-type: application/json\r\n"
+        f"HTTP/1.1 {status} \r\ncontent-type: application/json\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     ).encode() + body
 
 
+def fresh_upgrade(
+    head: bytes, peer: str, service: SignalingService
+) -> tuple[Handshake | None, bytes]:
+    """The handshake in a fresh connection's first request head (None: not a valid one), and
+    the bytes after the head (frames a client sent without waiting for the 101)."""
+    request_head, _, early = head.partition(b"\r\n\r\n")
+    return Handshake.parse(request_head, peer, service), early
+
+
 async def serve_upgrade(
-    service: SignalingService, sock: trio.socket.SocketType, handshake: Handshake, early: bytes
+    service: SignalingService,
+    sock: trio.socket.SocketType,
+    handshake: Handshake | None,
+    early: bytes,
 ) -> None:
     """Admit, accept or refuse one upgrade, and run its session until the connection ends.
 
-    ``early`` are bytes the client sent after its request head (frames it did not wait for
-    the 101 to send); they are read first.
+    ``early`` are bytes the client sent after its request head; they are read first.
     """
-    event(
-        log,
-        logging.INFO,
-        "websocket",
-        path=handshake.path,
-        client=handshake.client,
-        request_id=handshake.request_id,
-    )
     limit = service.settings.max_message_bytes * HARD_LIMIT_FACTOR
     transport = SocketTransport(sock, limit, early)
     try:
+        if handshake is None:
+            with trio.move_on_after(RESPONSE_TIMEOUT):
+                await write_all(transport, _refusal(400, BAD_HANDSHAKE))
+            return
+        event(
+            log,
+            logging.INFO,
+            "websocket",
+            path=handshake.path,
+            client=handshake.client,
+            request_id=handshake.request_id,
+        )
+        client, resume = handshake.client, handshake.resume
         if await _answer(service, transport, handshake):
-            await service.serve(transport, handshake.client, handshake.resume)
+            del handshake, early  # a long-lived connection keeps none of its handshake
+            await Session(service, transport, client).run(resume)
     finally:
         transport.abort()
 
@@ -169,15 +187,3 @@ async def _answer(
             return False
         return True
     return False
-
-
-async def serve_fresh(stream: trio.SocketStream, head: bytes, service: SignalingService) -> None:
-    """A fresh connection whose first request is a WebSocket upgrade to /signaling."""
-    request_head, _, early = head.partition(b"\r\n\r\n")
-    handshake = Handshake.parse(request_head, stream.socket.getpeername()[0], service)
-    if handshake is None:
-        with trio.move_on_after(RESPONSE_TIMEOUT):
-            await write_all(SocketTransport(stream.socket, 0), BAD_HANDSHAKE)
-        await trio.aclose_forcefully(stream)
-        return
-    await serve_upgrade(service, stream.socket, handshake, early)

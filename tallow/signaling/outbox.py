@@ -46,13 +46,13 @@ Spawn = Callable[[Callable[[], Awaitable[None]]], None]
 class Outbox:
     __slots__ = ("_hold_mark", "_queue", "_rest", "_spawn", "_wire", "_writing", "limit")
 
-    def __init__(self, wire: Wire, limit: int) -> None:
+    def __init__(self, wire: Wire, limit: int, spawn: Spawn) -> None:
         self._wire = wire
         # (JSON payload or control frame, kind); a list, not a deque: idle, it is 56 bytes, not 600
         self._queue: list[tuple[bytes, int]] = []
         self._rest = b""  # the unwritten end of a frame already started: always goes first
         self._hold_mark: int | None = None  # queue length when hold() began
-        self._spawn: Spawn | None = None  # starts the writer; None while no session runs it
+        self._spawn: Spawn | None = spawn  # starts a writer task; None once finished
         self._writing = False
         self.limit = limit
 
@@ -109,12 +109,6 @@ class Outbox:
 
     # --- writing --------------------------------------------------------------------------------
 
-    def run_writer_with(self, spawn: Spawn | None) -> None:
-        """Where the writer task is started from (the session's nursery); None: nowhere."""
-        self._spawn = spawn
-        if spawn is not None:
-            self._start_writer()
-
     def _start_writer(self) -> None:
         if not self._writing and self._spawn is not None and (self._rest or self._ready()):
             self._writing = True
@@ -131,9 +125,10 @@ class Outbox:
         self._rest = data[written:] if written < len(data) else b""
 
     async def _write(self) -> None:
-        """The writer: drain the queue in batches while the socket takes them, then end."""
+        """The writer: drain the queue in batches while the socket takes them, then end (also
+        as soon as the outbox is finished: the close frame is the last thing written)."""
         try:
-            while self._rest or self._ready():
+            while self._spawn is not None and (self._rest or self._ready()):
                 if self._rest:
                     self._write_now(self._rest)
                     done = not self._rest
@@ -176,7 +171,8 @@ class Outbox:
         return True
 
     async def finish(self, last: bytes) -> None:
-        """The end: the rest of a started frame, then ``last`` (a close frame). Nothing after."""
+        """The end: the rest of a started frame, then ``last`` (a close frame). Nothing after:
+        a writer still waiting for the socket ends without writing when it wakes."""
         self._spawn = None
         data, self._rest = self._rest + last, b""
         await write_all(self._wire, data)

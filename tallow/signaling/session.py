@@ -3,8 +3,9 @@
 A Session runs in one task, its connection's: it reads a message, handles it (a reply, or a
 frame handed to the broker for others) and reads the next. Everything the client is sent goes
 through the session's ``Outbox``, which keeps one order and one bound; the outbox starts a writer
-task in the session's nursery only while the socket cannot take a frame at once. Liveness is not
-the session's job: the service's one heartbeat task pings every connection and drops silent ones.
+task (in the service's nursery) only while the socket cannot take a frame at once. Liveness is
+not the session's job: the service's one heartbeat task pings every connection and drops silent
+ones. An idle session holds no task of its own beyond the connection's, and no cancel scope.
 """
 
 from __future__ import annotations
@@ -46,25 +47,27 @@ class Session:
         "_bucket",
         "_close_code",
         "_close_reason",
+        "_closing",
         "_outbox",
-        "_scope",
         "_strikes",
+        "client_ip",
         "peer",
         "room",
         "service",
         "transport",
     )
 
-    def __init__(self, service: SignalingService, transport: Transport) -> None:
+    def __init__(self, service: SignalingService, transport: Transport, client_ip: str) -> None:
         settings = service.settings
         self.service = service
         self.transport = transport
+        self.client_ip = client_ip
         self.peer = ""
         self.room: str | None = None
-        self._outbox = Outbox(transport, settings.send_queue)
+        self._outbox = Outbox(transport, settings.send_queue, service.spawn_writer)
         self._bucket = TokenBucket(settings.rate_limit, settings.rate_burst)
         self._strikes = 0
-        self._scope = trio.CancelScope()
+        self._closing = False
         self._close_code = p.CLOSE_GOING_AWAY
         self._close_reason = "bye"
 
@@ -82,10 +85,12 @@ class Session:
     # --- lifecycle ----------------------------------------------------------------------------
 
     def close_soon(self, code: int, reason: str) -> None:
-        """Close with ``code`` as soon as the session's task unwinds (callable from anywhere)."""
-        if not self._scope.cancel_called:
+        """Close with ``code`` once the session's task is back to reading (callable from any
+        task; the first call decides the code). A read in progress is interrupted."""
+        if not self._closing:
+            self._closing = True
             self._close_code, self._close_reason = code, reason
-            self._scope.cancel()
+            self.transport.interrupt()
 
     def heartbeat(self, silent_since: float) -> None:
         """From the service's heartbeat task: drop a client silent since then, else ping it."""
@@ -124,26 +129,33 @@ class Session:
         return claim is not None
 
     async def run(self, resume_token: str | None) -> None:
+        """The connection's one task: open, then read and handle messages until the client
+        goes or the session is closed; then part. (One frame: an idle connection waits here.)"""
+        self.service.opened(self)
         try:
-            with self._scope:
-                async with trio.open_nursery() as nursery:
-                    self._outbox.run_writer_with(nursery.start_soon)
-                    await self._serve(resume_token)
-                    nursery.cancel_scope.cancel()
+            try:
+                resumed = await self._open(resume_token)
+            except BrokerUnavailable:  # e.g. Redis restarting: the client should simply retry
+                self.close_soon(p.CLOSE_TRY_AGAIN, "briefly unavailable; reconnect")
+                self.peer = ""
+                return
+            event(log, logging.DEBUG, "session open", peer=self.peer, resumed=resumed)
+            limit = self.service.settings.max_message_bytes
+            while (frame := await self.transport.receive(self._outbox)) is not None:
+                if not self._bucket.take():
+                    self._refuse(p.RATE_LIMITED, "slow down: too many messages", p.CLOSE_POLICY)
+                elif isinstance(frame, bytes):
+                    self._reply_error(p.BINARY_UNSUPPORTED, "send text frames with JSON", None)
+                elif len(frame) > limit or (len(frame) * 4 > limit and len(frame.encode()) > limit):
+                    message = f"messages are limited to {limit} bytes"
+                    self._refuse(p.TOO_LARGE, message, p.CLOSE_TOO_BIG)
+                else:
+                    self._strikes = 0
+                    await self._handle(frame)
         finally:
-            self._outbox.run_writer_with(None)
             with trio.CancelScope(shield=True):
                 await self._part()
-
-    async def _serve(self, resume_token: str | None) -> None:
-        try:
-            resumed = await self._open(resume_token)
-        except BrokerUnavailable:  # e.g. Redis restarting: the client should simply retry
-            self.close_soon(p.CLOSE_TRY_AGAIN, "briefly unavailable; reconnect")
-            self.peer = ""
-            return
-        event(log, logging.DEBUG, "session open", peer=self.peer, resumed=resumed)
-        await self._read_loop()
+            self.service.closed(self)
 
     async def _part(self) -> None:
         if self.peer:
@@ -168,19 +180,6 @@ class Session:
                 await self.service.announce_left(gone.room, self.peer)
         else:
             await broker.detach(self.peer, self, self._outbox.unsent())
-
-    async def _read_loop(self) -> None:
-        limit = self.service.settings.max_message_bytes
-        while (frame := await self.transport.receive(self._outbox)) is not None:
-            if not self._bucket.take():
-                self._refuse(p.RATE_LIMITED, "slow down: too many messages", p.CLOSE_POLICY)
-            elif isinstance(frame, bytes):
-                self._reply_error(p.BINARY_UNSUPPORTED, "send text frames with JSON", None)
-            elif len(frame) > limit or (len(frame) * 4 > limit and len(frame.encode()) > limit):
-                self._refuse(p.TOO_LARGE, f"messages are limited to {limit} bytes", p.CLOSE_TOO_BIG)
-            else:
-                self._strikes = 0
-                await self._handle(frame)
 
     def _refuse(self, code: str, message: str, close_code: int) -> None:
         """Answer a refused message; a client that keeps at it is closed."""

@@ -40,9 +40,21 @@ class Transport(Wire, Protocol):
         Pings are answered through ``outbox``, so a pong never cuts into another frame."""
         ...
 
+    def interrupt(self) -> None:
+        """Make receive() return None now (if waiting) or next time: the session closes."""
+        ...
+
 
 class SocketTransport:
-    __slots__ = ("_decoder", "_early", "_pending", "_socket", "farewell", "last_heard")
+    __slots__ = (
+        "_decoder",
+        "_early",
+        "_interrupted",
+        "_pending",
+        "_socket",
+        "farewell",
+        "last_heard",
+    )
 
     def __init__(self, sock: trio.socket.SocketType, hard_limit: int, early: bytes = b"") -> None:
         self._socket = sock
@@ -51,8 +63,10 @@ class SocketTransport:
         self._early = early  # frames that came in with the request head
         self.last_heard = trio.current_time()
         self.farewell: bytes | None = None
+        self._interrupted = False
 
     async def receive(self, outbox: Outbox) -> str | bytes | None:
+        waited = False
         while True:
             while self._pending:
                 message = self._pending.pop()
@@ -63,38 +77,42 @@ class SocketTransport:
                 elif message.opcode == CLOSE:
                     self.farewell = close_frame(message.code)  # the echo RFC 6455 asks for
                     return None
-            data = await self._read()
+            if self._interrupted:
+                return None
+            # One read, decoded whole; no local keeps the bytes while the next read waits.
+            try:
+                data = self._early or os.read(self._socket.fileno(), RECEIVE_BYTES)
+            except BlockingIOError:
+                data = None  # waited for below: not inside the handler, which would keep the
+                # exception and its traceback alive for as long as the connection is idle
+            except OSError:
+                return None
+            if data is None:
+                try:
+                    await trio.lowlevel.wait_readable(self._socket)
+                except trio.ClosedResourceError:  # closed here, or interrupted
+                    return None
+                waited = True
+                continue
             if not data:
                 return None
+            self._early = b""
+            self.last_heard = trio.current_time()
             try:
                 self._pending = self._decoder.feed(data)
             except FrameError as error:
                 self.farewell = close_frame(error.code, error.reason)
                 return None
+            del data
             self._pending.reverse()
-
-    async def _read(self) -> bytes:
-        """The next bytes from the client; b"" once it has gone (or the socket was closed)."""
-        if self._early:
-            data, self._early = self._early, b""
-            return data
-        waited = False
-        while True:
-            try:
-                data = os.read(self._socket.fileno(), RECEIVE_BYTES)
-            except BlockingIOError:
-                try:
-                    await trio.lowlevel.wait_readable(self._socket)
-                except trio.ClosedResourceError:
-                    return b""
-                waited = True
-                continue
-            except OSError:
-                return b""
-            if not waited:  # every read is a checkpoint: no client can hold the loop
+            if not waited:  # a read is a checkpoint, as in Trio's sockets: no client holds the loop
                 await trio.lowlevel.checkpoint()
-            self.last_heard = trio.current_time()
-            return data
+
+    def interrupt(self) -> None:
+        """End a receive() in progress (or the next one): the session is closing."""
+        self._interrupted = True
+        if self._socket.fileno() != -1:
+            trio.lowlevel.notify_closing(self._socket)
 
     # --- the outbox's Wire ----------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from tallow.signaling import protocol as p
 from tallow.signaling.codec import CLOSE, PING
 from tallow.signaling.outbox import RELAYED, REPLY, Outbox
 from tallow.signaling.service import SignalingService
-from tallow.signaling.session import HANDLERS
+from tallow.signaling.session import HANDLERS, Session
 
 REASON = b"too slow reading messages; resume to continue"
 
@@ -32,6 +32,7 @@ class FakeSocket:
         self.last_heard = trio.current_time()
         self.farewell: bytes | None = None
         self.aborted = False
+        self.interrupted = False
         self._in, self._out = trio.open_memory_channel[str | bytes | None](100)
         self._more = trio.Event()
 
@@ -53,7 +54,12 @@ class FakeSocket:
 
     # the Transport the session sees
     async def receive(self, outbox: Outbox) -> str | bytes | None:
-        return await self._out.receive()
+        return None if self.interrupted else await self._out.receive()
+
+    def interrupt(self) -> None:
+        if not self.interrupted:
+            self.interrupted = True
+            self._in.send_nowait(None)
 
     def write_nowait(self, data: bytes) -> int:
         if self.aborted:
@@ -89,24 +95,26 @@ def server_frames(data: bytes) -> list[tuple[int, bytes]]:
 
 
 @pytest.fixture
-def service() -> SignalingService:
-    settings = load({"TALLOW_SEND_QUEUE": "16", "TALLOW_RATE_LIMIT": "0"})
-    broker = MemoryBroker(resume_seconds=30, resume_queue=100)
-    return SignalingService(settings, broker)
-
-
-@pytest.fixture
 async def nursery() -> AsyncIterator[trio.Nursery]:
     async with trio.open_nursery() as nursery:
         yield nursery
         nursery.cancel_scope.cancel()
 
 
+@pytest.fixture
+async def service(nursery: trio.Nursery) -> SignalingService:
+    settings = load({"TALLOW_SEND_QUEUE": "16", "TALLOW_RATE_LIMIT": "0"})
+    broker = MemoryBroker(resume_seconds=30, resume_queue=100)
+    service = SignalingService(settings, broker)
+    await nursery.start(service.run)
+    return service
+
+
 async def connect(
     service: SignalingService, nursery: trio.Nursery, resume: str | None = None
 ) -> tuple[FakeSocket, dict[str, Any]]:
     sock = FakeSocket()
-    nursery.start_soon(service.serve, sock, "127.0.0.1", resume)
+    nursery.start_soon(Session(service, sock, "127.0.0.1").run, resume)
     await trio.testing.wait_all_tasks_blocked()
     return sock, sock.messages()[0]
 
@@ -187,8 +195,7 @@ async def test_outbox_partial_writes_keep_the_stream_whole_and_unstarted_frames_
     nursery,
 ) -> None:
     sock = FakeSocket(room=5)
-    outbox = Outbox(sock, limit=100)
-    outbox.run_writer_with(nursery.start_soon)
+    outbox = Outbox(sock, limit=100, spawn=nursery.start_soon)
     payloads = [b'"%d"' % index * (index + 1) for index in range(20)]
     for index, payload in enumerate(payloads):
         assert outbox.put(payload, RELAYED if index % 2 else REPLY)
@@ -205,9 +212,9 @@ async def test_outbox_partial_writes_keep_the_stream_whole_and_unstarted_frames_
     assert outbox.unsent() == []
 
 
-async def test_held_frames_count_against_the_one_bound() -> None:
+async def test_held_frames_count_against_the_one_bound(nursery) -> None:
     sock = FakeSocket()
-    outbox = Outbox(sock, limit=3)
+    outbox = Outbox(sock, limit=3, spawn=nursery.start_soon)
     outbox.hold()
     assert all(outbox.put(b"1", RELAYED) for _ in range(3))
     assert not outbox.put(b"1", RELAYED)  # the caller cuts the client off
