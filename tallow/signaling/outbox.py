@@ -164,6 +164,8 @@ class Outbox:
         """False when the client took nothing for WRITE_GRACE: it is beyond help, cut off."""
         with trio.move_on_after(WRITE_GRACE) as scope:
             await self._wire.wait_writable()
+        if self._spawn is None:  # finished meanwhile: finish() writes the end, in its own time
+            return False
         if scope.cancelled_caught:
             self._wire.abort()
             self._rest = b""
