@@ -299,9 +299,11 @@ def plot(data: dict[str, Any], path: Path) -> None:
 
 
 def write_section(path: Path, section: str) -> None:
-    """Replace this harness's section of `path`, keeping every other section as it is."""
+    """Replace the section of `path` with `section`'s heading (its first line), keeping every
+    other section as it is."""
     text = path.read_text() if path.exists() else "# Performance\n"
-    pattern = re.compile(re.escape(SECTION) + r".*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
+    heading = section.splitlines()[0]
+    pattern = re.compile(re.escape(heading) + r".*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
     if pattern.search(text):
         text = pattern.sub(lambda _: section + "\n", text)
     else:
