@@ -44,7 +44,7 @@ Spawn = Callable[[Callable[[], Awaitable[None]]], None]
 
 
 class Outbox:
-    __slots__ = ("_hold_mark", "_queue", "_rest", "_spawn", "_wire", "_writing", "limit")
+    __slots__ = ("_hold_mark", "_queue", "_rest", "_spawn", "_wire", "_writer", "limit")
 
     def __init__(self, wire: Wire, limit: int, spawn: Spawn) -> None:
         self._wire = wire
@@ -53,14 +53,18 @@ class Outbox:
         self._rest = b""  # the unwritten end of a frame already started: always goes first
         self._hold_mark: int | None = None  # queue length when hold() began
         self._spawn: Spawn | None = spawn  # starts a writer task; None once finished
-        self._writing = False
+        # The running writer's scope and end, only while there is one (an idle outbox has none).
+        self._writer: tuple[trio.CancelScope, trio.Event] | None = None
         self.limit = limit
 
     # --- putting frames in ----------------------------------------------------------------------
 
     def put(self, payload: bytes, kind: int = REPLY, *, bounded: bool = True) -> bool:
         """Send ``payload`` (a text message, or a whole control frame) after everything before
-        it; False when the client is ``limit`` frames behind (the frame is not taken)."""
+        it; False when the client is ``limit`` frames behind, or the outbox is finished (the
+        frame is not taken)."""
+        if self._spawn is None:
+            return False
         if self._idle():
             data = payload if kind == CONTROL else text_frame(payload)
             written = self._wire.write_nowait(data)
@@ -78,7 +82,7 @@ class Outbox:
 
     def ping(self) -> None:
         """A WebSocket ping, only when nothing else is waiting (then traffic shows liveness)."""
-        if self._idle():
+        if self._spawn is not None and self._idle():
             self._write_now(PING_FRAME)
             self._start_writer()
 
@@ -110,8 +114,8 @@ class Outbox:
     # --- writing --------------------------------------------------------------------------------
 
     def _start_writer(self) -> None:
-        if not self._writing and self._spawn is not None and (self._rest or self._ready()):
-            self._writing = True
+        if self._writer is None and self._spawn is not None and (self._rest or self._ready()):
+            self._writer = (trio.CancelScope(), trio.Event())
             self._spawn(self._write)
 
     def _idle(self) -> bool:
@@ -125,19 +129,22 @@ class Outbox:
         self._rest = data[written:] if written < len(data) else b""
 
     async def _write(self) -> None:
-        """The writer: drain the queue in batches while the socket takes them, then end (also
-        as soon as the outbox is finished: the close frame is the last thing written)."""
+        """The writer: drain the queue in batches while the socket takes them, then end."""
+        assert self._writer is not None
+        scope, done = self._writer
         try:
-            while self._spawn is not None and (self._rest or self._ready()):
-                if self._rest:
-                    self._write_now(self._rest)
-                    done = not self._rest
-                else:
-                    done = self._write_batch()
-                if not done and not await self._wait_writable():
-                    return
+            with scope:
+                while self._rest or self._ready():
+                    if self._rest:
+                        self._write_now(self._rest)
+                        written = not self._rest
+                    else:
+                        written = self._write_batch()
+                    if not written and not await self._wait_writable():
+                        return
         finally:
-            self._writing = False
+            self._writer = None
+            done.set()
 
     def _write_batch(self) -> bool:
         """Write up to WRITE_BATCH queued frames in one call; True when all of them went."""
@@ -164,8 +171,6 @@ class Outbox:
         """False when the client took nothing for WRITE_GRACE: it is beyond help, cut off."""
         with trio.move_on_after(WRITE_GRACE) as scope:
             await self._wire.wait_writable()
-        if self._spawn is None:  # finished meanwhile: finish() writes the end, in its own time
-            return False
         if scope.cancelled_caught:
             self._wire.abort()
             self._rest = b""
@@ -173,9 +178,15 @@ class Outbox:
         return True
 
     async def finish(self, last: bytes) -> None:
-        """The end: the rest of a started frame, then ``last`` (a close frame). Nothing after:
-        a writer still waiting for the socket ends without writing when it wakes."""
+        """The end: the rest of a started frame, then ``last`` (a close frame); nothing after.
+        Queued frames are dropped: the session handed the relayed ones to the broker."""
         self._spawn = None
+        self._queue.clear()
+        self._hold_mark = None
+        if self._writer is not None:  # stop it; only one task may wait on the socket
+            scope, done = self._writer
+            scope.cancel()
+            await done.wait()
         data, self._rest = self._rest + last, b""
         await write_all(self._wire, data)
 
