@@ -66,7 +66,6 @@ class SocketTransport:
         self._interrupted = False
 
     async def receive(self, outbox: Outbox) -> str | bytes | None:
-        waited = False
         while True:
             while self._pending:
                 message = self._pending.pop()
@@ -79,24 +78,24 @@ class SocketTransport:
                     return None
             if self._interrupted:
                 return None
-            # One read, decoded whole; no local keeps the bytes while the next read waits.
-            try:
-                data = self._early or os.read(self._socket.fileno(), RECEIVE_BYTES)
-            except BlockingIOError:
-                data = None  # waited for below: not inside the handler, which would keep the
-                # exception and its traceback alive for as long as the connection is idle
-            except OSError:
-                return None
-            if data is None:
+            # Wait, then one read, decoded whole. Waiting first (as the socket is most likely
+            # drained) saves a read that finds nothing, one system call per message, and makes
+            # every read a checkpoint. No local keeps the bytes while the next read waits.
+            if self._early:
+                data, self._early = self._early, b""
+            else:
                 try:
                     await trio.lowlevel.wait_readable(self._socket)
                 except trio.ClosedResourceError:  # closed here, or interrupted
                     return None
-                waited = True
-                continue
+                try:
+                    data = os.read(self._socket.fileno(), RECEIVE_BYTES)
+                except BlockingIOError:  # woken with nothing to read after all
+                    continue
+                except OSError:
+                    return None
             if not data:
                 return None
-            self._early = b""
             self.last_heard = trio.current_time()
             try:
                 self._pending = self._decoder.feed(data)
@@ -105,8 +104,6 @@ class SocketTransport:
                 return None
             del data
             self._pending.reverse()
-            if not waited:  # a read is a checkpoint, as in Trio's sockets: no client holds the loop
-                await trio.lowlevel.checkpoint()
 
     def interrupt(self) -> None:
         """End a receive() in progress (or the next one): the session is closing."""
