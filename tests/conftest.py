@@ -11,7 +11,10 @@ from typing import Any
 
 import pytest
 
-from harness.processes import TallowProcess, launcher
+from harness.processes import ROOT, TallowProcess, free_port, http_get, launch, launcher
+
+# Tests may import the launch helpers from here as well as from harness.processes.
+__all__ = ["ROOT", "TallowProcess", "free_port", "http_get", "launch", "launcher"]
 
 
 @pytest.fixture
