@@ -156,14 +156,8 @@ async def serve_upgrade(
             with trio.move_on_after(RESPONSE_TIMEOUT):
                 await write_all(transport, _refusal(400, BAD_HANDSHAKE))
             return
-        event(
-            log,
-            logging.INFO,
-            "websocket",
-            path=handshake.path,
-            client=handshake.client,
-            request_id=handshake.request_id,
-        )
+        asked = {"path": handshake.path, "client": handshake.client}
+        event(log, logging.INFO, "websocket", **asked, request_id=handshake.request_id)
         client, resume = handshake.client, handshake.resume
         if await _answer(service, transport, handshake):
             del handshake, early  # a long-lived connection keeps none of its handshake
