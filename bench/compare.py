@@ -232,7 +232,12 @@ def main() -> None:
     ensure_node_packages()
     began = time.monotonic()
     # The command that reproduces the figures (--raw only keeps a copy of them elsewhere).
-    shown = [arg for arg in sys.argv[1:] if not arg.startswith("--raw")]
+    arguments = sys.argv[1:]
+    shown = [
+        arg
+        for index, arg in enumerate(arguments)
+        if not arg.startswith("--raw") and (index == 0 or arguments[index - 1] != "--raw")
+    ]
     command = shlex.join([".venv/bin/python", "bench/compare.py", *shown])
     data: dict[str, Any] = {"machine": report.machine(), "args": vars(args), "command": command}
     with tempfile.TemporaryDirectory(prefix="tallow-compare-") as scratch:

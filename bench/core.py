@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -25,7 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import free_port  # noqa: E402  (the same free-port helper the tests use)
+import report  # noqa: E402  (bench/report.py: writes a section of docs/performance.md)
+
+from harness.processes import free_port  # noqa: E402  (the same free-port helper the tests use)
 
 ZIPAPP = ROOT / "dist" / "tallow.pyz"
 SECTION = "## Core server (bench/core.py)"
@@ -150,14 +151,7 @@ def main() -> None:
     section = "\n".join(lines) + "\n"
     print(section)
     if args.output:
-        text = args.output.read_text() if args.output.exists() else "# Performance\n\n"
-        pattern = re.compile(re.escape(SECTION) + r".*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
-        text = (
-            pattern.sub(lambda _: section + "\n", text)
-            if pattern.search(text)
-            else (text.rstrip() + "\n\n" + section)
-        )
-        args.output.write_text(text)
+        report.write_section(args.output, section)
 
 
 if __name__ == "__main__":

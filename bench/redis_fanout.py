@@ -28,9 +28,9 @@ from typing import Any
 
 import trio
 
-from tests.conftest import TallowProcess, launch
-from tests.redis.redis_procs import RedisServer, Sentinel, eventually, signal_until_through
-from tests.signaling_client import connect
+from harness.client import connect
+from harness.processes import TallowProcess, launch
+from harness.redis import RedisServer, Sentinel, eventually, signal_until_through
 
 WINDOW = 32  # signals a throughput sender may have on their way before it waits
 

@@ -25,8 +25,8 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import free_port, launch  # noqa: E402  (the helpers the tests use)
-from tests.redis.redis_procs import RedisServer  # noqa: E402
+from harness.processes import free_port, launch  # noqa: E402  (the launch helpers the tests use)
+from harness.redis import RedisServer  # noqa: E402
 
 PEERJS_BIN = BENCH / "node_modules" / "peer" / "dist" / "bin" / "peerjs.js"
 LOADGEN = BENCH / "loadgen.mjs"

@@ -87,7 +87,7 @@ class Pair:
     async def _side(self, side: int, until: float) -> None:
         import trio
 
-        from tests.signaling_client import connect
+        from harness.client import connect
 
         room, resume = f"soak-{self.number}", None
         identity = Identity()
@@ -184,8 +184,8 @@ def sample(servers: list[Any], tasks: list[Path], redis: Any) -> dict[str, Any]:
 async def soak(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     import trio
 
-    from tests.conftest import launch
-    from tests.redis.redis_procs import RedisServer
+    from harness.processes import launch
+    from harness.redis import RedisServer
 
     redis = RedisServer(folder / "redis").start()
     servers, tasks = [], []

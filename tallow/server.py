@@ -4,8 +4,11 @@
       nursery
         broker.run             subscriptions and heartbeats of the broker
         signaling.reap_expired peer-left for peers whose resume grace ended
+        signaling.run          one heartbeat task (pings every WebSocket, drops silent ones);
+                               its nursery holds the outboxes' writers while they have a backlog
         _watch_signals         SIGTERM/SIGINT -> drain
-        _run_http              hypercorn (HTTP, UI and the /signaling WebSocket)
+        _run_http              the listener: /signaling sessions on raw sockets, the rest
+                               (probes, metrics, ICE servers, UI) through hypercorn
 
 Shutdown is cancellation: on SIGTERM the replica turns not-ready, stops accepting, closes its
 WebSockets with 1001, gives in-flight HTTP up to TALLOW_DRAIN_SECONDS, then cancels the nursery.
@@ -38,13 +41,9 @@ def hypercorn_config(settings: Settings) -> Config:
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     config.bind = [f"{host}:{settings.port}"]
     config.graceful_timeout = settings.drain_seconds
-    # Liveness: ping every heartbeat; a connection that sends nothing (not even a pong) for
-    # three heartbeats is dropped.
-    config.websocket_ping_interval = settings.heartbeat_seconds
+    # An HTTP connection that sends nothing for three heartbeats is closed. (WebSockets are
+    # never hypercorn's: an upgrade it sees is handed to tallow.http.upgrade.)
     config.read_timeout = int(settings.heartbeat_seconds * 3)
-    # Frames beyond four times the limit are cut at once with 1009 instead of being buffered;
-    # smaller oversize frames get the friendlier ``too-large`` error from the session.
-    config.websocket_max_message_size = settings.max_message_bytes * 4
     config.accesslog = None
     config.errorlog = logging.getLogger("tallow.hypercorn")
     return config
@@ -118,6 +117,7 @@ async def serve(
         await nursery.start(runtime.broker.run)
         await _first_broker_contact(runtime)
         await nursery.start(runtime.signaling.reap_expired)
+        await nursery.start(runtime.signaling.run)
         nursery.start_soon(_watch_signals, stop, nursery)
         binds = await nursery.start(_run_http, runtime, sockets, stop, http_done)
         event(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import attrs
 
-from tests.conftest import free_port
+from harness.processes import free_port
 
 START_TIMEOUT = 15.0
 

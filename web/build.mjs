@@ -40,7 +40,20 @@ const template = await readFile(join(here, 'src', 'index.html'), 'utf8');
 const html = template.replace(/\{\{(\w+)\}\}/g, (_, key) => assets[key].name);
 // The download service worker keeps one stable name: its URL is its identity (and its scope).
 const worker = { name: 'sw.js', contents: await bundle('sw.js') };
-const files = [...Object.values(assets), worker, { name: 'index.html', contents: Buffer.from(html) }];
+// The output says what it is: generated, not to be edited by hand (and collapsed in diffs).
+const notes = {
+  'README.md':
+    '# tallow/static: generated\n\nThe web UI as built from `web/` by `npm run build` ' +
+    '(`web/build.mjs`). Do not edit these files: change `web/src/`, rebuild and commit the ' +
+    'result; the browser tests check that it matches the sources.\n',
+  '.gitattributes': '* linguist-generated=true\n',
+};
+const files = [
+  ...Object.values(assets),
+  worker,
+  { name: 'index.html', contents: Buffer.from(html) },
+  ...Object.entries(notes).map(([name, text]) => ({ name, contents: Buffer.from(text) })),
+];
 
 // The output folder holds only the build: clear what an older build left.
 await mkdir(outdir, { recursive: true });

@@ -1,1 +1,2 @@
-"""HTTP side of Tallow: the ASGI app hypercorn serves (probes, metrics, ICE, UI, WebSocket)."""
+"""HTTP side of Tallow: the listener, /signaling upgrades, and the ASGI app hypercorn serves
+(probes, metrics, ICE servers, the static UI)."""

@@ -1,4 +1,4 @@
-"""Who may open /signaling: the same rules on the ASGI path and the direct path."""
+"""Who may open /signaling: the Origin rule, draining, and the per-address limit."""
 
 from __future__ import annotations
 

@@ -10,9 +10,10 @@ from typing import Any
 from tallow.http import routes
 from tallow.http.clients import client_address
 from tallow.http.headers import security_headers
+from tallow.http.listener import taken_over
 from tallow.http.messages import Request, Response, error, request_id
 from tallow.http.static import PACKAGE_STATIC, StaticFiles
-from tallow.http.websocket import deny, serve_signaling
+from tallow.http.upgrade import Handshake, joined_headers, serve_upgrade
 from tallow.observability import metrics
 from tallow.observability.logs import event
 from tallow.runtime import Runtime
@@ -21,11 +22,17 @@ log = logging.getLogger("tallow.http")
 
 
 def _headers(scope: dict[str, Any]) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for raw_name, raw_value in scope["headers"]:
-        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return headers
+    return joined_headers(
+        (name.decode("latin-1").lower(), value.decode("latin-1"))
+        for name, value in scope["headers"]
+    )
+
+
+async def _deny(send: Any, status: int, body: bytes) -> None:
+    """Refuse an upgrade with a plain HTTP response (the ASGI WebSocket denial extension)."""
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body})
 
 
 class TallowApp:
@@ -113,18 +120,23 @@ class TallowApp:
         await send({"type": "http.response.body", "body": body})
 
     async def _websocket(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        headers = _headers(scope)
-        request = self._request(scope, headers)
-        route = routes.find(request.path, self.runtime.settings.role)
+        """An upgrade on a kept-alive connection: /signaling takes the socket from hypercorn
+        and serves it on the same path as an upgrade on a fresh connection."""
+        route = routes.find(scope["path"], self.runtime.settings.role)
         if route is None or route.path != routes.SIGNALING_PATH:
-            await deny(send, 404, b'{"error":"not-found","message":"no such endpoint"}\n')
+            await _deny(send, 404, b'{"error":"not-found","message":"no such endpoint"}\n')
             return
-        event(
-            log,
-            logging.INFO,
-            "websocket",
-            path=request.path,
-            client=request.client,
-            request_id=request.request_id,
-        )
-        await serve_signaling(self.runtime.signaling, scope, receive, send, headers, request.client)
+        service = self.runtime.signaling
+        target = scope["raw_path"].decode("latin-1")
+        if scope.get("query_string"):
+            target += "?" + scope["query_string"].decode("latin-1")
+        peer = (scope.get("client") or ("", 0))[0]
+        handshake = Handshake.from_request(target, _headers(scope), peer, service)
+        if handshake is None:  # hypercorn checked the handshake already; kept for the types
+            await _deny(send, 400, b'{"error":"bad-handshake","message":"bad upgrade"}\n')
+            return
+        connection = taken_over()
+        try:
+            await serve_upgrade(service, connection.take_over(), handshake, b"")
+        finally:
+            connection.release()

@@ -1,14 +1,18 @@
-"""Accept TCP connections and hand each to hypercorn's HTTP/1.1 + WebSocket protocol machinery.
+"""Accept TCP connections: /signaling upgrades go to the relay core, the rest to hypercorn.
+
+The first request head decides: a WebSocket upgrade to /signaling is served on the raw socket
+(tallow.http.upgrade); anything else goes to hypercorn's HTTP/1.1 machinery, which may later see
+an upgrade on the kept-alive connection and hand the socket back (``taken_over``).
 
 hypercorn's own ``worker_serve`` lets an exception in one connection's protocol handling escape
-into the shared nursery, which stops the whole server (a pipelined WebSocket frame sent before
-the 101 response did exactly that). Here every connection runs inside its own guard: a broken
-connection is logged and closed, and every other client carries on.
+into the shared nursery, which stops the whole server. Here every connection runs inside its own
+guard: a broken connection is logged and closed, and every other client carries on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -21,8 +25,8 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
 from hypercorn.utils import repr_socket_addr, wrap_app
 
-from tallow.http.direct import serve_direct
 from tallow.http.routes import SIGNALING_PATH
+from tallow.http.upgrade import fresh_upgrade, serve_upgrade
 from tallow.observability.logs import event
 from tallow.signaling.service import SignalingService
 
@@ -59,31 +63,68 @@ def bind(config: Config) -> Sockets:
 
 
 class _Replay(trio.abc.HalfCloseableStream):
-    """A socket stream that first gives back the bytes already read from it (the request head)."""
+    """The socket stream hypercorn reads: first the bytes already read from it (the request
+    head), and the socket can be taken back from hypercorn for a WebSocket upgrade."""
 
     def __init__(self, stream: trio.SocketStream, prefix: bytes) -> None:
         self._stream = stream
         self._prefix = prefix
         self.socket = stream.socket  # hypercorn reads the peer address from it
+        self._reading: trio.CancelScope | None = None
+        self._released: trio.Event | None = None  # set while taken: hypercorn waits for it
+
+    def take_over(self) -> trio.socket.SocketType:
+        """The raw socket, for the caller alone until release(): hypercorn's read is stopped
+        (what it already buffered is lost: clients wait for the 101 before sending) and its
+        writes are dropped."""
+        self._released = trio.Event()
+        if self._reading is not None:
+            self._reading.cancel()
+        return self._stream.socket
+
+    def release(self) -> None:
+        """The taken socket is done with: hypercorn sees the end of the connection."""
+        assert self._released is not None
+        self._released.set()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self._prefix:
             data, self._prefix = self._prefix, b""
             await trio.lowlevel.checkpoint()
             return data
-        return await self._stream.receive_some(max_bytes)
+        if self._released is None:
+            with trio.CancelScope() as self._reading:
+                return await self._stream.receive_some(max_bytes)
+        # Taken: hypercorn waits (deaf to its own timeouts) until the session is over.
+        released = self._released
+        assert released is not None  # cancelled above only by take_over()
+        with trio.CancelScope(shield=True):
+            await released.wait()
+        return b""
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
+        if self._released is None:
+            await self._stream.send_all(data)
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._stream.wait_send_all_might_not_block()
 
     async def send_eof(self) -> None:
-        await self._stream.send_eof()
+        if self._released is None:
+            await self._stream.send_eof()
 
     async def aclose(self) -> None:
-        await self._stream.aclose()
+        if self._released is None:
+            await self._stream.aclose()
+
+
+# The connection the current task serves through hypercorn (for an upgrade to take it over).
+_current: contextvars.ContextVar[_Replay] = contextvars.ContextVar("tallow_http_connection")
+
+
+def taken_over() -> _Replay:
+    """From hypercorn's WebSocket handler: the connection the upgrade arrived on."""
+    return _current.get()
 
 
 async def read_head(stream: trio.SocketStream, within: float) -> bytes | None:
@@ -109,7 +150,7 @@ def head_too_large(head: bytes) -> bool:
 
 
 def wants_signaling(head: bytes) -> bool:
-    """Whether the head is a WebSocket upgrade to /signaling (wsproto validates the rest)."""
+    """Whether the head is a WebSocket upgrade to /signaling (Handshake.parse checks the rest)."""
     lines = head.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
     method, _, rest = lines[0].partition(b" ")
     target = rest.rpartition(b" ")[0]
@@ -154,9 +195,16 @@ async def serve_http(
                     await stream.send_all(TOO_LARGE_RESPONSE)
                 await trio.aclose_forcefully(stream)
             elif signaling is not None and wants_signaling(head):
-                await serve_direct(stream, head, signaling)
+                peer = stream.socket.getpeername()[0]
+                upgrade = serve_upgrade(
+                    signaling, stream.socket, *fresh_upgrade(head, peer, signaling)
+                )
+                del head  # a long-lived connection keeps none of its request
+                await upgrade
             else:
-                await _Connection(app, config, context, ConnectionState({}), _Replay(stream, head))
+                replay = _Replay(stream, head)
+                _current.set(replay)
+                await _Connection(app, config, context, ConnectionState({}), replay)
         except Exception:
             log.warning("connection failed", exc_info=True)
             await trio.aclose_forcefully(stream)

@@ -50,8 +50,11 @@ peers_active = Gauge(
     "Peers in rooms, including peers inside their resume grace period (this broker's view).",
     registry=REGISTRY,
 )
-messages_relayed = Counter(
-    "tallow_messages_relayed", "Client messages handled, by type.", ["type"], registry=REGISTRY
+messages_handled = Counter(
+    "tallow_messages_handled",
+    "Client messages handled, by type (ping and create included; refused ones are errors).",
+    ["type"],
+    registry=REGISTRY,
 )
 signaling_errors = Counter(
     "tallow_signaling_errors",

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, sync_playwright
 
+from harness.processes import launch
 from tests.browser.app import create_room, hook, join_room, random_file, save_received, wait_secure
 from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS, STREAM_DOWNLOADS, TEST_HOOK
-from tests.conftest import launch
 from tests.coturn import run_coturn
 
 MIB = 1024 * 1024

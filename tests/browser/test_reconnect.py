@@ -8,6 +8,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
+from harness.processes import http_get
 from tests.browser.app import (
     create_room,
     finish_receiving,
@@ -19,7 +20,6 @@ from tests.browser.app import (
     wait_secure,
 )
 from tests.browser.proxy import cuttable_proxy
-from tests.conftest import http_get
 
 OUTAGE_SECONDS = 2.0
 

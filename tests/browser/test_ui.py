@@ -10,7 +10,7 @@ from pathlib import Path
 
 from playwright.sync_api import expect
 
-from tests.conftest import http_get
+from harness.processes import http_get
 
 ROOT = Path(__file__).resolve().parents[2]
 PAYLOAD_BUDGET = 64 * 1024  # gzip bytes of everything the page loads

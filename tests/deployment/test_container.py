@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, http_get
+from harness.processes import free_port, http_get
 from tests.deployment.tools import ROOT, assert_succeeds, run, tool
 
 pytestmark = pytest.mark.container

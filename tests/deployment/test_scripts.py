@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import free_port
+from harness.processes import free_port
 from tests.deployment import nginx
 from tests.deployment.artifacts import K8S_DIR, SCRIPTS
 from tests.deployment.tools import ROOT, VENV_BIN, run, tool

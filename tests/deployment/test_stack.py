@@ -31,15 +31,15 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
+from harness.client import Client
+from harness.processes import TallowProcess, free_port, http_get, launch
+from harness.redis import RedisServer
 from tallow.http.headers import security_headers
 from tallow.http.static import _FINGERPRINTED, PACKAGE_STATIC
-from tests.conftest import TallowProcess, free_port, http_get, launch
 from tests.deployment import nginx
 from tests.deployment.artifacts import COTURN_CONF, NGINX_CONF
 from tests.deployment.dns import DnsServer
 from tests.deployment.tools import ROOT, run, tool
-from tests.redis.redis_procs import RedisServer
-from tests.signaling_client import Client
 
 REDIS_PASSWORD = "stack-test-password"
 TURN_SECRET = "stack-test-turn-secret"

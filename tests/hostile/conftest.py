@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import launcher
+from harness.processes import launcher
 from tests.hostile.wire import RawClient
 
 TALLY: Counter[str] = Counter()  # bad inputs sent to a live server, by kind

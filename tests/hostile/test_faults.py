@@ -15,10 +15,10 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed
 
+from harness.client import Client, connect
+from harness.redis import RedisServer, eventually
 from tests.hostile.conftest import tried
-from tests.redis.redis_procs import RedisServer, eventually
 from tests.redis.test_sentinel import sentinel_setup  # noqa: F401  (the shared fixture)
-from tests.signaling_client import Client, connect
 
 HOLD = 2.0  # seconds of steady load before a fault and after recovery
 INTERVAL = 0.05  # seconds between one sender's signals (20/s; the default limit is 50/s)

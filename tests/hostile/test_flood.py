@@ -10,8 +10,8 @@ from collections import Counter
 
 import trio
 
+from harness.processes import http_get
 from tallow.signaling import protocol as p
-from tests.conftest import http_get
 from tests.hostile.conftest import Bystanders, RssPeak, rss_kib, tried
 from tests.hostile.wire import Collector, RawClient
 from tests.raw_websocket import CLOSE, TEXT, frame_header

@@ -18,8 +18,8 @@ from hypercorn.config import Config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.processes import http_get
 from tallow.http.headers import CONTENT_SECURITY_POLICY
-from tests.conftest import http_get
 from tests.hostile.conftest import RssPeak, open_fds, rss_kib, tried
 
 HEADER_TIMEOUT = 2.0  # TALLOW_HEADER_TIMEOUT of the servers here (default 10 s)

@@ -18,12 +18,12 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.client import connect
+from harness.processes import http_get
+from harness.redis import RedisServer
 from tallow.signaling.rooms import ALPHABET, ENTROPY_BITS
-from tests.conftest import http_get
 from tests.hostile.conftest import tried
 from tests.hostile.wire import RawClient
-from tests.redis.redis_procs import RedisServer
-from tests.signaling_client import connect
 
 FUZZ = settings(
     max_examples=int(os.environ.get("HOSTILE_EXAMPLES", "150")),
@@ -37,7 +37,7 @@ def upgrade(
     port: int, headers: dict[str, str], *, kept_alive: bool = False, target: str = "/signaling"
 ) -> bytes:
     """The status line answering a /signaling upgrade: on a fresh connection (the direct path)
-    or after a first request on a kept-alive one (the ASGI path)."""
+    or after a first request on a kept-alive one (handed back by hypercorn)."""
     extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
     request = (
         f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
@@ -227,7 +227,7 @@ async def test_no_secret_in_any_log_line(tmp_path, start_tallow) -> None:
         async with connect(server.ws_url, resume=first.resume) as again:
             assert again.welcome.get("resumed") is True
             handed_out.append(again.resume)
-        target = "/signaling?resume=" + again.resume  # now on the ASGI path
+        target = "/signaling?resume=" + again.resume  # now handed back by hypercorn
         assert upgrade(server.port, {}, kept_alive=True, target=target) == b"HTTP/1.1 101 "
         redis.kill()
         await trio.sleep(1.5)

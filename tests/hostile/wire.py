@@ -18,7 +18,7 @@ from tallow.signaling import protocol as p
 from tests.raw_websocket import CLOSE, PING, PONG, TEXT, RawWebSocket, frame_header
 
 # Close codes a client may see: the server's own (PROTOCOL.md, docs/protocol.md), plus the two
-# that RFC 6455 makes the WebSocket layer send for a broken frame (wsproto sends them itself).
+# that RFC 6455 makes the WebSocket layer send for a broken frame (the codec sends them itself).
 SERVER_CLOSE_CODES = {
     p.CLOSE_GOING_AWAY,
     p.CLOSE_POLICY,

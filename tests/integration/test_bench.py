@@ -25,7 +25,7 @@ def test_bench_reports_throughput_latency_and_connections(start_tallow) -> None:
     assert summary["relayed_messages"] > 0 and summary["messages_per_second"] > 0
     assert 0 < summary["rtt_ms"]["p50"] <= summary["rtt_ms"]["p99"] <= summary["rtt_ms"]["max"]
     assert summary["connections_per_second"] > 0
-    relayed = server.metric('tallow_messages_relayed_total{type="signal"}')
+    relayed = server.metric('tallow_messages_handled_total{type="signal"}')
     assert relayed >= summary["relayed_messages"]
 
 

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
+from harness.processes import free_port
 from tallow import __version__
 from tallow.config import SETTINGS
-from tests.conftest import free_port
 
 TALLOW = [sys.executable, "-m", "tallow"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import socket
 
+from harness.client import connect
+from harness.processes import http_get
 from tallow.http.headers import CONTENT_SECURITY_POLICY
-from tests.conftest import http_get
-from tests.signaling_client import connect
 
 
 def test_health_is_liveness_with_identity(tallow_server) -> None:
@@ -49,8 +49,8 @@ async def test_metrics_count_connections_messages_errors_and_requests(tallow_ser
     for line in (
         "tallow_connections_open 2.0",
         "tallow_peers_active 2.0",
-        'tallow_messages_relayed_total{type="join"} 2.0',
-        'tallow_messages_relayed_total{type="signal"} 1.0',
+        'tallow_messages_handled_total{type="join"} 2.0',
+        'tallow_messages_handled_total{type="signal"} 1.0',
         'tallow_signaling_errors_total{code="unknown-type"} 1.0',
         'tallow_http_requests_total{method="GET",route="health",status="200"}',
         'tallow_http_requests_total{method="GET",route="not-found",status="404"} 1.0',

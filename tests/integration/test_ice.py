@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from harness.processes import http_get
 from tallow.http.ice import turn_rest_credentials
-from tests.conftest import http_get
 from tests.coturn import Coturn, run_coturn
 
 

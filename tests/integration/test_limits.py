@@ -7,8 +7,8 @@ import json
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
+from harness.client import connect
 from tests.raw_websocket import TEXT, RawWebSocket, frame_header
-from tests.signaling_client import connect
 
 
 async def test_oversize_message_is_refused_then_persistent_abuse_is_closed(start_tallow) -> None:

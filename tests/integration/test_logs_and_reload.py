@@ -9,8 +9,8 @@ import sys
 import time
 
 import tallow
-from tests.conftest import free_port, http_get
-from tests.signaling_client import connect
+from harness.client import connect
+from harness.processes import free_port, http_get
 
 SECRETS = {
     "METRICS_TOKEN": "metrics-secret-1",

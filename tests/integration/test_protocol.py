@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.signaling_client import connect
+from harness.client import connect
 
 
 async def test_welcome_carries_identity_resume_heartbeat_and_limits(tallow_server) -> None:

@@ -7,7 +7,7 @@ import json
 import trio
 from trio_websocket import ConnectionClosed
 
-from tests.signaling_client import connect
+from harness.client import connect
 
 
 async def test_resume_keeps_peer_and_room_and_delivers_what_was_queued(start_tallow) -> None:

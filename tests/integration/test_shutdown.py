@@ -9,9 +9,9 @@ import time
 
 import trio
 
-from tests.conftest import http_get
+from harness.client import connect
+from harness.processes import http_get
 from tests.raw_websocket import TEXT, RawWebSocket
-from tests.signaling_client import connect
 
 
 async def test_sigterm_closes_websockets_with_1001_and_exits_0(start_tallow) -> None:

@@ -6,8 +6,8 @@ import json
 import socket
 import time
 
+from harness.client import connect
 from tests.raw_websocket import HANDSHAKE, TEXT, RawWebSocket, frame_header, masked
-from tests.signaling_client import connect
 
 
 def test_upgrade_on_a_kept_alive_connection_uses_the_asgi_path(tallow_server) -> None:

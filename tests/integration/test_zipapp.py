@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, http_get, launch
+from harness.processes import ROOT, http_get, launch
 
 
 @pytest.fixture(scope="module")

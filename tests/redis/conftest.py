@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TallowProcess
-from tests.redis.redis_procs import RedisServer
+from harness.processes import TallowProcess
+from harness.redis import RedisServer
 
 # Short grace periods keep the failure tests fast; the values under test are named in each test.
 REPLICA_ENV = {"TALLOW_RESUME_SECONDS": "3"}

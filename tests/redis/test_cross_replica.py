@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import trio
 
-from tests.signaling_client import connect
+from harness.client import connect
 
 
 async def test_join_lists_peers_of_every_replica_and_announces_across(replicas) -> None:

@@ -14,7 +14,8 @@ from typing import Any
 import attrs
 import pytest
 
-from tests.conftest import TallowProcess
+from harness.processes import TallowProcess
+from harness.redis import RedisServer
 from tests.integration.test_resume import (
     test_resume_keeps_peer_and_room_and_delivers_what_was_queued,
     test_resume_queue_is_bounded_and_the_sender_is_told,
@@ -22,7 +23,6 @@ from tests.integration.test_resume import (
     test_resume_while_old_connection_still_open_supersedes_it,
     test_unknown_or_expired_token_gives_a_fresh_identity,
 )
-from tests.redis.redis_procs import RedisServer
 
 
 @attrs.define

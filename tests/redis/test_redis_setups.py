@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import free_port, http_get
-from tests.redis.redis_procs import RedisServer
-from tests.signaling_client import connect
+from harness.client import connect
+from harness.processes import free_port, http_get
+from harness.redis import RedisServer
 
 
 async def _signal_across(one, two, room: str) -> None:

@@ -9,9 +9,9 @@ import signal
 import trio
 from trio_websocket import ConnectionClosed
 
-from tests.conftest import http_get
-from tests.redis.redis_procs import eventually, signal_until_through
-from tests.signaling_client import connect
+from harness.client import connect
+from harness.processes import http_get
+from harness.redis import eventually, signal_until_through
 
 
 async def _pair(alice, bob, room: str) -> None:

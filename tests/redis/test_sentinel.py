@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.redis.redis_procs import RedisServer, Sentinel, eventually, signal_until_through
-from tests.signaling_client import connect
+from harness.client import connect
+from harness.redis import RedisServer, Sentinel, eventually, signal_until_through
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import re
 import attrs
 import pytest
 
+from harness.processes import ROOT
 from tallow.config import SETTINGS, ConfigError, Settings, describe, load
-from tests.conftest import ROOT
 
 
 def test_defaults_need_no_environment() -> None:

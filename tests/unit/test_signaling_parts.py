@@ -5,11 +5,11 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from harness.processes import ROOT
 from tallow.http.clients import client_address
 from tallow.signaling import protocol
 from tallow.signaling.ratelimit import TokenBucket
 from tallow.signaling.rooms import ALPHABET, ENTROPY_BITS, canonical, new_code
-from tests.conftest import ROOT
 
 
 def test_room_codes_are_readable_and_carry_60_bits() -> None:
