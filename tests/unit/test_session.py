@@ -104,8 +104,7 @@ async def nursery() -> AsyncIterator[trio.Nursery]:
 @pytest.fixture
 async def service(nursery: trio.Nursery) -> SignalingService:
     settings = load({"TALLOW_SEND_QUEUE": "16", "TALLOW_RATE_LIMIT": "0"})
-    broker = MemoryBroker(resume_seconds=30, resume_queue=100)
-    service = SignalingService(settings, broker)
+    service = SignalingService(settings, MemoryBroker(settings))
     await nursery.start(service.run)
     return service
 
@@ -142,13 +141,15 @@ async def test_frames_that_arrive_during_a_join_come_after_joined(service, nurse
     class RacingBroker(MemoryBroker):
         """As Redis can: the room's traffic reaches the joiner before join() returns."""
 
-        async def join(self, room: str, member: Member, capacity: int) -> list[Member]:
-            present = await super().join(room, member, capacity)
+        async def join(
+            self, room: str, member: Member, capacity: int, announce: bytes
+        ) -> list[Member]:
+            present = await super().join(room, member, capacity, announce=announce)
             await self.publish(room, b'{"type":"broadcast","from":"early","data":1}')
             await trio.lowlevel.checkpoint()
             return present
 
-    service.broker = RacingBroker(resume_seconds=30, resume_queue=100)
+    service.broker = RacingBroker(service.settings)
     sock, _ = await connect(service, nursery)
     sock.send({"type": "join", "room": "r", "id": "j"})
     await trio.testing.wait_all_tasks_blocked()
