@@ -7,5 +7,7 @@ scripts/setup.sh --test
 echo "==> ruff" >&2
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+echo "==> mypy (strict)" >&2
+.venv/bin/mypy
 echo "==> pytest" >&2
 exec .venv/bin/pytest "${@:-tests}"
