@@ -28,7 +28,7 @@ from trio_websocket import open_websocket_url
 
 from tallow.http.headers import security_headers
 from tallow.http.static import _FINGERPRINTED, PACKAGE_STATIC
-from tests.conftest import TallowProcess, free_port, http_get, launch
+from tests.conftest import TallowProcess, free_port, http_get, launch, stop_all
 from tests.deployment import nginx
 from tests.deployment.artifacts import COTURN_CONF, NGINX_CONF
 from tests.deployment.tools import run, tool
@@ -146,8 +146,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     finally:
         for process in processes:
             _stop(process)
-        for replica in replicas:
-            replica.kill()
+        stop_all(replicas)
         redis.kill()
 
 
