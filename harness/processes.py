@@ -22,6 +22,7 @@ import trio
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0  # the tests' drain time (TALLOW_DRAIN_SECONDS=5) and some slack
 
 
 def free_port(family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM) -> int:
@@ -136,9 +137,23 @@ def launch(
     return server
 
 
+def stop_all(servers: list[TallowProcess], timeout: float = STOP_TIMEOUT) -> None:
+    """Clean-up: SIGTERM to every server at once (a clean exit, so a measured child writes its
+    coverage data), SIGKILL for any still running after ``timeout``."""
+    for server in servers:
+        if server.process.poll() is None:
+            server.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for server in servers:
+        try:
+            server.process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
 @contextmanager
 def launcher(folder: Path) -> Iterator[Callable[..., TallowProcess]]:
-    """A ``launch`` bound to ``folder`` whose servers are all killed on exit."""
+    """A ``launch`` bound to ``folder`` whose servers are all stopped on exit."""
     started: list[TallowProcess] = []
 
     def start(**kwargs: Any) -> TallowProcess:
@@ -149,5 +164,4 @@ def launcher(folder: Path) -> Iterator[Callable[..., TallowProcess]]:
     try:
         yield start
     finally:
-        for server in started:
-            server.kill()
+        stop_all(started)

@@ -114,7 +114,10 @@ class _Pair:
         try:
             yield
         except ConnectionClosed as closed:  # e.g. the server cut an abusive rate: report it
-            self.result.errors[f"closed-{closed.reason.code}"] += 1
+            # trio-websocket leaves the reason unset when the stream broke without a close
+            # frame: count that as the abnormal closure (1006) it is.
+            code = closed.reason.code if closed.reason is not None else 1006
+            self.result.errors[f"closed-{code}"] += 1
 
     async def _echo(self, ws: WebSocketConnection, partner: str) -> None:
         while True:

@@ -176,7 +176,7 @@ def bench(
             )
         )
     except Exception as failure:
-        error = failure
+        error: BaseException = failure
         while isinstance(error, BaseExceptionGroup):  # the first cause, out of the nurseries
             error = error.exceptions[0]
         detail = str(error) or repr(error.__cause__ or error.__context__ or error)

@@ -31,14 +31,17 @@ def _cryptography_round_trip() -> None:
 
     decapsulation_key = mlkem.MLKEM768PrivateKey.generate()
     shared, ciphertext = decapsulation_key.public_key().encapsulate()
-    if decapsulation_key.decapsulate(ciphertext) != shared or len(shared) != 32:
+    # Not measured: only a broken cryptography build fails this check.
+    if decapsulation_key.decapsulate(ciphertext) != shared or len(shared) != 32:  # pragma: no cover
         raise RuntimeError("ML-KEM-768 decapsulation did not recover the shared secret")
     signing_key = mldsa.MLDSA65PrivateKey.generate()
     message = b"tallow readiness self-test"
     signing_key.public_key().verify(signing_key.sign(message), message)
 
 
-def _liboqs_round_trip() -> None:
+# Not measured: the test environment has no liboqs (importing liboqs-python without the C library
+# tries to build it, then exits), so the liboqs backend's self-test cannot run there.
+def _liboqs_round_trip() -> None:  # pragma: no cover
     import oqs  # guarded by ensure_available(): only imported once liboqs is known to load
 
     with oqs.KeyEncapsulation("ML-KEM-768") as receiver:

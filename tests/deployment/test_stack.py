@@ -32,7 +32,7 @@ import trio
 from trio_websocket import open_websocket_url
 
 from harness.client import Client
-from harness.processes import TallowProcess, free_port, http_get, launch
+from harness.processes import TallowProcess, free_port, http_get, launch, stop_all
 from harness.redis import RedisServer
 from tallow.http.headers import security_headers
 from tallow.http.static import _FINGERPRINTED, PACKAGE_STATIC
@@ -190,8 +190,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     finally:
         for process in processes:
             _stop(process)
-        for replica in started:
-            replica.kill()
+        stop_all(started)
         redis.kill()
 
 

@@ -40,11 +40,15 @@ class Stream:
     sent: list[int] = attrs.Factory(list)
     errored: set[int] = attrs.Factory(set)
     received: list[int] = attrs.Factory(list)
-    last_seen: float = 0.0  # trio clock of the last signal that arrived
+    sent_at: list[float] = attrs.Factory(list)  # trio clock at each signal's send, by number
+    # When the newest signal that arrived was sent: signals sent before a fault and still
+    # landing after it must not count as recovery (a slow server has many in flight).
+    last_seen_sent_at: float = 0.0
 
     async def send_forever(self) -> None:
         number = 0
         while True:
+            self.sent_at.append(trio.current_time())
             await self.sender.send(
                 {"type": "signal", "to": self.receiver.peer, "data": number, "id": number}
             )
@@ -65,7 +69,7 @@ class Stream:
                 message = await client.recv(timeout=600)
                 if message["type"] == "signal":
                     self.received.append(message["data"])
-                    self.last_seen = trio.current_time()
+                    self.last_seen_sent_at = self.sent_at[message["data"]]
         except ConnectionClosed as closed:
             return closed.reason.code
 
@@ -104,7 +108,7 @@ async def open_streams(
 async def wait_flowing(streams: list[Stream], since: float, timeout: float) -> float:
     """Seconds from ``since`` until every stream has delivered a signal sent after it."""
     with trio.fail_after(timeout):
-        while not all(stream.last_seen > since for stream in streams):
+        while not all(stream.last_seen_sent_at > since for stream in streams):
             await trio.sleep(0.05)
     return trio.current_time() - since
 
@@ -180,7 +184,9 @@ async def test_sentinel_failover_under_load_loses_nothing_silently(
     one, two = start_tallow(env=env), start_tallow(env=env)
 
     def promoted() -> None:
-        assert watchers[0].primary_port_now() == standby.port
+        # The sentinel that led the failover knows at once; the others learn it by gossip
+        # a moment later, which a loaded machine can stretch past the streams' recovery.
+        assert any(watcher.primary_port_now() == standby.port for watcher in watchers)
 
     recovery = await outage_under_load((one.ws_url, two.ws_url), primary.kill, promoted)
     assert recovery < 40
