@@ -67,14 +67,15 @@ def _host_text(host: str, port: int) -> str:
 
 
 def _address(item: str, default_port: int) -> tuple[str, int]:
+    host, port = None, None
     try:
         address = urlsplit("//" + item.strip())
-        port = address.port
+        host, port = address.hostname, address.port
     except ValueError:
-        port = -1
-    if port == -1 or not address.hostname:
+        host = None  # a port that is no number, or out of range
+    if not host:
         raise ValueError(f"{item.strip()!r} is not a host[:port]")
-    return address.hostname, port or default_port
+    return host, port or default_port
 
 
 def parse_redis_url(raw: str) -> RedisURL | None:

@@ -51,7 +51,9 @@ class _Connection(TCPServer):
 
     async def _read_data(self) -> None:
         await super()._read_data()
-        self._task_group._nursery.cancel_scope.cancel()
+        nursery = self._task_group._nursery
+        assert nursery is not None  # the task group is entered for the connection's lifetime
+        nursery.cancel_scope.cancel()
 
 
 def bind(config: Config) -> Sockets:
@@ -204,7 +206,9 @@ async def serve_http(
             else:
                 replay = _Replay(stream, head)
                 _current.set(replay)
-                await _Connection(app, config, context, ConnectionState({}), replay)
+                # hypercorn annotates SSLStream but only uses the trio.abc.Stream methods.
+                state = ConnectionState({})
+                await _Connection(app, config, context, state, replay)  # type: ignore[arg-type]
         except Exception:
             log.warning("connection failed", exc_info=True)
             await trio.aclose_forcefully(stream)

@@ -120,7 +120,9 @@ class PeerLink:
         self._remote_candidates.clear()
 
     async def _on_candidate(self, candidate: dict[str, Any]) -> None:
-        if self.pc.remoteDescription is None:
+        # aiortc annotates remoteDescription as always set; it is None until the offer/answer.
+        remote: object = self.pc.remoteDescription
+        if remote is None:
             self._remote_candidates.append(candidate)
         else:
             await self._add_candidate(candidate)
@@ -163,6 +165,8 @@ class PeerLink:
     def _maybe_start(self) -> None:
         dc = self._dc
         if self._session is None or dc is None or dc.readyState != "open" or self._frames:
+            return
+        if dc.id is None:  # an open channel always has its stream id
             return
         try:
             self._frames = SecureFrames(self._session, dc.label, dc.id)

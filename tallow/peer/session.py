@@ -71,7 +71,8 @@ class Room:
     async def join(self, code: str) -> list[dict[str, Any]]:
         # No name at join: names go end to end (`name` on the data channel), never to the server.
         reply = await self.signaling.request({"type": "join", "room": code})
-        return reply["peers"]
+        peers: list[dict[str, Any]] = reply["peers"]
+        return peers
 
     async def connect(self, peer: dict[str, Any], initiator: bool) -> PeerLink:
         link = PeerLink(

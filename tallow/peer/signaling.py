@@ -78,7 +78,7 @@ class Signaling:
 
     async def request(self, message: dict[str, Any]) -> dict[str, Any]:
         number = next(self._ids)
-        waiter = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[number] = waiter
         await self.send({**message, "id": number})
         return await waiter

@@ -398,7 +398,7 @@ class Receiver:
         elif kind == "end":
             self._on_end(self._accepted(message.get("id")), message)
         elif kind == "cancel":
-            incoming = self.offers.get(message.get("id"))  # type: ignore[arg-type]
+            incoming = self.offers.get(message.get("id"))
             if incoming is not None and incoming.state in ("offered", "active"):
                 incoming.state = "cancelled"
                 incoming.discard()
