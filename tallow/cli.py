@@ -206,7 +206,8 @@ def _peer() -> ModuleType:
     except ImportError as missing:
         click.echo(
             f"tallow: send and receive need the command-line peer ({missing.name} is missing): "
-            "pip install 'tallow[peer]', or run tallow-peer.pyz instead of tallow.pyz",
+            "install Tallow with its peer extra (in a checkout: "
+            ".venv/bin/pip install -e '.[peer]'), or run tallow-peer.pyz instead of tallow.pyz",
             err=True,
         )
         sys.exit(1)

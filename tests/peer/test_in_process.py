@@ -103,7 +103,7 @@ def test_without_the_peer_extra_send_says_what_to_install() -> None:
         [sys.executable, "-c", hide, "send", "somefile"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 1
-    assert "pip install 'tallow[peer]'" in result.stderr and "aiortc" in result.stderr
+    assert "pip install -e '.[peer]'" in result.stderr and "aiortc" in result.stderr
 
 
 def test_offers_are_checked_like_the_web_app_checks_them() -> None:
