@@ -8,6 +8,6 @@ echo "==> ruff" >&2
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 echo "==> eslint" >&2
-(cd web && npm run --silent lint)
+(cd web && npm run --silent lint && npm run --silent typecheck)
 echo "==> pytest" >&2
 exec .venv/bin/pytest "${@:-tests}"

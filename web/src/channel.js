@@ -58,6 +58,9 @@ export class SecureChannel {
     this.tx = Promise.resolve();
     this.rx = Promise.resolve();
     this.failed = false;
+    /** @type {() => void} */
+    this.resolveConfirmed = () => {};
+    /** @type {Promise<void>} */
     this.confirmed = new Promise((resolve) => {
       this.resolveConfirmed = resolve;
     });
@@ -97,6 +100,7 @@ export class SecureChannel {
     if (this.dc.bufferedAmount > HIGH_WATER) await this.drained();
   }
 
+  /** @returns {Promise<void>} */
   drained() {
     return new Promise((resolve) => {
       const done = () => {

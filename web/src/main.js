@@ -9,7 +9,20 @@ import { TEXT_MAX_BYTES, abandonInterrupted } from './transfer.js';
 import { h, renderPeer, transferRow } from './view.js';
 import { droppedItems, fileItems } from './pick.js';
 
-const $ = (id) => document.getElementById(id);
+/**
+ * The page's element `id`, which index.html has, as a `type`.
+ * @template {HTMLElement} T
+ * @param {string} id
+ * @param {{new (): T, name: string}} type
+ * @returns {T}
+ */
+function element(id, type) {
+  const el = document.getElementById(id);
+  if (!(el instanceof type)) throw new Error(`index.html has no ${type.name} #${id}`);
+  return el;
+}
+/** @param {string} id */
+const $ = (id) => element(id, HTMLElement);
 const params = new URLSearchParams(location.search);
 /** ?relay=1: only TURN relay candidates, which also hides each side's IP address from the other. */
 const relayOnly = params.get('relay') === '1';
@@ -44,11 +57,11 @@ function showAlert(text) {
 }
 
 function myName() {
-  return $('name').value.trim().slice(0, 64) || 'Someone';
+  return element('name', HTMLInputElement).value.trim().slice(0, 64) || 'Someone';
 }
 
 function initName() {
-  const input = $('name');
+  const input = element('name', HTMLInputElement);
   let name = localStorage.getItem(NAME_KEY);
   if (!name) {
     const pick = () => wordlist[crypto.getRandomValues(new Uint16Array(1))[0] % wordlist.length];
@@ -131,7 +144,7 @@ function showRoom() {
   if (!inRoom) return;
   const link = `${location.origin}/#room=${encodeURIComponent(app.room)}`;
   $('room-code').textContent = app.room;
-  $('room-link').href = link;
+  element('room-link', HTMLAnchorElement).href = link;
   $('room-link').textContent = link;
   $('qr').replaceChildren(qrSvg(link, `QR code of the link to room ${app.room}`));
   updateNoPeers();
@@ -241,7 +254,7 @@ async function copyText(text) {
 }
 
 function sendText() {
-  const input = $('text-input');
+  const input = element('text-input', HTMLTextAreaElement);
   const text = input.value;
   if (!text) return;
   const blob = new Blob([text]);
@@ -313,8 +326,8 @@ function onSignalingState() {
   const el = $('server-state');
   el.dataset.state = state;
   el.textContent = SERVER_STATE[state];
-  $('create').disabled = state !== 'online';
-  $('join').disabled = state !== 'online';
+  element('create', HTMLButtonElement).disabled = state !== 'online';
+  element('join', HTMLButtonElement).disabled = state !== 'online';
 }
 
 async function onExpired() {
@@ -336,25 +349,24 @@ function bindControls() {
   $('create').addEventListener('click', createRoom);
   $('join-form').addEventListener('submit', (event) => {
     event.preventDefault();
-    joinRoom($('join-code').value.trim());
+    joinRoom(element('join-code', HTMLInputElement).value.trim());
   });
   $('leave').addEventListener('click', leaveRoom);
   $('copy-link').addEventListener('click', async () => {
     try {
-      await navigator.clipboard.writeText($('room-link').href);
+      await navigator.clipboard.writeText(element('room-link', HTMLAnchorElement).href);
       announce('Link copied.');
     } catch {
       showAlert('Could not copy automatically: select the link and copy it by hand.');
     }
   });
-  $('file-input').addEventListener('change', (event) => {
-    sendToEveryone('files', fileItems([...event.target.files]));
-    event.target.value = '';
-  });
-  $('folder-input').addEventListener('change', (event) => {
-    sendToEveryone('folder', fileItems([...event.target.files]));
-    event.target.value = '';
-  });
+  for (const [id, kind] of [['file-input', 'files'], ['folder-input', 'folder']]) {
+    const input = element(id, HTMLInputElement);
+    input.addEventListener('change', () => {
+      sendToEveryone(kind, fileItems([...(input.files ?? [])]));
+      input.value = '';
+    });
+  }
   $('text-form').addEventListener('submit', (event) => {
     event.preventDefault();
     sendText();

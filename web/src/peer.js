@@ -20,17 +20,40 @@ const DISCONNECTED_GRACE_MS = 2_000;
 const RESTART_TIMEOUT_MS = 15_000;
 const MAX_RESTARTS = 4;
 
+/**
+ * What the test harness installs as `window.__tallowTestHook` (docs/webapp.md, "Test hook").
+ * @typedef {{handshakes: object[], frames: object[], connections: object[], transfers: object[],
+ *   iceRestarts?: string[]}} TestHook
+ */
+
+/** @typedef {{iceServers: RTCIceServer[], relayOnly: boolean, ttl: number}} IceSettings */
+
 export class Peer extends EventTarget {
   /**
    * @param {object} o
+   * @param {string} o.id the peer's server id
+   * @param {string} o.name its display name until its own arrives
+   * @param {boolean} o.initiator whether this side opens the channel (it joined later)
+   * @param {string} o.selfId this page's server id
+   * @param {() => string} o.selfName this person's display name, read when it is sent
    * @param {(data: object) => void} o.signal sends `data` to this peer through the server
-   * @param {{iceServers: object[], relayOnly: boolean}} o.ice
+   * @param {IceSettings} o.ice
    * @param {(t: import('./transfer.js').Transfer) => void} o.onTransfer
+   * @param {Map<string, import('./transfer.js').Transfer>} o.interrupted transfers (by tid) cut
+   *   off in an earlier session with this peer
+   * @param {TestHook | null} o.hook
    */
-  /** `interrupted` (tid -> Transfer) holds transfers cut off in an earlier session with this peer. */
   constructor({ id, name, initiator, selfId, selfName, signal, ice, onTransfer, interrupted, hook }) {
     super();
-    Object.assign(this, { id, name, initiator, selfName, signal, ice, onTransfer, interrupted, hook });
+    this.id = id;
+    this.name = name;
+    this.initiator = initiator;
+    this.selfName = selfName;
+    this.signal = signal;
+    this.ice = ice;
+    this.onTransfer = onTransfer;
+    this.interrupted = interrupted;
+    this.hook = hook;
     // The data channel closed while the peer may still be in the room: a new session may follow.
     this.lost = false;
     this.state = 'connecting'; // connecting | securing | secure | failed | closed

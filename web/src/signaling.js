@@ -23,6 +23,7 @@ export class Signaling extends EventTarget {
     this.stopped = false;
   }
 
+  /** @returns {Promise<void>} resolves at the first welcome; rejects if the server is unreachable */
   connect() {
     this.stopped = false;
     this.open();

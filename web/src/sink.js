@@ -165,6 +165,7 @@ class DownloadStream {
     const id = [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, '0')).join('');
     const channel = new MessageChannel();
     const stream = new DownloadStream(channel.port1, registration.active);
+    /** @type {Promise<void>} */
     const ready = new Promise((resolve) => { stream.onReady = resolve; });
     registration.active.postMessage({ id, name }, [channel.port2]);
     await ready;
@@ -179,7 +180,12 @@ class DownloadStream {
 
   constructor(port, active) {
     this.port = port;
+    /** Called when the worker has the download: until then the frame must not navigate. @type {() => void} */
+    this.onReady = () => {};
+    /** @type {HTMLIFrameElement | null} the hidden frame that starts the download */
+    this.frame = null;
     this.inFlight = 0;
+    /** Wakes a write waiting for the window to open. @type {(() => void) | null} */
     this.wake = null;
     this.cancelled = false;
     this.keepalive = setInterval(() => active.postMessage('ping'), KEEPALIVE_MS);
@@ -192,7 +198,7 @@ class DownloadStream {
   }
 
   async write(bytes) {
-    while (this.inFlight > WINDOW_BYTES && !this.cancelled) await new Promise((resolve) => { this.wake = resolve; });
+    while (this.inFlight > WINDOW_BYTES && !this.cancelled) await /** @type {Promise<void>} */ (new Promise((resolve) => { this.wake = resolve; }));
     if (this.cancelled) throw new Error('the download was cancelled in the browser');
     const copy = bytes.slice().buffer;
     this.inFlight += copy.byteLength;

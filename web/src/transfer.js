@@ -16,11 +16,43 @@ const KINDS = ['files', 'folder', 'text'];
 
 const randomTid = () => [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, '0')).join('');
 
+/** @typedef {{name: string, size: number}} FileEntry one file of an offer: relative path, length */
+/** @typedef {{name: string, blob: Blob}} Item one file to send: relative path, bytes */
+/**
+ * Where an accepted transfer's bytes go (sink.js).
+ * @typedef {object} Sink
+ * @property {(path: string) => unknown} begin
+ * @property {(bytes: Uint8Array) => unknown} write
+ * @property {() => unknown} endFile
+ * @property {() => unknown} finish
+ * @property {() => unknown} abort
+ * @property {string} [where] where the files went, for the person
+ * @property {string} [text] a received text, after finish
+ */
+/**
+ * The file of an incoming transfer being received now.
+ * @typedef {{index: number, size: number, bytes: number, chain: ChainHash}} IncomingFile
+ */
+
 /** One offer going one way; the UI renders it and listens for 'change'. */
 export class Transfer extends EventTarget {
+  /**
+   * @param {object} o
+   * @param {number} o.id offer id in the current session
+   * @param {string} o.tid random transfer id, stable across sessions
+   * @param {'in' | 'out'} o.direction
+   * @param {string} o.peer the other person's name
+   * @param {string} o.kind 'files', 'folder' or 'text'
+   * @param {FileEntry[]} o.files
+   */
   constructor({ id, tid, direction, peer, kind, files }) {
     super();
-    Object.assign(this, { id, tid, direction, peer, kind, files });
+    this.id = id;
+    this.tid = tid;
+    this.direction = direction;
+    this.peer = peer;
+    this.kind = kind;
+    this.files = files;
     this.size = files.reduce((n, f) => n + f.size, 0);
     this.name = kind === 'folder' ? files[0].name.split('/')[0]
       : kind === 'text' ? 'Text'
@@ -32,7 +64,18 @@ export class Transfer extends EventTarget {
     this.text = null;
     this.where = '';
     this.startedAt = performance.now();
+    /** @type {number | null} */
     this.finishedAt = null;
+    /** Outgoing: the bytes of each file, until the last one is sent. @type {Blob[] | null} */
+    this.blobs = null;
+    /** Outgoing: this side cancelled it (a `done` crossing the cancel still wins). */
+    this.cancelledHere = false;
+    /** Outgoing, resumed in a new session: where sending went on. @type {{index: number, offset: number} | null} */
+    this.resumedAt = null;
+    /** Incoming, accepted: where the bytes go, until finished. @type {Sink | null} */
+    this.sink = null;
+    /** Incoming: the file being received. @type {IncomingFile | null} */
+    this.file = null;
   }
 
   get finished() {
@@ -88,9 +131,20 @@ const sameFiles = (t, files) => t.files.length === files.length
  * channel closed wait there for the next session with the same peer, which resumes them.
  */
 export class Transfers {
-  /** `sinkFor(t)` opens where an accepted transfer's bytes go (sink.js; tests may replace it). */
+  /**
+   * @param {import('./channel.js').SecureChannel} channel
+   * @param {() => string} peerName the other person's current name
+   * @param {(t: Transfer) => void} onTransfer
+   * @param {Map<string, Transfer>} interrupted
+   * @param {(t: Transfer) => Promise<Sink>} sinkFor opens where an accepted transfer's bytes go
+   *   (sink.js; tests may replace it)
+   */
   constructor(channel, peerName, onTransfer, interrupted = new Map(), sinkFor = openSink) {
-    Object.assign(this, { channel, peerName, onTransfer, interrupted, sinkFor });
+    this.channel = channel;
+    this.peerName = peerName;
+    this.onTransfer = onTransfer;
+    this.interrupted = interrupted;
+    this.sinkFor = sinkFor;
     this.nextId = 1;
     this.outgoing = new Map();
     this.incoming = new Map();
