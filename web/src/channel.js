@@ -48,7 +48,13 @@ function nonce(counter) {
  * frame each way is the key confirmation, and `confirmed` resolves once the peer's tag verifies.
  */
 export class SecureChannel {
-  /** `recordFirstFrame` (tests only) receives the bytes of the first frame this side sends. */
+  /**
+   * `recordFirstFrame` (tests only) receives the bytes of the first frame this side sends.
+   * @param {RTCDataChannel} dc
+   * @param {{onControl: (message: any) => unknown, onChunk: (id: number, data: Uint8Array) => unknown,
+   *   onFailure: (reason: string) => void}} handlers
+   * @param {((frame: Uint8Array) => unknown) | null} [recordFirstFrame]
+   */
   constructor(dc, { onControl, onChunk, onFailure }, recordFirstFrame = null) {
     this.dc = dc;
     this.recordFirstFrame = recordFirstFrame;

@@ -1,4 +1,10 @@
-// Human-readable sizes, speeds and durations for the transfer list.
+// Human-readable sizes, speeds and durations for the transfer list, and error messages.
+
+/**
+ * The message of something thrown: an Error's, or the thing itself as text.
+ * @param {unknown} error
+ */
+export const errorText = (error) => (error instanceof Error ? error.message : String(error));
 
 export function formatBytes(n) {
   if (n < 1024) return `${n} B`;

@@ -115,11 +115,31 @@ async function deriveSession(h) {
   return { session, raw, ikm };
 }
 
+/** @typedef {Awaited<ReturnType<typeof deriveSession>>['session']} Session the keys of one session */
+
+/**
+ * What an earlier step of the handshake set (`expect` keeps the steps in order).
+ * @template T
+ * @param {T | null | undefined} value
+ * @returns {T}
+ */
+function earlier(value) {
+  if (value === null || value === undefined) throw new Error('handshake step out of order');
+  return value;
+}
+
 /**
  * One side of the handshake with one peer. Call `start()` (initiator) or feed messages to
  * `receive(msg)`; each returns `{ reply, session }`, either may be null. Throws on bad input.
  */
 export class Handshake {
+  /**
+   * @param {object} o
+   * @param {boolean} o.initiator
+   * @param {string} o.selfId
+   * @param {string} o.peerId
+   * @param {import('./peer.js').TestHook | null} [o.hook] given, the secrets are recorded there
+   */
   constructor({ initiator, selfId, peerId, hook = null }) {
     this.initiator = initiator;
     this.ids = initiator
@@ -165,14 +185,14 @@ export class Handshake {
   }
 
   async onHs2(msg) {
-    const f = this.fields;
+    const f = earlier(this.fields);
     f.xR = fromBase64(msg.x, SIZES.x);
     f.ct = fromBase64(msg.ct, SIZES.ct);
     f.nonceR = fromBase64(msg.n, SIZES.nonce);
     f.nonceI = this.nonce;
     this.shared = {
-      ssKem: ml_kem768.decapsulate(f.ct, this.kemSecret),
-      ssX: await x25519Shared(this.x.privateKey, f.xR),
+      ssKem: ml_kem768.decapsulate(f.ct, earlier(this.kemSecret)),
+      ssX: await x25519Shared(earlier(this.x).privateKey, f.xR),
     };
     this.step = 'done';
     return { reply: { t: 'hs3', n: toBase64(this.nonce) }, session: await this.finish() };
@@ -181,10 +201,11 @@ export class Handshake {
   async onHs3(msg) {
     const nonceI = fromBase64(msg.n, SIZES.nonce);
     const expected = await sha256(nonceI);
-    if (!expected.every((b, i) => b === this.fields.commitI[i])) {
+    const f = earlier(this.fields);
+    if (!expected.every((b, i) => b === f.commitI[i])) {
       throw new Error('the peer’s nonce does not match its commitment');
     }
-    this.fields.nonceI = nonceI;
+    f.nonceI = nonceI;
     this.step = 'done';
     return { reply: null, session: await this.finish() };
   }
@@ -198,7 +219,7 @@ export class Handshake {
     });
     if (this.hook) await this.record(session, raw, ikm);
     // The keys live on as non-extractable WebCrypto keys: wipe every raw secret they came from.
-    for (const secret of [ikm, ...Object.values(raw), ...Object.values(this.shared), this.kemSecret]) secret?.fill(0);
+    for (const secret of [ikm, ...Object.values(raw), ...Object.values(this.shared ?? {}), this.kemSecret]) secret?.fill(0);
     this.kemSecret = null;
     this.shared = null;
     return session;
@@ -206,9 +227,9 @@ export class Handshake {
 
   /** Test builds only (a page whose test harness installed the hook): reveal this handshake. */
   async record(session, raw, ikm) {
-    const pkcs8 = new Uint8Array(await subtle.exportKey('pkcs8', this.x.privateKey));
+    const pkcs8 = new Uint8Array(await subtle.exportKey('pkcs8', earlier(this.x).privateKey));
     const b64 = (o) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, toBase64(v)]));
-    this.hook.handshakes.push({
+    earlier(this.hook).handshakes.push({
       role: this.initiator ? 'initiator' : 'responder',
       ...this.ids,
       fields: b64(this.fields),

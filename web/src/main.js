@@ -6,6 +6,7 @@ import { qrSvg } from './qr.js';
 import { registerDownloads } from './sink.js';
 import { Signaling } from './signaling.js';
 import { TEXT_MAX_BYTES, abandonInterrupted } from './transfer.js';
+import { errorText } from './format.js';
 import { h, renderPeer, transferRow } from './view.js';
 import { droppedItems, fileItems } from './pick.js';
 
@@ -29,6 +30,7 @@ const relayOnly = params.get('relay') === '1';
 /** Installed only by a test harness (before this script runs); receives handshake secrets. */
 const hook = window.__tallowTestHook ?? null;
 const NAME_KEY = 'tallow.name';
+/** @type {Record<string, string>} */
 const ROOM_ERRORS = {
   'bad-room': 'That room code is not valid: use letters, digits, - and _ only.',
   'room-full': 'That room is full. Ask the others to make room, or create a new room.',
@@ -37,14 +39,25 @@ const ROOM_ERRORS = {
   draining: 'The server is restarting. Wait a moment; the page reconnects by itself.',
 };
 
+/** The server connection; main() connects it, once this browser proved able to run Tallow. */
+const signaling = new Signaling(signalingUrl());
 const app = {
-  signaling: null,
+  /** @type {string | null} */
   room: null,
+  /** @type {Map<string, Peer>} */
   peers: new Map(),
   /** Per peer id: transfers cut off with that peer, waiting for the next session (tid -> Transfer). */
+  /** @type {Map<string, Map<string, import('./transfer.js').Transfer>>} */
   interrupted: new Map(),
+  /** @type {import('./peer.js').IceSettings} */
   ice: { iceServers: [], relayOnly, ttl: 0 },
 };
+
+function signalingUrl() {
+  const url = new URL('/signaling', location.href);
+  url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  return url.href;
+}
 
 function announce(text) {
   $('status').textContent = text;
@@ -83,7 +96,7 @@ async function refreshIce() {
     app.ice.iceServers = Array.isArray(body.iceServers) ? body.iceServers : [];
     app.ice.ttl = Number(body.ttl) || 0;
   } catch (error) {
-    showAlert(`Could not load the connection settings from the server (${error.message}). Direct connections may still work; reload the page if people cannot connect.`);
+    showAlert(`Could not load the connection settings from the server (${errorText(error)}). Direct connections may still work; reload the page if people cannot connect.`);
   }
   // TURN credentials expire: fetch fresh ones at half their lifetime.
   if (app.ice.ttl > 0) setTimeout(refreshIce, (app.ice.ttl * 1000) / 2);
@@ -91,13 +104,23 @@ async function refreshIce() {
 
 // ---- room -------------------------------------------------------------------------------
 
+/**
+ * A refused room request in plain words: the server's error code explained, or `fallback`.
+ * @param {unknown} error
+ * @param {string} fallback
+ */
+function roomProblem(error, fallback) {
+  const code = error instanceof Error && 'code' in error ? String(error.code) : '';
+  return ROOM_ERRORS[code] || `${fallback}: ${errorText(error)}`;
+}
+
 async function createRoom() {
   showAlert('');
   try {
-    const { room } = await app.signaling.request({ type: 'create' });
+    const { room } = await signaling.request({ type: 'create' });
     await joinRoom(room);
   } catch (error) {
-    showAlert(ROOM_ERRORS[error.code] || `Could not create a room: ${error.message}`);
+    showAlert(roomProblem(error, 'Could not create a room'));
   }
 }
 
@@ -106,22 +129,23 @@ async function joinRoom(code) {
   let reply;
   try {
     // No name: names go end to end, inside the encrypted channel, never to the server.
-    reply = await app.signaling.request({ type: 'join', room: code });
+    reply = await signaling.request({ type: 'join', room: code });
   } catch (error) {
-    showAlert(ROOM_ERRORS[error.code] || `Could not join room ${code}: ${error.message}`);
+    showAlert(roomProblem(error, `Could not join room ${code}`));
     return false;
   }
-  app.room = reply.room;
-  history.replaceState(null, '', `${location.pathname}${location.search}#room=${encodeURIComponent(app.room)}`);
+  const room = String(reply.room);
+  app.room = room;
+  history.replaceState(null, '', `${location.pathname}${location.search}#room=${encodeURIComponent(room)}`);
   showRoom();
   for (const p of reply.peers) addPeer(p.peer, true);
-  announce(`You are in room ${app.room}.`);
+  announce(`You are in room ${room}.`);
   return true;
 }
 
 async function leaveRoom() {
   try {
-    await app.signaling.request({ type: 'leave' });
+    await signaling.request({ type: 'leave' });
   } catch {
     // Leaving locally is what matters; the server drops us after its grace period anyway.
   }
@@ -137,16 +161,16 @@ async function leaveRoom() {
 }
 
 function showRoom() {
-  const inRoom = app.room !== null;
-  $('start').hidden = inRoom;
-  $('room').hidden = !inRoom;
-  $('people').hidden = !inRoom;
-  if (!inRoom) return;
-  const link = `${location.origin}/#room=${encodeURIComponent(app.room)}`;
-  $('room-code').textContent = app.room;
+  const room = app.room;
+  $('start').hidden = room !== null;
+  $('room').hidden = room === null;
+  $('people').hidden = room === null;
+  if (room === null) return;
+  const link = `${location.origin}/#room=${encodeURIComponent(room)}`;
+  $('room-code').textContent = room;
   element('room-link', HTMLAnchorElement).href = link;
   $('room-link').textContent = link;
-  $('qr').replaceChildren(qrSvg(link, `QR code of the link to room ${app.room}`));
+  $('qr').replaceChildren(qrSvg(link, `QR code of the link to room ${room}`));
   updateNoPeers();
 }
 
@@ -159,16 +183,21 @@ function updateNoPeers() {
 function addPeer(id, initiator) {
   app.peers.get(id)?.close('Reconnected.');
   const old = $('peers').querySelector(`li[data-peer="${CSS.escape(id)}"]`);
+  // Peers come from the room, which is joined only once the server welcomed us with an id.
+  const selfId = signaling.peerId;
+  if (selfId === null) throw new Error('not connected to the server');
+  let interrupted = app.interrupted.get(id);
+  if (!interrupted) app.interrupted.set(id, (interrupted = new Map()));
   const peer = new Peer({
     id,
     name: 'Someone', // until their name arrives over the encrypted channel
     initiator,
-    selfId: app.signaling.peerId,
+    selfId,
     selfName: myName,
-    signal: (data) => app.signaling.send({ type: 'signal', to: id, data }),
+    signal: (data) => signaling.send({ type: 'signal', to: id, data }),
     ice: app.ice,
     onTransfer: showTransfer,
-    interrupted: app.interrupted.get(id) ?? app.interrupted.set(id, new Map()).get(id),
+    interrupted,
     hook,
   });
   // The channel closed but they may still be here: the initiator starts a new session (new keys,
@@ -322,7 +351,7 @@ const SERVER_STATE = {
 };
 
 function onSignalingState() {
-  const { state } = app.signaling;
+  const { state } = signaling;
   const el = $('server-state');
   el.dataset.state = state;
   el.textContent = SERVER_STATE[state];
@@ -379,7 +408,7 @@ function bindControls() {
   navigator.connection?.addEventListener('change', networkChanged);
   // Closing the page: tell the others now rather than after the server's resume grace period.
   window.addEventListener('pagehide', () => {
-    if (app.room) app.signaling.send({ type: 'leave' });
+    if (app.room) signaling.send({ type: 'leave' });
   });
   document.addEventListener('dragover', (event) => event.preventDefault());
   document.addEventListener('drop', async (event) => {
@@ -397,20 +426,17 @@ async function main() {
     showAlert('This browser cannot run Tallow: it lacks WebRTC or X25519 in WebCrypto. Use a current Chrome, Edge, Firefox or Safari.');
     return;
   }
-  const url = new URL('/signaling', location.href);
-  url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  app.signaling = new Signaling(url.href);
-  app.signaling.addEventListener('state', onSignalingState);
-  app.signaling.addEventListener('message', (event) => onServerMessage(event.detail));
-  app.signaling.addEventListener('expired', onExpired);
-  app.signaling.addEventListener('resumed', () => announce('Reconnected to the server; your room is unchanged.'));
+  signaling.addEventListener('state', onSignalingState);
+  signaling.addEventListener('message', (event) => onServerMessage(/** @type {CustomEvent} */ (event).detail));
+  signaling.addEventListener('expired', onExpired);
+  signaling.addEventListener('resumed', () => announce('Reconnected to the server; your room is unchanged.'));
   registerDownloads();
   await refreshIce();
   try {
-    await app.signaling.connect();
+    await signaling.connect();
   } catch (error) {
-    showAlert(`${error.message} The page keeps trying.`);
-    await new Promise((resolve) => app.signaling.addEventListener('welcome', resolve, { once: true }));
+    showAlert(`${errorText(error)} The page keeps trying.`);
+    await new Promise((resolve) => signaling.addEventListener('welcome', resolve, { once: true }));
     showAlert('');
   }
   const code = roomFromHash();

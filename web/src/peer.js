@@ -11,6 +11,7 @@
 // keys are never started twice.
 import { CHANNEL_LABEL, SecureChannel } from './channel.js';
 import { Handshake } from './handshake.js';
+import { errorText } from './format.js';
 import { safeName } from './names.js';
 import { Transfers } from './transfer.js';
 
@@ -64,9 +65,15 @@ export class Peer extends EventTarget {
     this.restarts = 0;
     this.reconnecting = false;
     this.problem = '';
+    /** @type {string[] | null} */
     this.sas = null;
+    /** @type {import('./handshake.js').Session | null} */
     this.session = null;
+    /** The data channel and what runs over it, from attach() on. @type {RTCDataChannel | null} */
+    this.dc = null;
+    /** @type {SecureChannel | null} */
     this.channel = null;
+    /** @type {Transfers | null} */
     this.transfers = null;
     this.remoteCandidates = [];
     this.handshake = new Handshake({ initiator, selfId, peerId: id, hook });
@@ -83,7 +90,7 @@ export class Peer extends EventTarget {
     this.timer = setTimeout(() => this.fail(this.unreachableText()), CONNECT_TIMEOUT_MS);
     // Relay-only without a relay can never connect: say so now rather than after the timeout.
     if (ice.relayOnly && !this.hasRelay()) queueMicrotask(() => this.fail(this.unreachableText()));
-    this.hookEntry = { peer: id, pc: this.pc, dc: null };
+    this.hookEntry = { peer: id, pc: this.pc, dc: /** @type {RTCDataChannel | null} */ (null) };
     hook?.connections.push(this.hookEntry);
   }
 
@@ -91,10 +98,20 @@ export class Peer extends EventTarget {
   async start() {
     await this.guard(async () => {
       this.attach(this.pc.createDataChannel(CHANNEL_LABEL, { ordered: true }));
-      await this.pc.setLocalDescription(await this.pc.createOffer());
-      this.signal({ t: 'sdp', sdp: this.pc.localDescription.toJSON() });
+      await this.sendDescription(await this.pc.createOffer());
       await this.step(await this.handshake.start());
     });
+  }
+
+  /**
+   * Apply our SDP offer or answer and send it (with the candidates gathered so far) to the peer.
+   * @param {RTCSessionDescriptionInit} description
+   */
+  async sendDescription(description) {
+    await this.pc.setLocalDescription(description);
+    const local = this.pc.localDescription;
+    if (!local) throw new Error('no local description was set');
+    this.signal({ t: 'sdp', sdp: local.toJSON() });
   }
 
   /** A `signal` from this peer. */
@@ -113,8 +130,7 @@ export class Peer extends EventTarget {
     if (sdp.type === 'answer' && this.pc.signalingState !== 'have-local-offer') return;
     await this.pc.setRemoteDescription(sdp);
     if (sdp.type === 'offer') {
-      await this.pc.setLocalDescription(await this.pc.createAnswer());
-      this.signal({ t: 'sdp', sdp: this.pc.localDescription.toJSON() });
+      await this.sendDescription(await this.pc.createAnswer());
     }
     for (const c of this.remoteCandidates.splice(0)) await this.pc.addIceCandidate(c);
     // A restart on a path that never went down completes without any ICE state change.
@@ -146,28 +162,37 @@ export class Peer extends EventTarget {
     this.attach(channel);
   }
 
+  /** @param {RTCDataChannel} dc */
   attach(dc) {
+    const hook = this.hook;
     this.dc = dc;
     this.hookEntry.dc = dc;
     this.channel = new SecureChannel(dc, {
-      onControl: (message) => (message.t === 'name' ? this.rename(message.name) : this.transfers.onControl(message)),
-      onChunk: (id, data) => this.transfers.onChunk(id, data),
+      onControl: (message) => (message.t === 'name' ? this.rename(message.name) : this.attached().transfers.onControl(message)),
+      onChunk: (id, data) => this.attached().transfers.onChunk(id, data),
       onFailure: (reason) => this.fail(`The secure connection with ${this.name} failed: ${reason}. Nothing more was sent. Reload and try again; if it happens again, someone may be interfering.`),
-    }, this.hook && ((frame) => this.hook.frames.push({ peer: this.id, frame, label: dc.label, stream: dc.id })));
+    }, hook && ((frame) => hook.frames.push({ peer: this.id, frame, label: dc.label, stream: dc.id })));
     this.transfers = new Transfers(this.channel, () => this.name, this.onTransfer, this.interrupted);
     dc.addEventListener('open', () => this.maybeStartChannel());
     dc.addEventListener('close', () => this.onChannelClosed());
   }
 
+  /** What attach() set up: a peer is securing or secure only after it. */
+  attached() {
+    if (!this.channel || !this.transfers) throw new Error('no data channel yet');
+    return { channel: this.channel, transfers: this.transfers };
+  }
+
   maybeStartChannel() {
-    if (!this.session || this.dc?.readyState !== 'open' || this.channel.session) return;
+    const channel = this.channel;
+    if (!this.session || !channel || this.dc?.readyState !== 'open' || channel.session) return;
     try {
-      this.channel.start(this.session);
+      channel.start(this.session);
     } catch (error) {
-      this.fail(`The secure connection with ${this.name} was refused: ${error.message}. Nothing more was sent.`);
+      this.fail(`The secure connection with ${this.name} was refused: ${errorText(error)}. Nothing more was sent.`);
       return;
     }
-    this.channel.confirmed.then(() => {
+    channel.confirmed.then(() => {
       clearTimeout(this.timer);
       if (this.state === 'securing') this.setState('secure');
       this.sendName(this.selfName());
@@ -215,8 +240,7 @@ export class Peer extends EventTarget {
     if (!this.initiator) this.signal({ t: 'restart' });
     else if (this.pc.signalingState === 'stable') { // else an offer is out: its answer comes first
       this.guard(async () => {
-        await this.pc.setLocalDescription(await this.pc.createOffer({ iceRestart: true }));
-        this.signal({ t: 'sdp', sdp: this.pc.localDescription.toJSON() });
+        await this.sendDescription(await this.pc.createOffer({ iceRestart: true }));
       });
     }
   }
@@ -254,7 +278,7 @@ export class Peer extends EventTarget {
    */
   send(kind, items) {
     if (this.state !== 'secure') return;
-    if (this.verified) this.transfers.offer(kind, items);
+    if (this.verified) this.attached().transfers.offer(kind, items);
     else {
       this.pendingSends.push([kind, items]);
       this.dispatchEvent(new Event('change'));
@@ -265,8 +289,9 @@ export class Peer extends EventTarget {
   verify() {
     if (this.state !== 'secure' || this.verified) return;
     this.verified = true;
-    this.transfers.resumeInterrupted();
-    for (const [kind, items] of this.pendingSends.splice(0)) this.transfers.offer(kind, items);
+    const { transfers } = this.attached();
+    transfers.resumeInterrupted();
+    for (const [kind, items] of this.pendingSends.splice(0)) transfers.offer(kind, items);
     this.dispatchEvent(new Event('change'));
   }
 
@@ -280,7 +305,7 @@ export class Peer extends EventTarget {
     try {
       await work();
     } catch (error) {
-      this.fail(`Setting up the connection with ${this.name} failed (${error.message}). Reload the page to try again.`);
+      this.fail(`Setting up the connection with ${this.name} failed (${errorText(error)}). Reload the page to try again.`);
     }
   }
 
@@ -315,7 +340,7 @@ export class Peer extends EventTarget {
 
   /** Names go end to end: the one the server saw at `join` may be out of date. */
   sendName(name) {
-    if (this.state === 'secure') this.channel.control({ t: 'name', name }).catch(() => {});
+    if (this.state === 'secure') this.attached().channel.control({ t: 'name', name }).catch(() => {});
   }
 
   rename(name) {

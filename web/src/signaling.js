@@ -11,8 +11,11 @@ export class Signaling extends EventTarget {
   constructor(url) {
     super();
     this.url = url;
+    /** @type {WebSocket | null} */
     this.ws = null;
+    /** @type {string | null} */
     this.peerId = null;
+    this.lastSeen = 0;
     this.resumeToken = null;
     this.heartbeat = 20;
     this.state = 'offline'; // connecting | online | reconnecting | offline
@@ -80,7 +83,7 @@ export class Signaling extends EventTarget {
     } else if (previous) {
       this.dispatchEvent(new Event('resumed'));
     }
-    for (const queued of this.queue.splice(0)) this.ws.send(queued);
+    for (const queued of this.queue.splice(0)) this.ws?.send(queued);
     this.dispatchEvent(new Event('welcome'));
   }
 
@@ -103,7 +106,7 @@ export class Signaling extends EventTarget {
     this.lastSeen = Date.now();
     const period = this.heartbeat * 1000;
     this.keepalive = setInterval(() => {
-      if (Date.now() - this.lastSeen > 2 * period) this.ws.close(4000, 'no answer');
+      if (Date.now() - this.lastSeen > 2 * period) this.ws?.close(4000, 'no answer');
       else this.send({ type: 'ping' });
     }, period);
   }

@@ -11,6 +11,7 @@ import { ZipWriter } from './zip.js';
 const WINDOW_BYTES = 4 * 1024 * 1024;
 const KEEPALIVE_MS = 10_000;
 
+/** @type {Promise<ServiceWorkerRegistration | null> | null} */
 let worker = null;
 
 /** Register the download worker early (once); resolves to its registration or null. */
@@ -21,12 +22,10 @@ export function registerDownloads() {
   return worker;
 }
 
-const hasPickers = () => typeof window.showSaveFilePicker === 'function' && typeof window.showDirectoryPicker === 'function';
-
 /** Ask where to save (needs the click that accepted), then open the sink for transfer `t`. */
 export async function openSink(t) {
   if (t.kind === 'text') return new MemorySink();
-  if (hasPickers()) {
+  if (typeof window.showSaveFilePicker === 'function' && typeof window.showDirectoryPicker === 'function') {
     if (t.files.length === 1 && t.kind === 'files') {
       return new WritableSink(await window.showSaveFilePicker({ suggestedName: t.files[0].name }));
     }

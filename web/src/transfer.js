@@ -3,6 +3,7 @@
 // nothing is sent until the receiver accepts; each file ends with its length and chain hash.
 import { CHUNK_BYTES } from './channel.js';
 import { ChainHash } from './chain.js';
+import { errorText } from './format.js';
 import { safePath, safeSegment } from './names.js';
 import { openSink } from './sink.js';
 
@@ -336,8 +337,8 @@ export class Transfers {
     try {
       t.sink = await this.sinkFor(t);
     } catch (error) {
-      if (error.name === 'AbortError') return; // the person closed the picker: still offered
-      t.set('failed', `Could not save it here: ${error.message}.`);
+      if (error instanceof DOMException && error.name === 'AbortError') return; // the person closed the picker: still offered
+      t.set('failed', `Could not save it here: ${errorText(error)}.`);
       this.channel.control({ t: 'decline', id: t.id, reason: 'declined' }).catch(() => {});
       return;
     }

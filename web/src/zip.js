@@ -38,13 +38,24 @@ const UTF8_NAMES = 0x0800;
 const DESCRIPTOR = 0x0008;
 const ZIP64_VERSION = 45;
 
+/** @typedef {{name: Uint8Array, offset: number, size: number, crc: number}} Entry */
+
 /** Feeds an archive to `write(bytes)` (which may return a promise: it is awaited). */
 export class ZipWriter {
+  /** @param {(bytes: Uint8Array) => unknown} write */
   constructor(write) {
     this.write = write;
     this.offset = 0;
+    /** @type {Entry[]} */
     this.entries = [];
+    /** The file being written, from begin() to end(). @type {Entry | null} */
     this.current = null;
+  }
+
+  /** @returns {Entry} */
+  open() {
+    if (!this.current) throw new Error('no file begun');
+    return this.current;
   }
 
   async emit(bytes) {
@@ -63,13 +74,14 @@ export class ZipWriter {
   }
 
   async data(bytes) {
-    this.current.crc = crc32(this.current.crc, bytes);
-    this.current.size += bytes.length;
+    const e = this.open();
+    e.crc = crc32(e.crc, bytes);
+    e.size += bytes.length;
     await this.emit(bytes);
   }
 
   async end() {
-    const e = this.current;
+    const e = this.open();
     await this.emit(record(24, (w) => w.u32(0x08074b50).u32(e.crc).u64(e.size).u64(e.size)));
     this.entries.push(e);
     this.current = null;
