@@ -195,7 +195,7 @@ export class Handshake {
       ssX: await x25519Shared(earlier(this.x).privateKey, f.xR),
     };
     this.step = 'done';
-    return { reply: { t: 'hs3', n: toBase64(this.nonce) }, session: await this.finish() };
+    return { reply: { t: 'hs3', n: toBase64(earlier(this.nonce)) }, session: await this.finish() };
   }
 
   async onHs3(msg) {

@@ -7,7 +7,15 @@
 const MAX_QUEUED = 200;
 const MAX_BACKOFF_MS = 10_000;
 
+/**
+ * A JSON object from the network (the server, or a peer through the encrypted channel). Its
+ * fields are untrusted and checked where they are read, so they are typed `any` here, once.
+ * @typedef {Record<string, any>} WireMessage
+ */
+/** @typedef {{resolve: (reply: WireMessage) => void, reject: (error: Error) => void}} PendingRequest */
+
 export class Signaling extends EventTarget {
+  /** @param {string} url */
   constructor(url) {
     super();
     this.url = url;
@@ -16,10 +24,13 @@ export class Signaling extends EventTarget {
     /** @type {string | null} */
     this.peerId = null;
     this.lastSeen = 0;
+    /** @type {string | null} */
     this.resumeToken = null;
     this.heartbeat = 20;
     this.state = 'offline'; // connecting | online | reconnecting | offline
+    /** Messages (JSON text) waiting for the connection. @type {string[]} */
     this.queue = [];
+    /** Requests waiting for their reply, by id. @type {Map<number, PendingRequest>} */
     this.pending = new Map();
     this.nextId = 1;
     this.attempt = 0;
@@ -49,7 +60,9 @@ export class Signaling extends EventTarget {
     ws.addEventListener('close', (event) => this.onClose(ws, event));
   }
 
+  /** @param {string} text */
   onMessage(text) {
+    /** @type {WireMessage} */
     let msg;
     try {
       msg = JSON.parse(text);
@@ -59,7 +72,7 @@ export class Signaling extends EventTarget {
     this.lastSeen = Date.now();
     if (msg.type === 'welcome') return this.onWelcome(msg);
     if (msg.re !== undefined && this.pending.has(msg.re)) {
-      const { resolve, reject } = this.pending.get(msg.re);
+      const { resolve, reject } = /** @type {PendingRequest} */ (this.pending.get(msg.re));
       this.pending.delete(msg.re);
       if (msg.type === 'error') reject(Object.assign(new Error(msg.message), { code: msg.code }));
       else resolve(msg);
@@ -68,6 +81,7 @@ export class Signaling extends EventTarget {
     this.dispatchEvent(new CustomEvent('message', { detail: msg }));
   }
 
+  /** @param {WireMessage} msg */
   onWelcome(msg) {
     const previous = this.peerId;
     this.peerId = msg.peer;
@@ -87,6 +101,10 @@ export class Signaling extends EventTarget {
     this.dispatchEvent(new Event('welcome'));
   }
 
+  /**
+   * @param {WebSocket} ws
+   * @param {CloseEvent} event
+   */
   onClose(ws, event) {
     if (ws !== this.ws) return;
     clearInterval(this.keepalive);
@@ -111,14 +129,18 @@ export class Signaling extends EventTarget {
     }, period);
   }
 
-  /** Send (or queue while reconnecting) a message. */
+  /** Send (or queue while reconnecting) a message. @param {{type: string} & Record<string, unknown>} msg */
   send(msg) {
     const text = JSON.stringify(msg);
     if (this.ws?.readyState === WebSocket.OPEN && this.state === 'online') this.ws.send(text);
     else if (this.queue.length < MAX_QUEUED) this.queue.push(text);
   }
 
-  /** Send a message and wait for the server's reply to it (or its error). */
+  /**
+   * Send a message and wait for the server's reply to it (or its error).
+   * @param {{type: string} & Record<string, unknown>} msg
+   * @returns {Promise<WireMessage>}
+   */
   request(msg) {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
@@ -127,6 +149,7 @@ export class Signaling extends EventTarget {
     });
   }
 
+  /** @param {string} state */
   setState(state) {
     if (state === this.state) return;
     this.state = state;

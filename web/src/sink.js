@@ -22,7 +22,11 @@ export function registerDownloads() {
   return worker;
 }
 
-/** Ask where to save (needs the click that accepted), then open the sink for transfer `t`. */
+/**
+ * Ask where to save (needs the click that accepted), then open the sink for transfer `t`.
+ * @param {import('./transfer.js').Transfer} t
+ * @returns {Promise<import('./transfer.js').Sink>}
+ */
 export async function openSink(t) {
   if (t.kind === 'text') return new MemorySink();
   if (typeof window.showSaveFilePicker === 'function' && typeof window.showDirectoryPicker === 'function') {
@@ -37,11 +41,14 @@ export async function openSink(t) {
 
 class MemorySink {
   constructor() {
+    /** @type {Uint8Array[]} */
     this.parts = [];
+    this.text = '';
   }
 
   begin() {}
 
+  /** @param {Uint8Array} bytes */
   write(bytes) {
     this.parts.push(bytes.slice());
   }
@@ -60,21 +67,32 @@ class MemorySink {
 
 /** One file the person picked: written through createWritable, which moves it into place on close. */
 class WritableSink {
+  /** @param {FileSystemFileHandle | null} handle null until begin() (FolderSink) */
   constructor(handle) {
     this.handle = handle;
     this.where = 'the file you chose';
+    /** The file being written, from begin() to endFile(). @type {FileSystemWritableFileStream | null} */
+    this.writable = null;
   }
 
-  async begin() {
+  /** @param {string} [_path] */
+  async begin(_path) {
+    if (!this.handle) throw new Error('no file to write to');
     this.writable = await this.handle.createWritable();
   }
 
+  writing() {
+    if (!this.writable) throw new Error('no file begun');
+    return this.writable;
+  }
+
+  /** @param {Uint8Array<ArrayBuffer>} bytes */
   write(bytes) {
-    return this.writable.write(bytes);
+    return this.writing().write(bytes);
   }
 
   async endFile() {
-    await this.writable.close();
+    await this.writing().close();
     this.writable = null;
   }
 
@@ -87,23 +105,26 @@ class WritableSink {
 
 /** A folder the person picked: each file at its relative path below it. */
 class FolderSink extends WritableSink {
+  /** @param {FileSystemDirectoryHandle} directory */
   constructor(directory) {
     super(null);
     this.directory = directory;
     this.where = 'the folder you chose';
   }
 
+  /** @param {string} path */
   async begin(path) {
     const segments = path.split('/');
     let folder = this.directory;
     for (const segment of segments.slice(0, -1)) folder = await folder.getDirectoryHandle(segment, { create: true });
-    this.handle = await folder.getFileHandle(segments.at(-1), { create: true });
+    this.handle = await folder.getFileHandle(String(segments.at(-1)), { create: true });
     await super.begin();
   }
 }
 
 /** One file as one streamed download. */
 class StreamSink {
+  /** @param {DownloadStream} stream */
   constructor(stream) {
     this.stream = stream;
     this.where = 'your downloads';
@@ -111,6 +132,7 @@ class StreamSink {
 
   begin() {}
 
+  /** @param {Uint8Array} bytes */
   write(bytes) {
     return this.stream.write(bytes);
   }
@@ -128,16 +150,19 @@ class StreamSink {
 
 /** Several files or a folder as one streamed ZIP download. */
 class ZipSink {
+  /** @param {DownloadStream} stream */
   constructor(stream) {
     this.stream = stream;
     this.zip = new ZipWriter((bytes) => stream.write(bytes));
     this.where = 'your downloads (as a ZIP)';
   }
 
+  /** @param {string} path */
   begin(path) {
     return this.zip.begin(path);
   }
 
+  /** @param {Uint8Array} bytes */
   write(bytes) {
     return this.zip.data(bytes);
   }
@@ -158,6 +183,7 @@ class ZipSink {
 
 /** The page's end of one service-worker download: bytes in, at most WINDOW_BYTES unread. */
 class DownloadStream {
+  /** @param {string} name the download's file name */
   static async open(name) {
     const registration = await registerDownloads();
     if (!registration?.active) throw new Error('this browser can neither save files directly nor stream downloads');
@@ -177,6 +203,10 @@ class DownloadStream {
     return stream;
   }
 
+  /**
+   * @param {MessagePort} port
+   * @param {ServiceWorker} active
+   */
   constructor(port, active) {
     this.port = port;
     /** Called when the worker has the download: until then the frame must not navigate. @type {() => void} */
@@ -196,6 +226,7 @@ class DownloadStream {
     };
   }
 
+  /** @param {Uint8Array} bytes */
   async write(bytes) {
     while (this.inFlight > WINDOW_BYTES && !this.cancelled) await /** @type {Promise<void>} */ (new Promise((resolve) => { this.wake = resolve; }));
     if (this.cancelled) throw new Error('the download was cancelled in the browser');

@@ -23,7 +23,7 @@ const randomTid = () => [...crypto.getRandomValues(new Uint8Array(16))].map((b) 
  * Where an accepted transfer's bytes go (sink.js).
  * @typedef {object} Sink
  * @property {(path: string) => unknown} begin
- * @property {(bytes: Uint8Array) => unknown} write
+ * @property {(bytes: Uint8Array<ArrayBuffer>) => unknown} write
  * @property {() => unknown} endFile
  * @property {() => unknown} finish
  * @property {() => unknown} abort

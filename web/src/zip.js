@@ -13,17 +13,34 @@ const CRC_TABLE = (() => {
   return table;
 })();
 
+/**
+ * @param {number} crc
+ * @param {Uint8Array} bytes
+ */
 function crc32(crc, bytes) {
   let c = ~crc;
   for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
   return ~c >>> 0;
 }
 
-/** Little-endian record builder. */
+/**
+ * @typedef {object} RecordWriter
+ * @property {(v: number) => RecordWriter} u16
+ * @property {(v: number) => RecordWriter} u32
+ * @property {(v: number) => RecordWriter} u64
+ * @property {(b: Uint8Array) => RecordWriter} bytes
+ */
+
+/**
+ * Little-endian record builder.
+ * @param {number} size
+ * @param {(w: RecordWriter) => unknown} fill
+ */
 function record(size, fill) {
   const bytes = new Uint8Array(size);
   const view = new DataView(bytes.buffer);
   let at = 0;
+  /** @type {RecordWriter} */
   const w = {
     u16: (v) => { view.setUint16(at, v, true); at += 2; return w; },
     u32: (v) => { view.setUint32(at, v >>> 0, true); at += 4; return w; },
@@ -58,11 +75,13 @@ export class ZipWriter {
     return this.current;
   }
 
+  /** @param {Uint8Array} bytes */
   async emit(bytes) {
     this.offset += bytes.length;
     await this.write(bytes);
   }
 
+  /** @param {string} path */
   async begin(path) {
     const name = utf8(path);
     this.current = { name, offset: this.offset, size: 0, crc: 0 };
@@ -73,6 +92,7 @@ export class ZipWriter {
       .bytes(name).bytes(extra)));
   }
 
+  /** @param {Uint8Array} bytes */
   async data(bytes) {
     const e = this.open();
     e.crc = crc32(e.crc, bytes);
