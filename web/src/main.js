@@ -24,6 +24,10 @@ function element(id, type) {
 }
 /** @param {string} id */
 const $ = (id) => element(id, HTMLElement);
+/** @typedef {import('./transfer.js').Item} Item */
+/** @typedef {import('./transfer.js').Transfer} Transfer */
+/** @typedef {import('./signaling.js').WireMessage} WireMessage */
+
 const params = new URLSearchParams(location.search);
 /** ?relay=1: only TURN relay candidates, which also hides each side's IP address from the other. */
 const relayOnly = params.get('relay') === '1';
@@ -59,10 +63,12 @@ function signalingUrl() {
   return url.href;
 }
 
+/** @param {string} text */
 function announce(text) {
   $('status').textContent = text;
 }
 
+/** @param {string} text an error in plain words, or '' to clear it */
 function showAlert(text) {
   const box = $('alert');
   box.hidden = !text;
@@ -124,6 +130,7 @@ async function createRoom() {
   }
 }
 
+/** @param {string} code */
 async function joinRoom(code) {
   showAlert('');
   let reply;
@@ -180,6 +187,10 @@ function updateNoPeers() {
 
 // ---- peers ------------------------------------------------------------------------------
 
+/**
+ * @param {string} id
+ * @param {boolean} initiator
+ */
 function addPeer(id, initiator) {
   app.peers.get(id)?.close('Reconnected.');
   const old = $('peers').querySelector(`li[data-peer="${CSS.escape(id)}"]`);
@@ -213,7 +224,7 @@ function addPeer(id, initiator) {
     for (const [kind, items] of await droppedItems(event.dataTransfer)) sendToPeer(peer, kind, items);
   });
   const actions = {
-    files: (files) => sendToPeer(peer, 'files', fileItems(files)),
+    files: (/** @type {File[]} */ files) => sendToPeer(peer, 'files', fileItems(files)),
     verify: () => peer.verify(),
     dropPending: () => peer.dropPendingSends(),
   };
@@ -231,6 +242,7 @@ function addPeer(id, initiator) {
   return peer;
 }
 
+/** @param {string} id */
 function removePeer(id) {
   const peer = app.peers.get(id);
   if (!peer) return;
@@ -244,7 +256,12 @@ function removePeer(id) {
   announce(`${peer.name} left the room.`);
 }
 
-/** To one person: if their words are not confirmed yet, the send waits for that. */
+/**
+ * To one person: if their words are not confirmed yet, the send waits for that.
+ * @param {Peer} peer
+ * @param {string} kind
+ * @param {Item[]} items
+ */
 function sendToPeer(peer, kind, items) {
   if (items.length === 0) return;
   if (peer.state !== 'secure') {
@@ -256,7 +273,11 @@ function sendToPeer(peer, kind, items) {
   if (!peer.verified) announce(`Confirm the words with ${peer.name} first; then it is sent.`);
 }
 
-/** "Send to everyone": only the people whose words were confirmed. */
+/**
+ * "Send to everyone": only the people whose words were confirmed.
+ * @param {string} kind
+ * @param {Item[]} items
+ */
 function sendToEveryone(kind, items) {
   if (items.length === 0) return;
   const peers = [...app.peers.values()];
@@ -273,6 +294,7 @@ function sendToEveryone(kind, items) {
   for (const peer of verified) peer.send(kind, items);
 }
 
+/** @param {string} text */
 async function copyText(text) {
   try {
     await navigator.clipboard.writeText(text);
@@ -295,6 +317,7 @@ function sendText() {
   input.value = '';
 }
 
+/** @param {Transfer} t */
 function showTransfer(t) {
   hook?.transfers.push(t);
   $('transfers-card').hidden = false;
@@ -316,6 +339,7 @@ function showTransfer(t) {
   announce(t.direction === 'out' ? `Sending ${t.name} to ${t.peer}.` : `Receiving ${t.name} from ${t.peer}.`);
 }
 
+/** @param {Transfer} t */
 function announceTransfer(t) {
   const what = `${t.name} ${t.direction === 'out' ? 'to' : 'from'} ${t.peer}`;
   announce(t.state === 'done' ? `${what}: done. ${t.message}` : `${what}: ${t.message}`);
@@ -323,6 +347,7 @@ function announceTransfer(t) {
 
 // ---- signaling --------------------------------------------------------------------------
 
+/** @param {WireMessage} msg */
 function onServerMessage(msg) {
   if (msg.type === 'peer-joined') {
     // Its first signal may have overtaken this announcement (see onSignal): keep that peer.
@@ -333,6 +358,7 @@ function onServerMessage(msg) {
   else if (msg.type === 'error') showAlert(ROOM_ERRORS[msg.code] || `The server refused a message: ${msg.message}`);
 }
 
+/** @param {WireMessage} msg a `signal` message: `from` the peer, `data` its content */
 function onSignal({ from, data }) {
   if (!data || typeof data !== 'object') return;
   // A signal can overtake the peer-joined that announced its sender: create the peer then.
@@ -343,6 +369,7 @@ function onSignal({ from, data }) {
   peer?.onSignal(data);
 }
 
+/** @type {Record<string, string>} */
 const SERVER_STATE = {
   connecting: 'Connecting to the server…',
   online: 'Connected to the server',

@@ -15,6 +15,9 @@ import { errorText } from './format.js';
 import { safeName } from './names.js';
 import { Transfers } from './transfer.js';
 
+/** @typedef {import('./transfer.js').Item} Item */
+/** @typedef {import('./signaling.js').WireMessage} WireMessage */
+
 const CONNECT_TIMEOUT_MS = 25_000;
 /** ICE restart: a blip shorter than the grace recovers by itself; each attempt gets a timeout. */
 const DISCONNECTED_GRACE_MS = 2_000;
@@ -60,6 +63,7 @@ export class Peer extends EventTarget {
     this.state = 'connecting'; // connecting | securing | secure | failed | closed
     // Unverified until the person confirms the words match; sends wait for that (pendingSends).
     this.verified = false;
+    /** Sends waiting for the words to be confirmed: [kind, items]. @type {[string, Item[]][]} */
     this.pendingSends = [];
     // ICE restarts in a row without getting connected again (reset on success).
     this.restarts = 0;
@@ -75,6 +79,7 @@ export class Peer extends EventTarget {
     this.channel = null;
     /** @type {Transfers | null} */
     this.transfers = null;
+    /** Candidates that arrived before the description they belong to. @type {RTCIceCandidateInit[]} */
     this.remoteCandidates = [];
     this.handshake = new Handshake({ initiator, selfId, peerId: id, hook });
     this.pc = new RTCPeerConnection({
@@ -114,7 +119,7 @@ export class Peer extends EventTarget {
     this.signal({ t: 'sdp', sdp: local.toJSON() });
   }
 
-  /** A `signal` from this peer. */
+  /** A `signal` from this peer. @param {WireMessage} data */
   async onSignal(data) {
     await this.guard(async () => {
       if (data.t === 'sdp') return this.onDescription(data.sdp);
@@ -125,6 +130,7 @@ export class Peer extends EventTarget {
     });
   }
 
+  /** @param {RTCSessionDescriptionInit} sdp */
   async onDescription(sdp) {
     // An answer to an offer already answered (restarts that crossed): nothing to apply.
     if (sdp.type === 'answer' && this.pc.signalingState !== 'have-local-offer') return;
@@ -137,11 +143,13 @@ export class Peer extends EventTarget {
     this.onIceState();
   }
 
+  /** @param {RTCIceCandidateInit} candidate */
   async onCandidate(candidate) {
     if (!this.pc.remoteDescription) this.remoteCandidates.push(candidate);
     else await this.pc.addIceCandidate(candidate);
   }
 
+  /** @param {{reply: object | null, session: import('./handshake.js').Session | null}} result */
   async step({ reply, session }) {
     if (reply) this.signal(reply);
     if (session) {
@@ -153,6 +161,7 @@ export class Peer extends EventTarget {
   }
 
   /** A channel the other side opened: the responder takes the first `tallow` channel, no other. */
+  /** @param {RTCDataChannel} channel */
   onRemoteChannel(channel) {
     if (this.initiator || this.dc || channel.label !== CHANNEL_LABEL || !channel.ordered) {
       channel.close();
@@ -276,6 +285,10 @@ export class Peer extends EventTarget {
    * Offer `items` ({name, blob}) as one transfer of `kind` ('files', 'folder' or 'text'). To an
    * unverified peer the offer waits until the person confirms the words (`verify`).
    */
+  /**
+   * @param {string} kind
+   * @param {Item[]} items
+   */
   send(kind, items) {
     if (this.state !== 'secure') return;
     if (this.verified) this.attached().transfers.offer(kind, items);
@@ -301,6 +314,7 @@ export class Peer extends EventTarget {
     this.dispatchEvent(new Event('change'));
   }
 
+  /** Run a setup step; its failure fails the peer. @param {() => Promise<unknown>} work */
   async guard(work) {
     try {
       await work();
@@ -309,19 +323,24 @@ export class Peer extends EventTarget {
     }
   }
 
+  /** @param {string} text what to tell the person */
   fail(text) {
     if (this.state === 'failed' || this.state === 'closed') return;
     this.problem = text;
     this.shutdown('failed', text);
   }
 
-  /** The peer left the room or we did. */
+  /** The peer left the room or we did. @param {string} reason */
   close(reason) {
     if (this.state === 'closed') return;
     this.shutdown('closed', reason);
   }
 
-  /** With `resumable`, running transfers wait for the next session with this peer. */
+  /**
+   * With `resumable`, running transfers wait for the next session with this peer.
+   * @param {string} state
+   * @param {string} reason
+   */
   shutdown(state, reason, resumable = false) {
     clearTimeout(this.timer);
     clearTimeout(this.blip);
@@ -333,16 +352,18 @@ export class Peer extends EventTarget {
     this.pc.close();
   }
 
+  /** @param {string} state */
   setState(state) {
     this.state = state;
     this.dispatchEvent(new Event('change'));
   }
 
-  /** Names go end to end: the one the server saw at `join` may be out of date. */
+  /** Names go end to end: the one the server saw at `join` may be out of date. @param {string} name */
   sendName(name) {
     if (this.state === 'secure') this.attached().channel.control({ t: 'name', name }).catch(() => {});
   }
 
+  /** @param {unknown} name as the peer sent it */
   rename(name) {
     this.name = safeName(name);
     this.dispatchEvent(new Event('change'));
