@@ -111,13 +111,21 @@ async function refreshIce() {
 // ---- room -------------------------------------------------------------------------------
 
 /**
+ * The server's error `code` in plain words, or '' for a code this page does not know.
+ * @param {unknown} code
+ */
+function roomErrorText(code) {
+  return typeof code === 'string' && Object.hasOwn(ROOM_ERRORS, code) ? ROOM_ERRORS[code] : '';
+}
+
+/**
  * A refused room request in plain words: the server's error code explained, or `fallback`.
  * @param {unknown} error
  * @param {string} fallback
  */
 function roomProblem(error, fallback) {
   const code = error instanceof Error && 'code' in error ? String(error.code) : '';
-  return ROOM_ERRORS[code] || `${fallback}: ${errorText(error)}`;
+  return roomErrorText(code) || `${fallback}: ${errorText(error)}`;
 }
 
 async function createRoom() {
@@ -355,7 +363,7 @@ function onServerMessage(msg) {
   }
   else if (msg.type === 'peer-left') removePeer(msg.peer);
   else if (msg.type === 'signal') onSignal(msg);
-  else if (msg.type === 'error') showAlert(ROOM_ERRORS[msg.code] || `The server refused a message: ${msg.message}`);
+  else if (msg.type === 'error') showAlert(roomErrorText(msg.code) || `The server refused a message: ${msg.message}`);
 }
 
 /** @param {WireMessage} msg a `signal` message: `from` the peer, `data` its content */
