@@ -112,7 +112,10 @@ class FolderSink extends WritableSink {
     this.where = 'the folder you chose';
   }
 
-  /** @param {string} path */
+  /**
+   * @override
+   * @param {string} path
+   */
   async begin(path) {
     const segments = path.split('/');
     let folder = this.directory;
