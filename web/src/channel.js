@@ -55,7 +55,8 @@ export class SecureChannel {
   /**
    * `recordFirstFrame` (tests only) receives the bytes of the first frame this side sends.
    * @param {RTCDataChannel} dc
-   * @param {{onControl: (message: any) => unknown, onChunk: (id: number, data: Uint8Array<ArrayBuffer>) => unknown,
+   * @param {{onControl: (message: import('./signaling.js').WireMessage) => unknown,
+   *   onChunk: (id: number, data: Uint8Array<ArrayBuffer>) => unknown,
    *   onFailure: (reason: string) => void}} handlers
    * @param {((frame: Uint8Array) => unknown) | null} [recordFirstFrame]
    */
