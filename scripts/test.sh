@@ -9,8 +9,8 @@ scripts/setup.sh --test
 echo "==> ruff" >&2
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-echo "==> eslint" >&2
-(cd web && npm run --silent lint)
+echo "==> eslint, tsc --checkJs" >&2
+(cd web && npm run --silent lint && npm run --silent typecheck)
 echo "==> mypy (strict)" >&2
 .venv/bin/mypy
 echo "==> pytest, measuring coverage of tallow/" >&2

@@ -2,10 +2,13 @@
 
 const encoder = new TextEncoder();
 
-/** UTF-8 encode a string. */
+/** UTF-8 encode a string. @param {string} text */
 export const utf8 = (text) => encoder.encode(text);
 
-/** Standard base64 (with padding) of a Uint8Array: how public handshake values travel in JSON. */
+/**
+ * Standard base64 (with padding) of a Uint8Array: how public handshake values travel in JSON.
+ * @param {Uint8Array} bytes
+ */
 export function toBase64(bytes) {
   let binary = '';
   for (let i = 0; i < bytes.length; i += 0x8000) {
@@ -14,7 +17,11 @@ export function toBase64(bytes) {
   return btoa(binary);
 }
 
-/** Decode base64 into bytes; throws on anything that is not base64 or not `length` long. */
+/**
+ * Decode base64 into bytes; throws on anything that is not base64 or not `length` long.
+ * @param {unknown} text
+ * @param {number} [length]
+ */
 export function fromBase64(text, length) {
   if (typeof text !== 'string') throw new Error('expected a base64 string');
   const binary = atob(text);
@@ -26,10 +33,12 @@ export function fromBase64(text, length) {
   return out;
 }
 
+/** @param {Uint8Array} bytes */
 export function toHex(bytes) {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
+/** @param {Uint8Array[]} parts */
 export function concat(...parts) {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let offset = 0;
@@ -40,7 +49,10 @@ export function concat(...parts) {
   return out;
 }
 
-/** Each field prefixed with its 4-byte big-endian length, so no two field lists encode alike. */
+/**
+ * Each field prefixed with its 4-byte big-endian length, so no two field lists encode alike.
+ * @param {Uint8Array[]} fields
+ */
 export function lengthPrefixed(fields) {
   const parts = [];
   for (const field of fields) {
@@ -51,6 +63,7 @@ export function lengthPrefixed(fields) {
   return concat(...parts);
 }
 
+/** @param {number} length */
 export function randomBytes(length) {
   return crypto.getRandomValues(new Uint8Array(length));
 }

@@ -4,7 +4,7 @@
 import { concat, toHex, utf8 } from './bytes.js';
 
 const SEED = utf8('tallow/v1 file');
-const digest = async (data) => new Uint8Array(await crypto.subtle.digest('SHA-256', data));
+const digest = async (/** @type {BufferSource} */ data) => new Uint8Array(await crypto.subtle.digest('SHA-256', data));
 
 export class ChainHash {
   constructor() {
@@ -12,7 +12,10 @@ export class ChainHash {
     this.tail = digest(SEED);
   }
 
-  /** Add the next block. WebCrypto copies `block` at once, so the caller may reuse it. */
+  /**
+   * Add the next block. WebCrypto copies `block` at once, so the caller may reuse it.
+   * @param {Uint8Array<ArrayBuffer>} block
+   */
   update(block) {
     this.bytes += block.length;
     const blockDigest = digest(block);

@@ -32,11 +32,15 @@ const DIRECTION = { initiator: 'i2r', responder: 'r2i' };
 /**
  * Associated data of every frame: the channel's label and SCTP stream id, and the direction, so a
  * frame is only ever accepted on the channel and in the direction it was sealed for.
+ * @param {string} label
+ * @param {number | null} streamId
+ * @param {string} direction
  */
 export function associatedData(label, streamId, direction) {
   return utf8(`tallow/v1 frame ${label} ${streamId} ${direction}`);
 }
 
+/** @param {number} counter */
 function nonce(counter) {
   const iv = new Uint8Array(12);
   new DataView(iv.buffer).setBigUint64(4, BigInt(counter));
@@ -48,16 +52,28 @@ function nonce(counter) {
  * frame each way is the key confirmation, and `confirmed` resolves once the peer's tag verifies.
  */
 export class SecureChannel {
-  /** `recordFirstFrame` (tests only) receives the bytes of the first frame this side sends. */
+  /**
+   * `recordFirstFrame` (tests only) receives the bytes of the first frame this side sends.
+   * @param {RTCDataChannel} dc
+   * @param {{onControl: (message: import('./signaling.js').WireMessage) => unknown,
+   *   onChunk: (id: number, data: Uint8Array<ArrayBuffer>) => unknown,
+   *   onFailure: (reason: string) => void}} handlers
+   * @param {((frame: Uint8Array) => unknown) | null} [recordFirstFrame]
+   */
   constructor(dc, { onControl, onChunk, onFailure }, recordFirstFrame = null) {
     this.dc = dc;
     this.recordFirstFrame = recordFirstFrame;
     this.handlers = { onControl, onChunk, onFailure };
+    /** @type {import('./handshake.js').Session | null} */
     this.session = null;
+    /** Frames that arrived before start(), in order. @type {ArrayBuffer[]} */
     this.pending = [];
     this.tx = Promise.resolve();
     this.rx = Promise.resolve();
     this.failed = false;
+    /** @type {() => void} */
+    this.resolveConfirmed = () => {};
+    /** @type {Promise<void>} */
     this.confirmed = new Promise((resolve) => {
       this.resolveConfirmed = resolve;
     });
@@ -66,7 +82,10 @@ export class SecureChannel {
     dc.addEventListener('message', (event) => this.onMessage(event.data));
   }
 
-  /** Begin once both the handshake is done and the channel is open; a session starts once. */
+  /**
+   * Begin once both the handshake is done and the channel is open; a session starts once.
+   * @param {import('./handshake.js').Session} session
+   */
   start(session) {
     if (session.started) throw new Error('these session keys are already in use on another channel');
     session.started = true;
@@ -80,6 +99,13 @@ export class SecureChannel {
     for (const data of this.pending.splice(0)) this.onMessage(data);
   }
 
+  /** The session's keys: nothing is sealed or confirmed before start(). */
+  started() {
+    if (!this.session) throw new Error('the keys are not agreed yet');
+    return this.session;
+  }
+
+  /** @param {{t: string} & Record<string, unknown>} message */
   control(message) {
     const body = utf8(JSON.stringify(message));
     const plain = new Uint8Array(1 + body.length);
@@ -88,6 +114,10 @@ export class SecureChannel {
     return this.send(plain);
   }
 
+  /**
+   * @param {number} fileId
+   * @param {Uint8Array} data
+   */
   async chunk(fileId, data) {
     const plain = new Uint8Array(5 + data.length);
     plain[0] = CHUNK;
@@ -97,6 +127,7 @@ export class SecureChannel {
     if (this.dc.bufferedAmount > HIGH_WATER) await this.drained();
   }
 
+  /** @returns {Promise<void>} */
   drained() {
     return new Promise((resolve) => {
       const done = () => {
@@ -109,12 +140,16 @@ export class SecureChannel {
     });
   }
 
-  /** Encrypt now (counters in call order), hand frames to the channel in the same order. */
+  /**
+   * Encrypt now (counters in call order), hand frames to the channel in the same order.
+   * @param {Uint8Array<ArrayBuffer>} plain
+   */
   send(plain) {
-    const counter = this.session.sendCounter++;
+    const session = this.started();
+    const counter = session.sendCounter++;
     const sealed = crypto.subtle.encrypt(
       { name: 'AES-GCM', iv: nonce(counter), additionalData: this.sendAad },
-      this.session.sendKey,
+      session.sendKey,
       plain,
     );
     this.tx = this.tx.then(async () => {
@@ -126,6 +161,7 @@ export class SecureChannel {
     return this.tx;
   }
 
+  /** @param {ArrayBuffer} data */
   onMessage(data) {
     if (this.failed) return;
     if (!this.session) {
@@ -149,6 +185,10 @@ export class SecureChannel {
       .catch((error) => this.fail(error.message));
   }
 
+  /**
+   * @param {Uint8Array<ArrayBuffer>} plain
+   * @param {number} counter
+   */
   async dispatch(plain, counter) {
     if (this.failed) return;
     if (plain[0] === CHUNK) {
@@ -159,7 +199,7 @@ export class SecureChannel {
     if (plain[0] !== CONTROL) throw new Error('unknown frame type');
     const message = JSON.parse(decoder.decode(plain.subarray(1)));
     if (counter === 0) {
-      if (message.t !== 'confirm' || !(await this.session.checkConfirm(fromBase64(message.tag, 32)))) {
+      if (message.t !== 'confirm' || !(await this.started().checkConfirm(fromBase64(message.tag, 32)))) {
         throw new Error('key confirmation failed');
       }
       this.resolveConfirmed();
@@ -168,6 +208,7 @@ export class SecureChannel {
     await this.handlers.onControl(message);
   }
 
+  /** @param {string} reason */
   fail(reason) {
     if (this.failed) return;
     this.failed = true;

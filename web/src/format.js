@@ -1,5 +1,12 @@
-// Human-readable sizes, speeds and durations for the transfer list.
+// Human-readable sizes, speeds and durations for the transfer list, and error messages.
 
+/**
+ * The message of something thrown: an Error's, or the thing itself as text.
+ * @param {unknown} error
+ */
+export const errorText = (error) => (error instanceof Error ? error.message : String(error));
+
+/** @param {number} n */
 export function formatBytes(n) {
   if (n < 1024) return `${n} B`;
   const units = ['KB', 'MB', 'GB', 'TB'];
@@ -12,6 +19,7 @@ export function formatBytes(n) {
   return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }
 
+/** @param {number} seconds */
 export function formatDuration(seconds) {
   if (!Number.isFinite(seconds)) return '';
   if (seconds < 60) return `${Math.max(1, Math.round(seconds))} s`;
@@ -20,7 +28,10 @@ export function formatDuration(seconds) {
   return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
 }
 
-/** "12 MB of 50 MB · 25 MB/s · 2 s left" for a running transfer. */
+/**
+ * "12 MB of 50 MB · 25 MB/s · 2 s left" for a running transfer.
+ * @param {import('./transfer.js').Transfer} t
+ */
 export function describeProgress(t, now = performance.now()) {
   const seconds = ((t.finishedAt ?? now) - t.startedAt) / 1000;
   const parts = [`${formatBytes(t.bytes)} of ${formatBytes(t.size)}`];

@@ -6,16 +6,35 @@ import { qrSvg } from './qr.js';
 import { registerDownloads } from './sink.js';
 import { Signaling } from './signaling.js';
 import { TEXT_MAX_BYTES, abandonInterrupted } from './transfer.js';
+import { errorText } from './format.js';
 import { h, renderPeer, transferRow } from './view.js';
 import { droppedItems, fileItems } from './pick.js';
 
-const $ = (id) => document.getElementById(id);
+/**
+ * The page's element `id`, which index.html has, as a `type`.
+ * @template {HTMLElement} T
+ * @param {string} id
+ * @param {{new (): T, name: string}} type
+ * @returns {T}
+ */
+function element(id, type) {
+  const el = document.getElementById(id);
+  if (!(el instanceof type)) throw new Error(`index.html has no ${type.name} #${id}`);
+  return el;
+}
+/** @param {string} id */
+const $ = (id) => element(id, HTMLElement);
+/** @typedef {import('./transfer.js').Item} Item */
+/** @typedef {import('./transfer.js').Transfer} Transfer */
+/** @typedef {import('./signaling.js').WireMessage} WireMessage */
+
 const params = new URLSearchParams(location.search);
 /** ?relay=1: only TURN relay candidates, which also hides each side's IP address from the other. */
 const relayOnly = params.get('relay') === '1';
 /** Installed only by a test harness (before this script runs); receives handshake secrets. */
 const hook = window.__tallowTestHook ?? null;
 const NAME_KEY = 'tallow.name';
+/** @type {Record<string, string>} */
 const ROOM_ERRORS = {
   'bad-room': 'That room code is not valid: use letters, digits, - and _ only.',
   'room-full': 'That room is full. Ask the others to make room, or create a new room.',
@@ -24,19 +43,32 @@ const ROOM_ERRORS = {
   draining: 'The server is restarting. Wait a moment; the page reconnects by itself.',
 };
 
+/** The server connection; main() connects it, once this browser proved able to run Tallow. */
+const signaling = new Signaling(signalingUrl());
 const app = {
-  signaling: null,
+  /** @type {string | null} */
   room: null,
+  /** @type {Map<string, Peer>} */
   peers: new Map(),
   /** Per peer id: transfers cut off with that peer, waiting for the next session (tid -> Transfer). */
+  /** @type {Map<string, Map<string, import('./transfer.js').Transfer>>} */
   interrupted: new Map(),
+  /** @type {import('./peer.js').IceSettings} */
   ice: { iceServers: [], relayOnly, ttl: 0 },
 };
 
+function signalingUrl() {
+  const url = new URL('/signaling', location.href);
+  url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  return url.href;
+}
+
+/** @param {string} text */
 function announce(text) {
   $('status').textContent = text;
 }
 
+/** @param {string} text an error in plain words, or '' to clear it */
 function showAlert(text) {
   const box = $('alert');
   box.hidden = !text;
@@ -44,11 +76,11 @@ function showAlert(text) {
 }
 
 function myName() {
-  return $('name').value.trim().slice(0, 64) || 'Someone';
+  return element('name', HTMLInputElement).value.trim().slice(0, 64) || 'Someone';
 }
 
 function initName() {
-  const input = $('name');
+  const input = element('name', HTMLInputElement);
   let name = localStorage.getItem(NAME_KEY);
   if (!name) {
     const pick = () => wordlist[crypto.getRandomValues(new Uint16Array(1))[0] % wordlist.length];
@@ -70,7 +102,7 @@ async function refreshIce() {
     app.ice.iceServers = Array.isArray(body.iceServers) ? body.iceServers : [];
     app.ice.ttl = Number(body.ttl) || 0;
   } catch (error) {
-    showAlert(`Could not load the connection settings from the server (${error.message}). Direct connections may still work; reload the page if people cannot connect.`);
+    showAlert(`Could not load the connection settings from the server (${errorText(error)}). Direct connections may still work; reload the page if people cannot connect.`);
   }
   // TURN credentials expire: fetch fresh ones at half their lifetime.
   if (app.ice.ttl > 0) setTimeout(refreshIce, (app.ice.ttl * 1000) / 2);
@@ -78,37 +110,57 @@ async function refreshIce() {
 
 // ---- room -------------------------------------------------------------------------------
 
+/**
+ * The server's error `code` in plain words, or '' for a code this page does not know.
+ * @param {unknown} code
+ */
+function roomErrorText(code) {
+  return typeof code === 'string' && Object.hasOwn(ROOM_ERRORS, code) ? ROOM_ERRORS[code] : '';
+}
+
+/**
+ * A refused room request in plain words: the server's error code explained, or `fallback`.
+ * @param {unknown} error
+ * @param {string} fallback
+ */
+function roomProblem(error, fallback) {
+  const code = error instanceof Error && 'code' in error ? String(error.code) : '';
+  return roomErrorText(code) || `${fallback}: ${errorText(error)}`;
+}
+
 async function createRoom() {
   showAlert('');
   try {
-    const { room } = await app.signaling.request({ type: 'create' });
+    const { room } = await signaling.request({ type: 'create' });
     await joinRoom(room);
   } catch (error) {
-    showAlert(ROOM_ERRORS[error.code] || `Could not create a room: ${error.message}`);
+    showAlert(roomProblem(error, 'Could not create a room'));
   }
 }
 
+/** @param {string} code */
 async function joinRoom(code) {
   showAlert('');
   let reply;
   try {
     // No name: names go end to end, inside the encrypted channel, never to the server.
-    reply = await app.signaling.request({ type: 'join', room: code });
+    reply = await signaling.request({ type: 'join', room: code });
   } catch (error) {
-    showAlert(ROOM_ERRORS[error.code] || `Could not join room ${code}: ${error.message}`);
+    showAlert(roomProblem(error, `Could not join room ${code}`));
     return false;
   }
-  app.room = reply.room;
-  history.replaceState(null, '', `${location.pathname}${location.search}#room=${encodeURIComponent(app.room)}`);
+  const room = String(reply.room);
+  app.room = room;
+  history.replaceState(null, '', `${location.pathname}${location.search}#room=${encodeURIComponent(room)}`);
   showRoom();
   for (const p of reply.peers) addPeer(p.peer, true);
-  announce(`You are in room ${app.room}.`);
+  announce(`You are in room ${room}.`);
   return true;
 }
 
 async function leaveRoom() {
   try {
-    await app.signaling.request({ type: 'leave' });
+    await signaling.request({ type: 'leave' });
   } catch {
     // Leaving locally is what matters; the server drops us after its grace period anyway.
   }
@@ -124,16 +176,16 @@ async function leaveRoom() {
 }
 
 function showRoom() {
-  const inRoom = app.room !== null;
-  $('start').hidden = inRoom;
-  $('room').hidden = !inRoom;
-  $('people').hidden = !inRoom;
-  if (!inRoom) return;
-  const link = `${location.origin}/#room=${encodeURIComponent(app.room)}`;
-  $('room-code').textContent = app.room;
-  $('room-link').href = link;
+  const room = app.room;
+  $('start').hidden = room !== null;
+  $('room').hidden = room === null;
+  $('people').hidden = room === null;
+  if (room === null) return;
+  const link = `${location.origin}/#room=${encodeURIComponent(room)}`;
+  $('room-code').textContent = room;
+  element('room-link', HTMLAnchorElement).href = link;
   $('room-link').textContent = link;
-  $('qr').replaceChildren(qrSvg(link, `QR code of the link to room ${app.room}`));
+  $('qr').replaceChildren(qrSvg(link, `QR code of the link to room ${room}`));
   updateNoPeers();
 }
 
@@ -143,19 +195,28 @@ function updateNoPeers() {
 
 // ---- peers ------------------------------------------------------------------------------
 
+/**
+ * @param {string} id
+ * @param {boolean} initiator
+ */
 function addPeer(id, initiator) {
   app.peers.get(id)?.close('Reconnected.');
   const old = $('peers').querySelector(`li[data-peer="${CSS.escape(id)}"]`);
+  // Peers come from the room, which is joined only once the server welcomed us with an id.
+  const selfId = signaling.peerId;
+  if (selfId === null) throw new Error('not connected to the server');
+  let interrupted = app.interrupted.get(id);
+  if (!interrupted) app.interrupted.set(id, (interrupted = new Map()));
   const peer = new Peer({
     id,
     name: 'Someone', // until their name arrives over the encrypted channel
     initiator,
-    selfId: app.signaling.peerId,
+    selfId,
     selfName: myName,
-    signal: (data) => app.signaling.send({ type: 'signal', to: id, data }),
+    signal: (data) => signaling.send({ type: 'signal', to: id, data }),
     ice: app.ice,
     onTransfer: showTransfer,
-    interrupted: app.interrupted.get(id) ?? app.interrupted.set(id, new Map()).get(id),
+    interrupted,
     hook,
   });
   // The channel closed but they may still be here: the initiator starts a new session (new keys,
@@ -171,7 +232,7 @@ function addPeer(id, initiator) {
     for (const [kind, items] of await droppedItems(event.dataTransfer)) sendToPeer(peer, kind, items);
   });
   const actions = {
-    files: (files) => sendToPeer(peer, 'files', fileItems(files)),
+    files: (/** @type {File[]} */ files) => sendToPeer(peer, 'files', fileItems(files)),
     verify: () => peer.verify(),
     dropPending: () => peer.dropPendingSends(),
   };
@@ -189,6 +250,7 @@ function addPeer(id, initiator) {
   return peer;
 }
 
+/** @param {string} id */
 function removePeer(id) {
   const peer = app.peers.get(id);
   if (!peer) return;
@@ -202,7 +264,12 @@ function removePeer(id) {
   announce(`${peer.name} left the room.`);
 }
 
-/** To one person: if their words are not confirmed yet, the send waits for that. */
+/**
+ * To one person: if their words are not confirmed yet, the send waits for that.
+ * @param {Peer} peer
+ * @param {string} kind
+ * @param {Item[]} items
+ */
 function sendToPeer(peer, kind, items) {
   if (items.length === 0) return;
   if (peer.state !== 'secure') {
@@ -214,7 +281,11 @@ function sendToPeer(peer, kind, items) {
   if (!peer.verified) announce(`Confirm the words with ${peer.name} first; then it is sent.`);
 }
 
-/** "Send to everyone": only the people whose words were confirmed. */
+/**
+ * "Send to everyone": only the people whose words were confirmed.
+ * @param {string} kind
+ * @param {Item[]} items
+ */
 function sendToEveryone(kind, items) {
   if (items.length === 0) return;
   const peers = [...app.peers.values()];
@@ -231,6 +302,7 @@ function sendToEveryone(kind, items) {
   for (const peer of verified) peer.send(kind, items);
 }
 
+/** @param {string} text */
 async function copyText(text) {
   try {
     await navigator.clipboard.writeText(text);
@@ -241,7 +313,7 @@ async function copyText(text) {
 }
 
 function sendText() {
-  const input = $('text-input');
+  const input = element('text-input', HTMLTextAreaElement);
   const text = input.value;
   if (!text) return;
   const blob = new Blob([text]);
@@ -253,6 +325,7 @@ function sendText() {
   input.value = '';
 }
 
+/** @param {Transfer} t */
 function showTransfer(t) {
   hook?.transfers.push(t);
   $('transfers-card').hidden = false;
@@ -274,6 +347,7 @@ function showTransfer(t) {
   announce(t.direction === 'out' ? `Sending ${t.name} to ${t.peer}.` : `Receiving ${t.name} from ${t.peer}.`);
 }
 
+/** @param {Transfer} t */
 function announceTransfer(t) {
   const what = `${t.name} ${t.direction === 'out' ? 'to' : 'from'} ${t.peer}`;
   announce(t.state === 'done' ? `${what}: done. ${t.message}` : `${what}: ${t.message}`);
@@ -281,6 +355,7 @@ function announceTransfer(t) {
 
 // ---- signaling --------------------------------------------------------------------------
 
+/** @param {WireMessage} msg */
 function onServerMessage(msg) {
   if (msg.type === 'peer-joined') {
     // Its first signal may have overtaken this announcement (see onSignal): keep that peer.
@@ -288,9 +363,10 @@ function onServerMessage(msg) {
   }
   else if (msg.type === 'peer-left') removePeer(msg.peer);
   else if (msg.type === 'signal') onSignal(msg);
-  else if (msg.type === 'error') showAlert(ROOM_ERRORS[msg.code] || `The server refused a message: ${msg.message}`);
+  else if (msg.type === 'error') showAlert(roomErrorText(msg.code) || `The server refused a message: ${msg.message}`);
 }
 
+/** @param {WireMessage} msg a `signal` message: `from` the peer, `data` its content */
 function onSignal({ from, data }) {
   if (!data || typeof data !== 'object') return;
   // A signal can overtake the peer-joined that announced its sender: create the peer then.
@@ -301,6 +377,7 @@ function onSignal({ from, data }) {
   peer?.onSignal(data);
 }
 
+/** @type {Record<string, string>} */
 const SERVER_STATE = {
   connecting: 'Connecting to the server…',
   online: 'Connected to the server',
@@ -309,12 +386,12 @@ const SERVER_STATE = {
 };
 
 function onSignalingState() {
-  const { state } = app.signaling;
+  const { state } = signaling;
   const el = $('server-state');
   el.dataset.state = state;
   el.textContent = SERVER_STATE[state];
-  $('create').disabled = state !== 'online';
-  $('join').disabled = state !== 'online';
+  element('create', HTMLButtonElement).disabled = state !== 'online';
+  element('join', HTMLButtonElement).disabled = state !== 'online';
 }
 
 async function onExpired() {
@@ -336,25 +413,24 @@ function bindControls() {
   $('create').addEventListener('click', createRoom);
   $('join-form').addEventListener('submit', (event) => {
     event.preventDefault();
-    joinRoom($('join-code').value.trim());
+    joinRoom(element('join-code', HTMLInputElement).value.trim());
   });
   $('leave').addEventListener('click', leaveRoom);
   $('copy-link').addEventListener('click', async () => {
     try {
-      await navigator.clipboard.writeText($('room-link').href);
+      await navigator.clipboard.writeText(element('room-link', HTMLAnchorElement).href);
       announce('Link copied.');
     } catch {
       showAlert('Could not copy automatically: select the link and copy it by hand.');
     }
   });
-  $('file-input').addEventListener('change', (event) => {
-    sendToEveryone('files', fileItems([...event.target.files]));
-    event.target.value = '';
-  });
-  $('folder-input').addEventListener('change', (event) => {
-    sendToEveryone('folder', fileItems([...event.target.files]));
-    event.target.value = '';
-  });
+  for (const [id, kind] of [['file-input', 'files'], ['folder-input', 'folder']]) {
+    const input = element(id, HTMLInputElement);
+    input.addEventListener('change', () => {
+      sendToEveryone(kind, fileItems([...(input.files ?? [])]));
+      input.value = '';
+    });
+  }
   $('text-form').addEventListener('submit', (event) => {
     event.preventDefault();
     sendText();
@@ -367,7 +443,7 @@ function bindControls() {
   navigator.connection?.addEventListener('change', networkChanged);
   // Closing the page: tell the others now rather than after the server's resume grace period.
   window.addEventListener('pagehide', () => {
-    if (app.room) app.signaling.send({ type: 'leave' });
+    if (app.room) signaling.send({ type: 'leave' });
   });
   document.addEventListener('dragover', (event) => event.preventDefault());
   document.addEventListener('drop', async (event) => {
@@ -385,20 +461,17 @@ async function main() {
     showAlert('This browser cannot run Tallow: it lacks WebRTC or X25519 in WebCrypto. Use a current Chrome, Edge, Firefox or Safari.');
     return;
   }
-  const url = new URL('/signaling', location.href);
-  url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  app.signaling = new Signaling(url.href);
-  app.signaling.addEventListener('state', onSignalingState);
-  app.signaling.addEventListener('message', (event) => onServerMessage(event.detail));
-  app.signaling.addEventListener('expired', onExpired);
-  app.signaling.addEventListener('resumed', () => announce('Reconnected to the server; your room is unchanged.'));
+  signaling.addEventListener('state', onSignalingState);
+  signaling.addEventListener('message', (event) => onServerMessage(/** @type {CustomEvent} */ (event).detail));
+  signaling.addEventListener('expired', onExpired);
+  signaling.addEventListener('resumed', () => announce('Reconnected to the server; your room is unchanged.'));
   registerDownloads();
   await refreshIce();
   try {
-    await app.signaling.connect();
+    await signaling.connect();
   } catch (error) {
-    showAlert(`${error.message} The page keeps trying.`);
-    await new Promise((resolve) => app.signaling.addEventListener('welcome', resolve, { once: true }));
+    showAlert(`${errorText(error)} The page keeps trying.`);
+    await new Promise((resolve) => signaling.addEventListener('welcome', resolve, { once: true }));
     showAlert('');
   }
   const code = roomFromHash();

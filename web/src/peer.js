@@ -11,8 +11,12 @@
 // keys are never started twice.
 import { CHANNEL_LABEL, SecureChannel } from './channel.js';
 import { Handshake } from './handshake.js';
+import { errorText } from './format.js';
 import { safeName } from './names.js';
 import { Transfers } from './transfer.js';
+
+/** @typedef {import('./transfer.js').Item} Item */
+/** @typedef {import('./signaling.js').WireMessage} WireMessage */
 
 const CONNECT_TIMEOUT_MS = 25_000;
 /** ICE restart: a blip shorter than the grace recovers by itself; each attempt gets a timeout. */
@@ -20,31 +24,62 @@ const DISCONNECTED_GRACE_MS = 2_000;
 const RESTART_TIMEOUT_MS = 15_000;
 const MAX_RESTARTS = 4;
 
+/**
+ * What the test harness installs as `window.__tallowTestHook` (docs/webapp.md, "Test hook").
+ * @typedef {{handshakes: object[], frames: object[], connections: object[], transfers: object[],
+ *   iceRestarts?: string[]}} TestHook
+ */
+
+/** @typedef {{iceServers: RTCIceServer[], relayOnly: boolean, ttl: number}} IceSettings */
+
 export class Peer extends EventTarget {
   /**
    * @param {object} o
+   * @param {string} o.id the peer's server id
+   * @param {string} o.name its display name until its own arrives
+   * @param {boolean} o.initiator whether this side opens the channel (it joined later)
+   * @param {string} o.selfId this page's server id
+   * @param {() => string} o.selfName this person's display name, read when it is sent
    * @param {(data: object) => void} o.signal sends `data` to this peer through the server
-   * @param {{iceServers: object[], relayOnly: boolean}} o.ice
+   * @param {IceSettings} o.ice
    * @param {(t: import('./transfer.js').Transfer) => void} o.onTransfer
+   * @param {Map<string, import('./transfer.js').Transfer>} o.interrupted transfers (by tid) cut
+   *   off in an earlier session with this peer
+   * @param {TestHook | null} o.hook
    */
-  /** `interrupted` (tid -> Transfer) holds transfers cut off in an earlier session with this peer. */
   constructor({ id, name, initiator, selfId, selfName, signal, ice, onTransfer, interrupted, hook }) {
     super();
-    Object.assign(this, { id, name, initiator, selfName, signal, ice, onTransfer, interrupted, hook });
+    this.id = id;
+    this.name = name;
+    this.initiator = initiator;
+    this.selfName = selfName;
+    this.signal = signal;
+    this.ice = ice;
+    this.onTransfer = onTransfer;
+    this.interrupted = interrupted;
+    this.hook = hook;
     // The data channel closed while the peer may still be in the room: a new session may follow.
     this.lost = false;
     this.state = 'connecting'; // connecting | securing | secure | failed | closed
     // Unverified until the person confirms the words match; sends wait for that (pendingSends).
     this.verified = false;
+    /** Sends waiting for the words to be confirmed: [kind, items]. @type {[string, Item[]][]} */
     this.pendingSends = [];
     // ICE restarts in a row without getting connected again (reset on success).
     this.restarts = 0;
     this.reconnecting = false;
     this.problem = '';
+    /** @type {string[] | null} */
     this.sas = null;
+    /** @type {import('./handshake.js').Session | null} */
     this.session = null;
+    /** The data channel and what runs over it, from attach() on. @type {RTCDataChannel | null} */
+    this.dc = null;
+    /** @type {SecureChannel | null} */
     this.channel = null;
+    /** @type {Transfers | null} */
     this.transfers = null;
+    /** Candidates that arrived before the description they belong to. @type {RTCIceCandidateInit[]} */
     this.remoteCandidates = [];
     this.handshake = new Handshake({ initiator, selfId, peerId: id, hook });
     this.pc = new RTCPeerConnection({
@@ -60,7 +95,7 @@ export class Peer extends EventTarget {
     this.timer = setTimeout(() => this.fail(this.unreachableText()), CONNECT_TIMEOUT_MS);
     // Relay-only without a relay can never connect: say so now rather than after the timeout.
     if (ice.relayOnly && !this.hasRelay()) queueMicrotask(() => this.fail(this.unreachableText()));
-    this.hookEntry = { peer: id, pc: this.pc, dc: null };
+    this.hookEntry = { peer: id, pc: this.pc, dc: /** @type {RTCDataChannel | null} */ (null) };
     hook?.connections.push(this.hookEntry);
   }
 
@@ -68,13 +103,23 @@ export class Peer extends EventTarget {
   async start() {
     await this.guard(async () => {
       this.attach(this.pc.createDataChannel(CHANNEL_LABEL, { ordered: true }));
-      await this.pc.setLocalDescription(await this.pc.createOffer());
-      this.signal({ t: 'sdp', sdp: this.pc.localDescription.toJSON() });
+      await this.sendDescription(await this.pc.createOffer());
       await this.step(await this.handshake.start());
     });
   }
 
-  /** A `signal` from this peer. */
+  /**
+   * Apply our SDP offer or answer and send it (with the candidates gathered so far) to the peer.
+   * @param {RTCSessionDescriptionInit} description
+   */
+  async sendDescription(description) {
+    await this.pc.setLocalDescription(description);
+    const local = this.pc.localDescription;
+    if (!local) throw new Error('no local description was set');
+    this.signal({ t: 'sdp', sdp: local.toJSON() });
+  }
+
+  /** A `signal` from this peer. @param {WireMessage} data */
   async onSignal(data) {
     await this.guard(async () => {
       if (data.t === 'sdp') return this.onDescription(data.sdp);
@@ -85,24 +130,26 @@ export class Peer extends EventTarget {
     });
   }
 
+  /** @param {RTCSessionDescriptionInit} sdp */
   async onDescription(sdp) {
     // An answer to an offer already answered (restarts that crossed): nothing to apply.
     if (sdp.type === 'answer' && this.pc.signalingState !== 'have-local-offer') return;
     await this.pc.setRemoteDescription(sdp);
     if (sdp.type === 'offer') {
-      await this.pc.setLocalDescription(await this.pc.createAnswer());
-      this.signal({ t: 'sdp', sdp: this.pc.localDescription.toJSON() });
+      await this.sendDescription(await this.pc.createAnswer());
     }
     for (const c of this.remoteCandidates.splice(0)) await this.pc.addIceCandidate(c);
     // A restart on a path that never went down completes without any ICE state change.
     this.onIceState();
   }
 
+  /** @param {RTCIceCandidateInit} candidate */
   async onCandidate(candidate) {
     if (!this.pc.remoteDescription) this.remoteCandidates.push(candidate);
     else await this.pc.addIceCandidate(candidate);
   }
 
+  /** @param {{reply: object | null, session: import('./handshake.js').Session | null}} result */
   async step({ reply, session }) {
     if (reply) this.signal(reply);
     if (session) {
@@ -114,6 +161,7 @@ export class Peer extends EventTarget {
   }
 
   /** A channel the other side opened: the responder takes the first `tallow` channel, no other. */
+  /** @param {RTCDataChannel} channel */
   onRemoteChannel(channel) {
     if (this.initiator || this.dc || channel.label !== CHANNEL_LABEL || !channel.ordered) {
       channel.close();
@@ -123,28 +171,37 @@ export class Peer extends EventTarget {
     this.attach(channel);
   }
 
+  /** @param {RTCDataChannel} dc */
   attach(dc) {
+    const hook = this.hook;
     this.dc = dc;
     this.hookEntry.dc = dc;
     this.channel = new SecureChannel(dc, {
-      onControl: (message) => (message.t === 'name' ? this.rename(message.name) : this.transfers.onControl(message)),
-      onChunk: (id, data) => this.transfers.onChunk(id, data),
+      onControl: (message) => (message.t === 'name' ? this.rename(message.name) : this.attached().transfers.onControl(message)),
+      onChunk: (id, data) => this.attached().transfers.onChunk(id, data),
       onFailure: (reason) => this.fail(`The secure connection with ${this.name} failed: ${reason}. Nothing more was sent. Reload and try again; if it happens again, someone may be interfering.`),
-    }, this.hook && ((frame) => this.hook.frames.push({ peer: this.id, frame, label: dc.label, stream: dc.id })));
+    }, hook && ((frame) => hook.frames.push({ peer: this.id, frame, label: dc.label, stream: dc.id })));
     this.transfers = new Transfers(this.channel, () => this.name, this.onTransfer, this.interrupted);
     dc.addEventListener('open', () => this.maybeStartChannel());
     dc.addEventListener('close', () => this.onChannelClosed());
   }
 
+  /** What attach() set up: a peer is securing or secure only after it. */
+  attached() {
+    if (!this.channel || !this.transfers) throw new Error('no data channel yet');
+    return { channel: this.channel, transfers: this.transfers };
+  }
+
   maybeStartChannel() {
-    if (!this.session || this.dc?.readyState !== 'open' || this.channel.session) return;
+    const channel = this.channel;
+    if (!this.session || !channel || this.dc?.readyState !== 'open' || channel.session) return;
     try {
-      this.channel.start(this.session);
+      channel.start(this.session);
     } catch (error) {
-      this.fail(`The secure connection with ${this.name} was refused: ${error.message}. Nothing more was sent.`);
+      this.fail(`The secure connection with ${this.name} was refused: ${errorText(error)}. Nothing more was sent.`);
       return;
     }
-    this.channel.confirmed.then(() => {
+    channel.confirmed.then(() => {
       clearTimeout(this.timer);
       if (this.state === 'securing') this.setState('secure');
       this.sendName(this.selfName());
@@ -192,8 +249,7 @@ export class Peer extends EventTarget {
     if (!this.initiator) this.signal({ t: 'restart' });
     else if (this.pc.signalingState === 'stable') { // else an offer is out: its answer comes first
       this.guard(async () => {
-        await this.pc.setLocalDescription(await this.pc.createOffer({ iceRestart: true }));
-        this.signal({ t: 'sdp', sdp: this.pc.localDescription.toJSON() });
+        await this.sendDescription(await this.pc.createOffer({ iceRestart: true }));
       });
     }
   }
@@ -229,9 +285,13 @@ export class Peer extends EventTarget {
    * Offer `items` ({name, blob}) as one transfer of `kind` ('files', 'folder' or 'text'). To an
    * unverified peer the offer waits until the person confirms the words (`verify`).
    */
+  /**
+   * @param {string} kind
+   * @param {Item[]} items
+   */
   send(kind, items) {
     if (this.state !== 'secure') return;
-    if (this.verified) this.transfers.offer(kind, items);
+    if (this.verified) this.attached().transfers.offer(kind, items);
     else {
       this.pendingSends.push([kind, items]);
       this.dispatchEvent(new Event('change'));
@@ -242,8 +302,9 @@ export class Peer extends EventTarget {
   verify() {
     if (this.state !== 'secure' || this.verified) return;
     this.verified = true;
-    this.transfers.resumeInterrupted();
-    for (const [kind, items] of this.pendingSends.splice(0)) this.transfers.offer(kind, items);
+    const { transfers } = this.attached();
+    transfers.resumeInterrupted();
+    for (const [kind, items] of this.pendingSends.splice(0)) transfers.offer(kind, items);
     this.dispatchEvent(new Event('change'));
   }
 
@@ -253,27 +314,33 @@ export class Peer extends EventTarget {
     this.dispatchEvent(new Event('change'));
   }
 
+  /** Run a setup step; its failure fails the peer. @param {() => Promise<unknown>} work */
   async guard(work) {
     try {
       await work();
     } catch (error) {
-      this.fail(`Setting up the connection with ${this.name} failed (${error.message}). Reload the page to try again.`);
+      this.fail(`Setting up the connection with ${this.name} failed (${errorText(error)}). Reload the page to try again.`);
     }
   }
 
+  /** @param {string} text what to tell the person */
   fail(text) {
     if (this.state === 'failed' || this.state === 'closed') return;
     this.problem = text;
     this.shutdown('failed', text);
   }
 
-  /** The peer left the room or we did. */
+  /** The peer left the room or we did. @param {string} reason */
   close(reason) {
     if (this.state === 'closed') return;
     this.shutdown('closed', reason);
   }
 
-  /** With `resumable`, running transfers wait for the next session with this peer. */
+  /**
+   * With `resumable`, running transfers wait for the next session with this peer.
+   * @param {string} state
+   * @param {string} reason
+   */
   shutdown(state, reason, resumable = false) {
     clearTimeout(this.timer);
     clearTimeout(this.blip);
@@ -285,16 +352,18 @@ export class Peer extends EventTarget {
     this.pc.close();
   }
 
+  /** @param {string} state */
   setState(state) {
     this.state = state;
     this.dispatchEvent(new Event('change'));
   }
 
-  /** Names go end to end: the one the server saw at `join` may be out of date. */
+  /** Names go end to end: the one the server saw at `join` may be out of date. @param {string} name */
   sendName(name) {
-    if (this.state === 'secure') this.channel.control({ t: 'name', name }).catch(() => {});
+    if (this.state === 'secure') this.attached().channel.control({ t: 'name', name }).catch(() => {});
   }
 
+  /** @param {unknown} name as the peer sent it */
   rename(name) {
     this.name = safeName(name);
     this.dispatchEvent(new Event('change'));

@@ -3,6 +3,10 @@ import qrcode from 'qrcode-generator';
 
 const SVG = 'http://www.w3.org/2000/svg';
 
+/**
+ * @param {string} text
+ * @param {string} label its accessible name
+ */
 export function qrSvg(text, label) {
   const qr = qrcode(0, 'M');
   qr.addData(text);

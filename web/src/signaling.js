@@ -7,22 +7,37 @@
 const MAX_QUEUED = 200;
 const MAX_BACKOFF_MS = 10_000;
 
+/**
+ * A JSON object from the network (the server, or a peer through the encrypted channel). Its
+ * fields are untrusted and checked where they are read, so they are typed `any` here, once.
+ * @typedef {Record<string, any>} WireMessage
+ */
+/** @typedef {{resolve: (reply: WireMessage) => void, reject: (error: Error) => void}} PendingRequest */
+
 export class Signaling extends EventTarget {
+  /** @param {string} url */
   constructor(url) {
     super();
     this.url = url;
+    /** @type {WebSocket | null} */
     this.ws = null;
+    /** @type {string | null} */
     this.peerId = null;
+    this.lastSeen = 0;
+    /** @type {string | null} */
     this.resumeToken = null;
     this.heartbeat = 20;
     this.state = 'offline'; // connecting | online | reconnecting | offline
+    /** Messages (JSON text) waiting for the connection. @type {string[]} */
     this.queue = [];
+    /** Requests waiting for their reply, by id. @type {Map<number, PendingRequest>} */
     this.pending = new Map();
     this.nextId = 1;
     this.attempt = 0;
     this.stopped = false;
   }
 
+  /** @returns {Promise<void>} resolves at the first welcome; rejects if the server is unreachable */
   connect() {
     this.stopped = false;
     this.open();
@@ -45,7 +60,9 @@ export class Signaling extends EventTarget {
     ws.addEventListener('close', (event) => this.onClose(ws, event));
   }
 
+  /** @param {string} text */
   onMessage(text) {
+    /** @type {WireMessage} */
     let msg;
     try {
       msg = JSON.parse(text);
@@ -55,7 +72,7 @@ export class Signaling extends EventTarget {
     this.lastSeen = Date.now();
     if (msg.type === 'welcome') return this.onWelcome(msg);
     if (msg.re !== undefined && this.pending.has(msg.re)) {
-      const { resolve, reject } = this.pending.get(msg.re);
+      const { resolve, reject } = /** @type {PendingRequest} */ (this.pending.get(msg.re));
       this.pending.delete(msg.re);
       if (msg.type === 'error') reject(Object.assign(new Error(msg.message), { code: msg.code }));
       else resolve(msg);
@@ -64,6 +81,7 @@ export class Signaling extends EventTarget {
     this.dispatchEvent(new CustomEvent('message', { detail: msg }));
   }
 
+  /** @param {WireMessage} msg */
   onWelcome(msg) {
     const previous = this.peerId;
     this.peerId = msg.peer;
@@ -79,10 +97,14 @@ export class Signaling extends EventTarget {
     } else if (previous) {
       this.dispatchEvent(new Event('resumed'));
     }
-    for (const queued of this.queue.splice(0)) this.ws.send(queued);
+    for (const queued of this.queue.splice(0)) this.ws?.send(queued);
     this.dispatchEvent(new Event('welcome'));
   }
 
+  /**
+   * @param {WebSocket} ws
+   * @param {CloseEvent} event
+   */
   onClose(ws, event) {
     if (ws !== this.ws) return;
     clearInterval(this.keepalive);
@@ -102,19 +124,23 @@ export class Signaling extends EventTarget {
     this.lastSeen = Date.now();
     const period = this.heartbeat * 1000;
     this.keepalive = setInterval(() => {
-      if (Date.now() - this.lastSeen > 2 * period) this.ws.close(4000, 'no answer');
+      if (Date.now() - this.lastSeen > 2 * period) this.ws?.close(4000, 'no answer');
       else this.send({ type: 'ping' });
     }, period);
   }
 
-  /** Send (or queue while reconnecting) a message. */
+  /** Send (or queue while reconnecting) a message. @param {{type: string} & Record<string, unknown>} msg */
   send(msg) {
     const text = JSON.stringify(msg);
     if (this.ws?.readyState === WebSocket.OPEN && this.state === 'online') this.ws.send(text);
     else if (this.queue.length < MAX_QUEUED) this.queue.push(text);
   }
 
-  /** Send a message and wait for the server's reply to it (or its error). */
+  /**
+   * Send a message and wait for the server's reply to it (or its error).
+   * @param {{type: string} & Record<string, unknown>} msg
+   * @returns {Promise<WireMessage>}
+   */
   request(msg) {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
@@ -123,6 +149,7 @@ export class Signaling extends EventTarget {
     });
   }
 
+  /** @param {string} state */
   setState(state) {
     if (state === this.state) return;
     this.state = state;

@@ -5,22 +5,28 @@
 // Per download the page sends {id, name} and a MessagePort, then posts ArrayBuffers, 'end' or
 // 'abort' on that port. The worker hands bytes to the browser only as fast as it reads them and
 // answers each with {ack: bytes}, so the page never has more than its window in flight.
+
+/** `self` is this service worker's global scope (the WebWorker library types it as any worker's). */
+const worker = /** @type {ServiceWorkerGlobalScope} */ (/** @type {unknown} */ (self));
+/** @type {Map<string, {stream: ReadableStream<Uint8Array>, name: string}>} */
 const downloads = new Map();
 
-self.addEventListener('install', () => self.skipWaiting());
-self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim()));
+worker.addEventListener('install', () => worker.skipWaiting());
+worker.addEventListener('activate', (event) => event.waitUntil(worker.clients.claim()));
 
-self.addEventListener('message', (event) => {
+worker.addEventListener('message', (event) => {
   if (event.data === 'ping') return; // keeps this worker alive while a download is open
   const { id, name } = event.data;
   const [port] = event.ports;
+  /** @type {(ArrayBuffer | 'end' | 'abort')[]} */
   const queue = [];
+  /** @type {(() => void) | null} */
   let waiting = null;
   let closed = false;
   const stream = new ReadableStream({
     async pull(controller) {
-      while (queue.length === 0) await new Promise((resolve) => { waiting = resolve; });
-      const next = queue.shift();
+      while (queue.length === 0) await /** @type {Promise<void>} */ (new Promise((resolve) => { waiting = resolve; }));
+      const next = /** @type {ArrayBuffer | 'end' | 'abort'} */ (queue.shift()); // the loop waited for one
       if (next === 'end') controller.close();
       else if (next === 'abort') controller.error(new Error('cancelled'));
       else {
@@ -43,7 +49,7 @@ self.addEventListener('message', (event) => {
   port.postMessage({ ready: true });
 });
 
-self.addEventListener('fetch', (event) => {
+worker.addEventListener('fetch', (event) => {
   const url = new URL(event.request.url);
   if (url.origin !== location.origin || !url.pathname.startsWith('/download/')) return;
   const id = url.pathname.slice('/download/'.length);

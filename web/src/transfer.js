@@ -3,8 +3,11 @@
 // nothing is sent until the receiver accepts; each file ends with its length and chain hash.
 import { CHUNK_BYTES } from './channel.js';
 import { ChainHash } from './chain.js';
+import { errorText } from './format.js';
 import { safePath, safeSegment } from './names.js';
 import { openSink } from './sink.js';
+
+/** @typedef {import('./signaling.js').WireMessage} WireMessage */
 
 export const TEXT_MAX_BYTES = 1024 * 1024;
 export const MAX_FILES_PER_OFFER = 256;
@@ -16,11 +19,44 @@ const KINDS = ['files', 'folder', 'text'];
 
 const randomTid = () => [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, '0')).join('');
 
+/** @typedef {{index: number, offset: number, hash: string}} Resume where an interrupted transfer goes on: file, offset, chain hash */
+/** @typedef {{name: string, size: number}} FileEntry one file of an offer: relative path, length */
+/** @typedef {{name: string, blob: Blob}} Item one file to send: relative path, bytes */
+/**
+ * Where an accepted transfer's bytes go (sink.js).
+ * @typedef {object} Sink
+ * @property {(path: string) => unknown} begin
+ * @property {(bytes: Uint8Array<ArrayBuffer>) => unknown} write
+ * @property {() => unknown} endFile
+ * @property {() => unknown} finish
+ * @property {() => unknown} abort
+ * @property {string} [where] where the files went, for the person
+ * @property {string} [text] a received text, after finish
+ */
+/**
+ * The file of an incoming transfer being received now.
+ * @typedef {{index: number, size: number, bytes: number, chain: ChainHash}} IncomingFile
+ */
+
 /** One offer going one way; the UI renders it and listens for 'change'. */
 export class Transfer extends EventTarget {
+  /**
+   * @param {object} o
+   * @param {number} o.id offer id in the current session
+   * @param {string} o.tid random transfer id, stable across sessions
+   * @param {'in' | 'out'} o.direction
+   * @param {string} o.peer the other person's name
+   * @param {string} o.kind 'files', 'folder' or 'text'
+   * @param {FileEntry[]} o.files
+   */
   constructor({ id, tid, direction, peer, kind, files }) {
     super();
-    Object.assign(this, { id, tid, direction, peer, kind, files });
+    this.id = id;
+    this.tid = tid;
+    this.direction = direction;
+    this.peer = peer;
+    this.kind = kind;
+    this.files = files;
     this.size = files.reduce((n, f) => n + f.size, 0);
     this.name = kind === 'folder' ? files[0].name.split('/')[0]
       : kind === 'text' ? 'Text'
@@ -32,18 +68,34 @@ export class Transfer extends EventTarget {
     this.text = null;
     this.where = '';
     this.startedAt = performance.now();
+    /** @type {number | null} */
     this.finishedAt = null;
+    /** Outgoing: the bytes of each file, until the last one is sent. @type {Blob[] | null} */
+    this.blobs = null;
+    /** Outgoing: this side cancelled it (a `done` crossing the cancel still wins). */
+    this.cancelledHere = false;
+    /** Outgoing, resumed in a new session: where sending went on. @type {{index: number, offset: number} | null} */
+    this.resumedAt = null;
+    /** Incoming, accepted: where the bytes go, until finished. @type {Sink | null} */
+    this.sink = null;
+    /** Incoming: the file being received. @type {IncomingFile | null} */
+    this.file = null;
   }
 
   get finished() {
     return ['done', 'declined', 'cancelled', 'failed'].includes(this.state);
   }
 
+  /** @param {number} bytes */
   progress(bytes) {
     this.bytes = bytes;
     this.dispatchEvent(new Event('change'));
   }
 
+  /**
+   * @param {string} state
+   * @param {string} [message]
+   */
   set(state, message = this.message) {
     this.state = state;
     this.message = message;
@@ -51,6 +103,10 @@ export class Transfer extends EventTarget {
     this.dispatchEvent(new Event('change'));
   }
 
+  /**
+   * @param {string} state
+   * @param {string} message
+   */
   settle(state, message) {
     if (!this.finished) this.set(state, message);
   }
@@ -61,6 +117,7 @@ export class Transfer extends EventTarget {
   decline() {}
 }
 
+/** @param {WireMessage} offer */
 function checkOffer({ id, tid, kind, files }) {
   const ok = Number.isInteger(id) && id >= 0 && id < 2 ** 32
     && typeof tid === 'string' && /^[0-9a-f]{32}$/.test(tid)
@@ -70,15 +127,24 @@ function checkOffer({ id, tid, kind, files }) {
   if (!ok) throw new Error('bad offer');
 }
 
+/**
+ * @param {WireMessage | undefined} resume as the receiver sent it
+ * @param {Transfer} t
+ * @returns {Resume | null}
+ */
 function checkResume(resume, t) {
   if (resume === undefined) return null;
   const ok = resume && Number.isInteger(resume.index) && resume.index >= 0 && resume.index < t.files.length
     && Number.isSafeInteger(resume.offset) && resume.offset >= 0 && resume.offset <= t.files[resume.index].size
     && typeof resume.hash === 'string';
   if (!ok) throw new Error('bad resume');
-  return resume;
+  return /** @type {Resume} */ (resume);
 }
 
+/**
+ * @param {Transfer} t
+ * @param {FileEntry[]} files
+ */
 const sameFiles = (t, files) => t.files.length === files.length
   && t.files.every((f, i) => f.size === files[i].size);
 
@@ -88,9 +154,20 @@ const sameFiles = (t, files) => t.files.length === files.length
  * channel closed wait there for the next session with the same peer, which resumes them.
  */
 export class Transfers {
-  /** `sinkFor(t)` opens where an accepted transfer's bytes go (sink.js; tests may replace it). */
+  /**
+   * @param {import('./channel.js').SecureChannel} channel
+   * @param {() => string} peerName the other person's current name
+   * @param {(t: Transfer) => void} onTransfer
+   * @param {Map<string, Transfer>} interrupted
+   * @param {(t: Transfer) => Promise<Sink>} sinkFor opens where an accepted transfer's bytes go
+   *   (sink.js; tests may replace it)
+   */
   constructor(channel, peerName, onTransfer, interrupted = new Map(), sinkFor = openSink) {
-    Object.assign(this, { channel, peerName, onTransfer, interrupted, sinkFor });
+    this.channel = channel;
+    this.peerName = peerName;
+    this.onTransfer = onTransfer;
+    this.interrupted = interrupted;
+    this.sinkFor = sinkFor;
     this.nextId = 1;
     this.outgoing = new Map();
     this.incoming = new Map();
@@ -103,6 +180,10 @@ export class Transfers {
    * Offer `items` ({name: relative path, blob}) as one transfer of `kind`.
    * It is sent once accepted, after the transfers accepted before it.
    */
+  /**
+   * @param {string} kind
+   * @param {Item[]} items
+   */
   offer(kind, items) {
     const files = items.map(({ name, blob }) => ({ name, size: blob.size }));
     const t = new Transfer({ id: 0, tid: randomTid(), direction: 'out', peer: this.peerName(), kind, files });
@@ -113,6 +194,7 @@ export class Transfers {
   }
 
   /** Offer `t` in this session (again, after an interruption: same tid, a new id). */
+  /** @param {Transfer} t */
   propose(t) {
     t.id = this.nextId++;
     t.cancel = () => {
@@ -137,6 +219,7 @@ export class Transfers {
     }
   }
 
+  /** @param {WireMessage} message */
   onAccept({ id, resume }) {
     const t = this.outgoing.get(id);
     if (!t || t.state !== 'offered') return;
@@ -145,20 +228,27 @@ export class Transfers {
     this.queue = this.queue.then(() => this.stream(t, from)).catch((error) => this.stopped(t, error));
   }
 
+  /**
+   * @param {Transfer} t
+   * @param {unknown} error
+   */
   stopped(t, error) {
     // A closing channel is the session ending: closeAll decides what becomes of `t`.
     if (this.channel.dc.readyState !== 'open') return;
-    t.settle('failed', `Sending stopped: ${error.message}. Send it again once the connection is back.`);
+    t.settle('failed', `Sending stopped: ${errorText(error)}. Send it again once the connection is back.`);
   }
 
   /**
    * Where to start file `index`: the receiver's resume offset if our own chain hash of those
    * bytes matches theirs, else 0. Returns [offset, chain so far].
+   * @param {Blob} blob file `index`
+   * @param {number} index
+   * @param {Resume | null} resume
+   * @returns {Promise<[number, ChainHash]>}
    */
-  async startOf(t, index, resume) {
+  async startOf(blob, index, resume) {
     if (resume?.index !== index || resume.offset === 0) return [0, new ChainHash()];
     const chain = new ChainHash();
-    const blob = t.blobs[index];
     for (let offset = 0; offset < resume.offset; offset += READ_BYTES) {
       const block = new Uint8Array(await blob.slice(offset, Math.min(offset + READ_BYTES, resume.offset)).arrayBuffer());
       for (let i = 0; i < block.length; i += CHUNK_BYTES) chain.update(block.subarray(i, i + CHUNK_BYTES));
@@ -166,16 +256,22 @@ export class Transfers {
     return (await chain.hex()) === resume.hash ? [resume.offset, chain] : [0, new ChainHash()];
   }
 
+  /**
+   * @param {Transfer} t
+   * @param {Resume | null} resume
+   */
   async stream(t, resume) {
     if (t.finished) return;
     t.set('active', '');
     t.startedAt = performance.now();
     const first = resume?.index ?? 0;
     let sent = t.files.slice(0, first).reduce((n, f) => n + f.size, 0);
-    for (let index = first; index < t.blobs.length; index++) {
+    const blobs = t.blobs;
+    if (!blobs) throw new Error('nothing left to send');
+    for (let index = first; index < blobs.length; index++) {
       if (t.finished) return;
-      const blob = t.blobs[index];
-      const [start, chain] = await this.startOf(t, index, resume);
+      const blob = blobs[index];
+      const [start, chain] = await this.startOf(blob, index, resume);
       if (start > 0) t.resumedAt = { index, offset: start };
       sent += start;
       await this.channel.control({ t: 'file', id: t.id, index, offset: start });
@@ -196,6 +292,7 @@ export class Transfers {
     t.set('verifying', 'Sent; waiting for their check…');
   }
 
+  /** @param {WireMessage} message */
   onDone({ id, index, ok }) {
     const t = this.outgoing.get(id);
     if (!t) return;
@@ -210,6 +307,7 @@ export class Transfers {
     }
   }
 
+  /** @param {WireMessage} message */
   onDecline({ id, reason }) {
     const t = this.outgoing.get(id);
     if (!t) return;
@@ -220,6 +318,7 @@ export class Transfers {
 
   // ---- receiving --------------------------------------------------------------------------
 
+  /** @param {WireMessage} message */
   async onOffer(message) {
     checkOffer(message);
     if (this.incoming.has(message.id)) throw new Error('offer id reused');
@@ -236,11 +335,12 @@ export class Transfers {
       this.channel.control({ t: 'decline', id: message.id, reason: 'busy' }).catch(() => {});
       return;
     }
-    const files = message.files.map((f) => ({
+    /** @type {FileEntry[]} */
+    const files = message.files.map((/** @type {WireMessage} */ f) => ({
       name: message.kind === 'files' ? safeSegment(f.name.split('/').at(-1)) : safePath(f.name),
       size: f.size,
     }));
-    const t = new Transfer({ ...message, files, direction: 'in', peer: this.peerName() });
+    const t = new Transfer({ id: message.id, tid: message.tid, kind: message.kind, files, direction: 'in', peer: this.peerName() });
     this.bindIncoming(t);
     this.incoming.set(t.id, t);
     this.onTransfer(t);
@@ -248,6 +348,7 @@ export class Transfers {
   }
 
   /** The person's buttons on an incoming transfer act in this session. */
+  /** @param {Transfer} t */
   bindIncoming(t) {
     t.accept = () => this.accept(t);
     t.decline = () => {
@@ -266,6 +367,10 @@ export class Transfers {
   }
 
   /** Accept the offer `id` of this session as the rest of `t`, from where its bytes stopped. */
+  /**
+   * @param {Transfer} t
+   * @param {number} id
+   */
   async resumeIncoming(t, id) {
     this.interrupted.delete(t.tid);
     t.id = id;
@@ -277,13 +382,14 @@ export class Transfers {
     this.channel.control({ t: 'accept', id, resume }).catch(() => {});
   }
 
+  /** @param {Transfer} t */
   async accept(t) {
     if (t.state !== 'offered') return;
     try {
       t.sink = await this.sinkFor(t);
     } catch (error) {
-      if (error.name === 'AbortError') return; // the person closed the picker: still offered
-      t.set('failed', `Could not save it here: ${error.message}.`);
+      if (error instanceof DOMException && error.name === 'AbortError') return; // the person closed the picker: still offered
+      t.set('failed', `Could not save it here: ${errorText(error)}.`);
       this.channel.control({ t: 'decline', id: t.id, reason: 'declined' }).catch(() => {});
       return;
     }
@@ -296,6 +402,7 @@ export class Transfers {
   }
 
   /** Drop a stopped transfer's parts at once. */
+  /** @param {Transfer} t */
   discard(t) {
     const sink = t.sink;
     t.sink = null;
@@ -303,12 +410,14 @@ export class Transfers {
     if (sink) Promise.resolve(sink.abort()).catch(() => {});
   }
 
+  /** @param {number} id */
   receiving(id) {
     const t = this.incoming.get(id);
     if (!t || !['active', 'cancelled', 'failed'].includes(t.state)) throw new Error('data for an offer that was not accepted');
     return t.state === 'active' ? t : null; // after our cancel, what is still in flight is dropped
   }
 
+  /** @param {WireMessage} message */
   async onFile({ id, index, offset }) {
     const t = this.receiving(id);
     if (!t) return;
@@ -326,6 +435,10 @@ export class Transfers {
     await t.sink.begin(t.files[index].name);
   }
 
+  /**
+   * @param {number} id
+   * @param {Uint8Array<ArrayBuffer>} data
+   */
   async onChunk(id, data) {
     const t = this.receiving(id);
     if (!t) return;
@@ -337,6 +450,7 @@ export class Transfers {
     t.progress(t.bytes + data.length);
   }
 
+  /** @param {WireMessage} message */
   async onEnd({ id, index, size, hash }) {
     const t = this.receiving(id);
     if (!t) return;
@@ -359,6 +473,7 @@ export class Transfers {
     this.channel.control({ t: 'done', id, index, ok: true }).catch(() => {});
   }
 
+  /** @param {WireMessage} message */
   onCancel({ id }) {
     const t = this.incoming.get(id) ?? this.outgoing.get(id);
     if (!t || t.finished) return;
@@ -367,8 +482,10 @@ export class Transfers {
   }
 
   /** A control message for transfers; data handlers may return a promise the channel awaits. */
+  /** @param {WireMessage} message */
   onControl(message) {
-    const handler = {
+    /** @type {Record<string, () => unknown>} */
+    const handlers = {
       offer: () => this.onOffer(message),
       accept: () => this.onAccept(message),
       decline: () => this.onDecline(message),
@@ -376,7 +493,8 @@ export class Transfers {
       end: () => this.onEnd(message),
       done: () => this.onDone(message),
       cancel: () => this.onCancel(message),
-    }[message.t];
+    };
+    const handler = Object.hasOwn(handlers, message.t) ? handlers[message.t] : undefined;
     if (!handler) throw new Error(`unknown message ${message.t}`);
     return handler();
   }
@@ -385,6 +503,10 @@ export class Transfers {
    * The session is over. With `resumable` (the channel closed but the peer is still in the room)
    * running transfers wait in `interrupted` for the next session; otherwise everything unfinished
    * stops with `reason`, its parts dropped.
+   */
+  /**
+   * @param {string} reason
+   * @param {boolean} [resumable]
    */
   closeAll(reason, resumable = false) {
     for (const t of [...this.outgoing.values(), ...this.incoming.values()]) {
@@ -401,6 +523,10 @@ export class Transfers {
 }
 
 /** The peer is gone for good: what waited in `interrupted` fails with `reason`, parts dropped. */
+/**
+ * @param {Map<string, Transfer>} interrupted
+ * @param {string} reason
+ */
 export function abandonInterrupted(interrupted, reason) {
   for (const t of interrupted.values()) {
     const sink = t.sink;

@@ -1,18 +1,29 @@
 // DOM for people and transfers. Text goes in with textContent only, never as HTML.
 import { describeProgress, formatBytes } from './format.js';
 
-/** Create an element: h('p', {class: 'x', 'data-testid': 'y'}, 'text', child). */
+/** @typedef {import('./transfer.js').Transfer} Transfer */
+
+/**
+ * Create an element: h('p', {class: 'x', 'data-testid': 'y'}, 'text', child). Attributes named
+ * `on...` are listeners; false, null and undefined leave an attribute out.
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag
+ * @param {Record<string, unknown>} [attrs]
+ * @param {(Node | string | null | undefined)[]} children
+ * @returns {HTMLElementTagNameMap[K]}
+ */
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
     if (value === false || value === null || value === undefined) continue;
-    if (key.startsWith('on')) el.addEventListener(key.slice(2), value);
+    if (key.startsWith('on')) el.addEventListener(key.slice(2), /** @type {EventListener} */ (value));
     else el.setAttribute(key, value === true ? '' : String(value));
   }
   el.append(...children.filter((c) => c !== null && c !== undefined));
   return el;
 }
 
+/** @type {Record<string, string>} */
 const PEER_STATE = {
   connecting: 'Connecting…',
   securing: 'Checking keys…',
@@ -24,6 +35,9 @@ const PEER_STATE = {
 /**
  * One list item per other person; re-rendered in place on every change. `on` has
  * `files(files)` (send to this person), `verify()` (the words match) and `dropPending()`.
+ * @param {HTMLLIElement} li
+ * @param {import('./peer.js').Peer} peer
+ * @param {{files: (files: File[]) => void, verify: () => void, dropPending: () => void}} on
  */
 export function renderPeer(li, peer, on) {
   li.replaceChildren();
@@ -62,9 +76,9 @@ export function renderPeer(li, peer, on) {
   if (secure) {
     const input = h('input', {
       type: 'file', id: inputId, multiple: true, class: 'visually-hidden',
-      onchange: (event) => {
-        on.files([...event.target.files]);
-        event.target.value = '';
+      onchange: () => {
+        on.files([...(input.files ?? [])]);
+        input.value = '';
       },
     });
     // The input sits inside its label so the label shows the keyboard focus (:focus-within).
@@ -72,13 +86,19 @@ export function renderPeer(li, peer, on) {
   }
 }
 
+/** @type {Record<string, string>} */
 const WHAT = { files: 'files', folder: 'folder', text: 'text' };
 
+/** @param {Transfer} t */
 function progressLabel(t) {
   return t.direction === 'out' ? `Sending ${t.name} to ${t.peer}` : `Receiving ${t.name} from ${t.peer}`;
 }
 
-/** What arrived: each saved file by its relative path, or the text with a copy button. */
+/**
+ * What arrived: each saved file by its relative path, or the text with a copy button.
+ * @param {Transfer} t
+ * @param {(text: string) => void} copy
+ */
 function received(t, copy) {
   if (t.kind === 'text') {
     return h('div', { class: 'received-text' },
@@ -92,6 +112,8 @@ function received(t, copy) {
 /**
  * Build a transfer row once; `update` refreshes it (cheaply, at most a few times a second).
  * `copy(text)` puts received text on the clipboard.
+ * @param {Transfer} t
+ * @param {(text: string) => void} copy
  */
 export function transferRow(t, copy) {
   const percent = () => (t.size === 0 ? (t.finished ? 100 : 0) : Math.floor((100 * t.bytes) / t.size));
@@ -104,7 +126,9 @@ export function transferRow(t, copy) {
   const accept = h('button', { type: 'button', class: 'primary', 'data-testid': 'accept-file', onclick: () => t.accept() }, 'Accept');
   const decline = h('button', { type: 'button', 'data-testid': 'decline-file', onclick: () => t.decline() }, 'Decline');
   const cancel = h('button', { type: 'button', class: 'cancel', onclick: () => t.cancel() }, 'Cancel');
-  for (const [button, verb] of [[accept, 'Accept'], [decline, 'Decline'], [cancel, 'Cancel']]) {
+  /** @type {[HTMLButtonElement, string][]} */
+  const labelled = [[accept, 'Accept'], [decline, 'Decline'], [cancel, 'Cancel']];
+  for (const [button, verb] of labelled) {
     button.setAttribute('aria-label', `${verb} ${verb === 'Cancel' ? progressLabel(t).toLowerCase() : `${t.name} from ${t.peer}`}`);
   }
   const actions = h('div', { class: 'actions' }, accept, decline, cancel);

@@ -13,17 +13,34 @@ const CRC_TABLE = (() => {
   return table;
 })();
 
+/**
+ * @param {number} crc
+ * @param {Uint8Array} bytes
+ */
 function crc32(crc, bytes) {
   let c = ~crc;
   for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
   return ~c >>> 0;
 }
 
-/** Little-endian record builder. */
+/**
+ * @typedef {object} RecordWriter
+ * @property {(v: number) => RecordWriter} u16
+ * @property {(v: number) => RecordWriter} u32
+ * @property {(v: number) => RecordWriter} u64
+ * @property {(b: Uint8Array) => RecordWriter} bytes
+ */
+
+/**
+ * Little-endian record builder.
+ * @param {number} size
+ * @param {(w: RecordWriter) => unknown} fill
+ */
 function record(size, fill) {
   const bytes = new Uint8Array(size);
   const view = new DataView(bytes.buffer);
   let at = 0;
+  /** @type {RecordWriter} */
   const w = {
     u16: (v) => { view.setUint16(at, v, true); at += 2; return w; },
     u32: (v) => { view.setUint32(at, v >>> 0, true); at += 4; return w; },
@@ -38,20 +55,33 @@ const UTF8_NAMES = 0x0800;
 const DESCRIPTOR = 0x0008;
 const ZIP64_VERSION = 45;
 
+/** @typedef {{name: Uint8Array, offset: number, size: number, crc: number}} Entry */
+
 /** Feeds an archive to `write(bytes)` (which may return a promise: it is awaited). */
 export class ZipWriter {
+  /** @param {(bytes: Uint8Array) => unknown} write */
   constructor(write) {
     this.write = write;
     this.offset = 0;
+    /** @type {Entry[]} */
     this.entries = [];
+    /** The file being written, from begin() to end(). @type {Entry | null} */
     this.current = null;
   }
 
+  /** @returns {Entry} */
+  open() {
+    if (!this.current) throw new Error('no file begun');
+    return this.current;
+  }
+
+  /** @param {Uint8Array} bytes */
   async emit(bytes) {
     this.offset += bytes.length;
     await this.write(bytes);
   }
 
+  /** @param {string} path */
   async begin(path) {
     const name = utf8(path);
     this.current = { name, offset: this.offset, size: 0, crc: 0 };
@@ -62,14 +92,16 @@ export class ZipWriter {
       .bytes(name).bytes(extra)));
   }
 
+  /** @param {Uint8Array} bytes */
   async data(bytes) {
-    this.current.crc = crc32(this.current.crc, bytes);
-    this.current.size += bytes.length;
+    const e = this.open();
+    e.crc = crc32(e.crc, bytes);
+    e.size += bytes.length;
     await this.emit(bytes);
   }
 
   async end() {
-    const e = this.current;
+    const e = this.open();
     await this.emit(record(24, (w) => w.u32(0x08074b50).u32(e.crc).u64(e.size).u64(e.size)));
     this.entries.push(e);
     this.current = null;
