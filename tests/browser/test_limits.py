@@ -12,6 +12,7 @@ from tests.browser.app import create_room, hook, join_room, wait_secure
 EARLY_FRAMES = 64  # MAX_EARLY_FRAMES in web/src/channel.js
 FILES_PER_OFFER = 256  # MAX_FILES_PER_OFFER in web/src/transfer.js
 TEXT_BYTES = 1024 * 1024  # TEXT_MAX_BYTES in web/src/transfer.js
+NAME_CHARS = 200  # a received name segment, safeSegment in web/src/names.js
 FLOOD = 200  # frames of 64 KiB the attacker sends: 12.5 MiB, under Chromium's 16 MiB send buffer
 
 # The attacker's page (the initiator): it withholds hs3, so the victim never gets its keys, and
@@ -81,7 +82,7 @@ def test_frames_before_the_handshake_are_bounded(tallow_server, new_page) -> Non
     assert held == [0, None]
 
 
-def test_offer_and_text_limits_are_told_before_anything_is_sent(tallow_server, new_page) -> None:
+def test_offer_text_and_name_limits(tallow_server, new_page) -> None:
     alice, bob = new_page(), new_page()
     join_room(bob, create_room(alice, tallow_server.url))
     wait_secure(alice, 1)
@@ -106,7 +107,12 @@ def test_offer_and_text_limits_are_told_before_anything_is_sent(tallow_server, n
     alice.get_by_test_id("file-input").set_input_files(files=files(FILES_PER_OFFER))
     alice.get_by_test_id("text-input").fill("y" * TEXT_BYTES)
     alice.get_by_test_id("send-text").click()
+    # A received name is cut to 200 characters (a name of 300 is allowed to the sender).
+    alice.get_by_test_id("file-input").set_input_files(
+        files=[{"name": "n" * 300, "mimeType": "text/plain", "buffer": b"z"}]
+    )
     offers = bob.locator("li.transfer.in[data-state=offered]")
-    expect(offers).to_have_count(2)
+    expect(offers).to_have_count(3)
     expect(offers.filter(has_text=f"{FILES_PER_OFFER} files")).to_have_count(1)
+    expect(offers.locator(".name").filter(has_text="nnn")).to_have_text("n" * NAME_CHARS)
     expect(bob.get_by_test_id("peer")).to_have_attribute("data-state", "secure")
