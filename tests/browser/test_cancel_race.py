@@ -1,8 +1,8 @@
 """A cancel that crosses the receiver's `done`: the sender never says "cancelled" for a file the
 receiver checked and saved.
 
-The sender's page holds the seal of the file's `end` frame for a moment (as a busy main thread
-would), and the person presses Cancel meanwhile: the cancel goes out after the `end`, so the
+The sender's page holds the seal of the file's `end` frame (as a busy main thread would for a
+moment), and the person presses Cancel meanwhile: the cancel goes out after the `end`, so the
 receiver checks the file, saves it and answers `done`, then ignores the cancel.
 """
 
@@ -14,17 +14,18 @@ from playwright.sync_api import expect
 
 from tests.browser.app import connected_pair, finish_receiving, hook, random_file, start_receiving
 
-# Once armed, the next AES-GCM seal (the `end` after the last data frame) resolves 1.5 s late.
+# Once armed, the next AES-GCM seal (the `end` after the last data frame) is held until the test
+# calls `window.__releaseSeal()`.
 HOLD_NEXT_SEAL = """
 window.__holdNextSeal = false;
-window.__sealHeld = false;
+window.__releaseSeal = null;
 const encrypt = SubtleCrypto.prototype.encrypt;
 SubtleCrypto.prototype.encrypt = function (algorithm, key, data) {
   const sealed = encrypt.call(this, algorithm, key, data);
   if (!window.__holdNextSeal || algorithm?.name !== 'AES-GCM') return sealed;
   window.__holdNextSeal = false;
-  window.__sealHeld = true;
-  return sealed.then((frame) => new Promise((resolve) => setTimeout(() => resolve(frame), 1500)));
+  const released = new Promise((resolve) => { window.__releaseSeal = resolve; });
+  return Promise.all([sealed, released]).then(([frame]) => frame);
 };
 """
 
@@ -54,10 +55,11 @@ def test_a_done_that_crosses_a_cancel_wins(tallow_server, new_page, tmp_path: Pa
     assert hook(alice, ARM_AFTER_LAST_CHUNK) == 200_000
 
     download = start_receiving(bob, path.name)
-    alice.wait_for_function("window.__sealHeld")
+    alice.wait_for_function("window.__releaseSeal !== null")
     sent = alice.locator("li.transfer.out")
     sent.locator("button.cancel").click()
     expect(sent).to_have_attribute("data-state", "cancelled")
+    alice.evaluate("window.__releaseSeal()")  # the `end` goes out, then the cancel
 
     assert finish_receiving(bob, path.name, download) == (path.name, digest)
     expect(sent).to_have_attribute("data-state", "done")
