@@ -212,6 +212,7 @@ export class SecureChannel {
   fail(reason) {
     if (this.failed) return;
     this.failed = true;
+    this.pending = []; // frames held before the handshake are dropped at once
     this.dc.close();
     this.handlers.onFailure(reason);
   }

@@ -5,7 +5,7 @@ import { Peer } from './peer.js';
 import { qrSvg } from './qr.js';
 import { registerDownloads } from './sink.js';
 import { Signaling } from './signaling.js';
-import { TEXT_MAX_BYTES, abandonInterrupted } from './transfer.js';
+import { MAX_FILES_PER_OFFER, TEXT_MAX_BYTES, abandonInterrupted } from './transfer.js';
 import { errorText } from './format.js';
 import { h, renderPeer, transferRow } from './view.js';
 import { droppedItems, fileItems } from './pick.js';
@@ -265,13 +265,23 @@ function removePeer(id) {
 }
 
 /**
+ * A receiver refuses a bigger offer as broken (and fails the peer): say so before sending.
+ * @param {Item[]} items
+ */
+function fitsOneOffer(items) {
+  if (items.length <= MAX_FILES_PER_OFFER) return true;
+  showAlert(`That is ${items.length} files, and one offer holds at most ${MAX_FILES_PER_OFFER}: send them in parts, or as a ZIP archive.`);
+  return false;
+}
+
+/**
  * To one person: if their words are not confirmed yet, the send waits for that.
  * @param {Peer} peer
  * @param {string} kind
  * @param {Item[]} items
  */
 function sendToPeer(peer, kind, items) {
-  if (items.length === 0) return;
+  if (items.length === 0 || !fitsOneOffer(items)) return;
   if (peer.state !== 'secure') {
     showAlert(`${peer.name} is not connected yet. Wait until the verification words appear, then send.`);
     return;
@@ -287,7 +297,7 @@ function sendToPeer(peer, kind, items) {
  * @param {Item[]} items
  */
 function sendToEveryone(kind, items) {
-  if (items.length === 0) return;
+  if (items.length === 0 || !fitsOneOffer(items)) return;
   const peers = [...app.peers.values()];
   const verified = peers.filter((p) => p.state === 'secure' && p.verified);
   if (verified.length === 0) {

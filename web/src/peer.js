@@ -95,7 +95,12 @@ export class Peer extends EventTarget {
     this.timer = setTimeout(() => this.fail(this.unreachableText()), CONNECT_TIMEOUT_MS);
     // Relay-only without a relay can never connect: say so now rather than after the timeout.
     if (ice.relayOnly && !this.hasRelay()) queueMicrotask(() => this.fail(this.unreachableText()));
-    this.hookEntry = { peer: id, pc: this.pc, dc: /** @type {RTCDataChannel | null} */ (null) };
+    this.hookEntry = {
+      peer: id,
+      pc: this.pc,
+      dc: /** @type {RTCDataChannel | null} */ (null),
+      channel: /** @type {SecureChannel | null} */ (null),
+    };
     hook?.connections.push(this.hookEntry);
   }
 
@@ -181,6 +186,7 @@ export class Peer extends EventTarget {
       onChunk: (id, data) => this.attached().transfers.onChunk(id, data),
       onFailure: (reason) => this.fail(`The secure connection with ${this.name} failed: ${reason}. Nothing more was sent. Reload and try again; if it happens again, someone may be interfering.`),
     }, hook && ((frame) => hook.frames.push({ peer: this.id, frame, label: dc.label, stream: dc.id })));
+    this.hookEntry.channel = this.channel;
     this.transfers = new Transfers(this.channel, () => this.name, this.onTransfer, this.interrupted);
     dc.addEventListener('open', () => this.maybeStartChannel());
     dc.addEventListener('close', () => this.onChannelClosed());

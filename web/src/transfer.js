@@ -289,6 +289,7 @@ export class Transfers {
       await this.channel.control({ t: 'end', id: t.id, index, size: blob.size, hash: await chain.hex() });
     }
     t.blobs = null;
+    if (t.finished) return; // cancelled after the last `end` went out: their `done` decides (onDone)
     t.set('verifying', 'Sent; waiting for their check…');
   }
 
