@@ -18,8 +18,16 @@ class _Peer:
     resume_hash: str
     inbox: Inbox | None
     room: str | None = None
-    queue: deque[bytes] = attrs.Factory(deque)
+    # Frames kept while away; None until the first (an empty deque is 760 bytes per peer).
+    queue: deque[bytes] | None = None
     deadline: float | None = None  # set while detached
+
+
+def _queue(state: _Peer) -> deque[bytes]:
+    """The peer's resume queue, created on first use."""
+    if state.queue is None:
+        state.queue = deque()
+    return state.queue
 
 
 class MemoryBroker:
@@ -52,6 +60,8 @@ class MemoryBroker:
         self._by_resume_hash[resume_hash] = peer
         while state.queue and state.inbox is inbox:
             self._hand_over(state, state.queue.popleft())
+        if not state.queue:
+            state.queue = None
 
     async def claim(self, resume_hash: str) -> Claim | None:
         peer = self._by_resume_hash.pop(resume_hash, None)
@@ -71,8 +81,8 @@ class MemoryBroker:
             return
         if state.inbox is inbox:
             self._set_away(state)
-        if state.inbox is None:  # away, whether just now or already (cut off as a slow reader)
-            state.queue.extendleft(reversed(unsent))
+        if state.inbox is None and unsent:  # away, now or already (cut off as a slow reader)
+            _queue(state).extendleft(reversed(unsent))
 
     async def forget(self, peer: str, inbox: Inbox) -> Expired | None:
         state = self._peers.get(peer)
@@ -128,9 +138,10 @@ class MemoryBroker:
     def _send(self, state: _Peer, frame: bytes) -> Delivery:
         if state.inbox is not None:
             return self._hand_over(state, frame)
-        if len(state.queue) >= self._resume_queue:
+        queue = _queue(state)
+        if len(queue) >= self._resume_queue:
             return Delivery.QUEUE_FULL
-        state.queue.append(frame)
+        queue.append(frame)
         return Delivery.QUEUED
 
     def _hand_over(self, state: _Peer, frame: bytes) -> Delivery:
@@ -139,7 +150,7 @@ class MemoryBroker:
             return Delivery.DELIVERED
         # A reader too slow to keep up is cut off (it will resume); what it missed waits here.
         self._set_away(state)
-        state.queue.append(frame)
+        _queue(state).append(frame)
         return Delivery.QUEUED
 
     def _set_away(self, state: _Peer) -> None:

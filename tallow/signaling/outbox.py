@@ -105,7 +105,8 @@ class Outbox:
         try:
             yield
         finally:
-            self.limit = limit + len(self._queue)
+            # The same int when nothing was restored: a sum would be a new one (32 bytes).
+            self.limit = limit + len(self._queue) if self._queue else limit
 
     def unsent(self) -> list[bytes]:
         """Relayed frames never started on the wire (they wait for the peer's resume)."""

@@ -26,7 +26,7 @@ from tallow.signaling.codec import close_frame
 from tallow.signaling.outbox import RELAYED, Outbox
 from tallow.signaling.ratelimit import TokenBucket
 from tallow.signaling.rooms import canonical, new_code
-from tallow.signaling.transport import Transport
+from tallow.signaling.transport import Need, Transport
 
 if TYPE_CHECKING:
     from tallow.signaling.service import SignalingService
@@ -141,8 +141,15 @@ class Session:
                 return
             event(log, logging.DEBUG, "session open", peer=self.peer, resumed=resumed)
             limit = self.service.settings.max_message_bytes
-            while (frame := await self.transport.receive(self._outbox)) is not None:
-                if not self._bucket.take():
+            while (frame := self.transport.receive_nowait(self._outbox)) is not None:
+                if frame is Need.READ:
+                    # Awaited here, not in a coroutine of the transport's: one frame less per idle
+                    # task (and try, not contextlib.suppress: no object kept across the wait).
+                    try:  # noqa: SIM105
+                        await self.transport.readable()
+                    except trio.ClosedResourceError:  # closed or interrupted: None comes next
+                        pass
+                elif not self._bucket.take():
                     self._refuse(p.RATE_LIMITED, "slow down: too many messages", p.CLOSE_POLICY)
                 elif isinstance(frame, bytes):
                     self._reply_error(p.BINARY_UNSUPPORTED, "send text frames with JSON", None)

@@ -1,15 +1,17 @@
 """One client's WebSocket on a non-blocking socket: messages in, bytes out, nothing in between.
 
-The session's own task reads (``trio.lowlevel.wait_readable`` when the socket is empty, then one
-``read`` whose frames are all decoded in one pass); any task writes, without waiting, through the
-session's ``Outbox``. No stream object, lock or cancel scope per write: the socket is the buffer,
-and the outbox keeps whatever it cannot take yet.
+The session's own task reads (it awaits ``trio.lowlevel.wait_readable`` itself when the socket is
+empty, then one ``read`` whose frames are all decoded in one pass); any task writes, without
+waiting, through the session's ``Outbox``. No stream object, lock or cancel scope per write: the
+socket is the buffer, and the outbox keeps whatever it cannot take yet.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import os
+from collections.abc import Awaitable
 from typing import Protocol
 
 import trio
@@ -28,6 +30,16 @@ from tallow.signaling.outbox import CONTROL, Outbox, Wire
 
 RECEIVE_BYTES = 65536
 
+# What every transport holds when nothing decoded waits: one shared list, never written to, so
+# an idle connection keeps no empty list of its own (56 bytes).
+_NOTHING: list[Message] = []
+
+
+class Need(enum.Enum):
+    """What ``receive_nowait`` says when it has no message yet."""
+
+    READ = "read"  # await readable(), then ask again
+
 
 class Transport(Wire, Protocol):
     """A WebSocket as the session sees it (a real socket, or a fake one in tests)."""
@@ -35,13 +47,20 @@ class Transport(Wire, Protocol):
     last_heard: float  # trio.current_time() of the last bytes the client sent
     farewell: bytes | None  # the close frame owed to a client that ended the connection
 
-    async def receive(self, outbox: Outbox) -> str | bytes | None:
-        """The next text (str) or binary (bytes) message; None once the connection ended.
-        Pings are answered through ``outbox``, so a pong never cuts into another frame."""
+    def receive_nowait(self, outbox: Outbox) -> str | bytes | Need | None:
+        """The next text (str) or binary (bytes) message; ``Need.READ`` when there is none
+        until the client sends more; None once the connection ended. Pings are answered
+        through ``outbox``, so a pong never cuts into another frame."""
+        ...
+
+    def readable(self) -> Awaitable[None]:
+        """The wait for more from the client, to be awaited before asking again. It may raise
+        ``trio.ClosedResourceError`` (closed or interrupted: the next receive_nowait says so).
+        Not a coroutine of its own: an idle connection's task is one frame shorter."""
         ...
 
     def interrupt(self) -> None:
-        """Make receive() return None now (if waiting) or next time: the session closes."""
+        """Make receive_nowait() return None from now on, and end a wait in progress."""
         ...
 
 
@@ -52,6 +71,7 @@ class SocketTransport:
         "_interrupted",
         "_pending",
         "_socket",
+        "_waited",
         "farewell",
         "last_heard",
     )
@@ -59,13 +79,14 @@ class SocketTransport:
     def __init__(self, sock: trio.socket.SocketType, hard_limit: int, early: bytes = b"") -> None:
         self._socket = sock
         self._decoder = Decoder(hard_limit)
-        self._pending: list[Message] = []  # decoded, not yet handed out; in reverse order
+        self._pending = _NOTHING  # decoded, not yet handed out; in reverse order
         self._early = early  # frames that came in with the request head
+        self._waited = False  # readable() was awaited since the last read
         self.last_heard = trio.current_time()
         self.farewell: bytes | None = None
         self._interrupted = False
 
-    async def receive(self, outbox: Outbox) -> str | bytes | None:
+    def receive_nowait(self, outbox: Outbox) -> str | bytes | Need | None:
         while True:
             while self._pending:
                 message = self._pending.pop()
@@ -76,6 +97,7 @@ class SocketTransport:
                 elif message.opcode == CLOSE:
                     self.farewell = close_frame(message.code)  # the echo RFC 6455 asks for
                     return None
+            self._pending = _NOTHING
             if self._interrupted:
                 return None
             # Wait, then one read, decoded whole. Waiting first (as the socket is most likely
@@ -83,30 +105,35 @@ class SocketTransport:
             # every read a checkpoint. No local keeps the bytes while the next read waits.
             if self._early:
                 data, self._early = self._early, b""
+            elif not self._waited:
+                return Need.READ
             else:
-                try:
-                    await trio.lowlevel.wait_readable(self._socket)
-                except trio.ClosedResourceError:  # closed here, or interrupted
-                    return None
+                self._waited = False
                 try:
                     data = os.read(self._socket.fileno(), RECEIVE_BYTES)
                 except BlockingIOError:  # woken with nothing to read after all
-                    continue
-                except OSError:
+                    return Need.READ
+                except OSError:  # gone, or closed here (fileno -1)
                     return None
             if not data:
                 return None
             self.last_heard = trio.current_time()
             try:
-                self._pending = self._decoder.feed(data)
+                decoded = self._decoder.feed(data)
             except FrameError as error:
                 self.farewell = close_frame(error.code, error.reason)
                 return None
             del data
-            self._pending.reverse()
+            if decoded:
+                decoded.reverse()
+                self._pending = decoded
+
+    def readable(self) -> Awaitable[None]:
+        self._waited = True  # the caller awaits this before it asks again: read then
+        return trio.lowlevel.wait_readable(self._socket)  # noqa: ASYNC105 (the caller awaits)
 
     def interrupt(self) -> None:
-        """End a receive() in progress (or the next one): the session is closing."""
+        """End a wait in progress (or the next receive): the session is closing."""
         self._interrupted = True
         if self._socket.fileno() != -1:
             trio.lowlevel.notify_closing(self._socket)

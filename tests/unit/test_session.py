@@ -5,7 +5,7 @@ dispatch table and the heartbeat."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import pytest
@@ -19,6 +19,7 @@ from tallow.signaling.codec import CLOSE, PING
 from tallow.signaling.outbox import RELAYED, REPLY, Outbox
 from tallow.signaling.service import SignalingService
 from tallow.signaling.session import HANDLERS, Session
+from tallow.signaling.transport import Need
 
 REASON = b"too slow reading messages; resume to continue"
 
@@ -33,13 +34,14 @@ class FakeSocket:
         self.farewell: bytes | None = None
         self.aborted = False
         self.interrupted = False
-        self._in, self._out = trio.open_memory_channel[str | bytes | None](100)
+        self._inbox: list[str | None] = []  # what the client sent; None: the connection ended
+        self._arrived = trio.Event()
         self._more = trio.Event()
 
     # the client's side
     def send(self, message: dict[str, Any]) -> None:
         self.last_heard = trio.current_time()
-        self._in.send_nowait(json.dumps(message))
+        self._arrive(json.dumps(message))
 
     def drain(self, room: int = 1 << 20) -> None:
         self.room += room
@@ -52,14 +54,24 @@ class FakeSocket:
     def messages(self) -> list[dict[str, Any]]:
         return [json.loads(payload) for opcode, payload in self.frames() if opcode == 1]
 
+    def _arrive(self, message: str | None) -> None:
+        self._inbox.append(message)
+        self._arrived.set()
+        self._arrived = trio.Event()
+
     # the Transport the session sees
-    async def receive(self, outbox: Outbox) -> str | bytes | None:
-        return None if self.interrupted else await self._out.receive()
+    def receive_nowait(self, outbox: Outbox) -> str | bytes | Need | None:
+        if self.interrupted:
+            return None
+        return self._inbox.pop(0) if self._inbox else Need.READ
+
+    def readable(self) -> Awaitable[None]:
+        return self._arrived.wait()
 
     def interrupt(self) -> None:
         if not self.interrupted:
             self.interrupted = True
-            self._in.send_nowait(None)
+            self._arrive(None)
 
     def write_nowait(self, data: bytes) -> int:
         if self.aborted:
@@ -76,7 +88,7 @@ class FakeSocket:
     def abort(self) -> None:
         if not self.aborted:
             self.aborted = True
-            self._in.send_nowait(None)
+            self._arrive(None)
             self.drain(0)
 
 
