@@ -11,10 +11,7 @@ from typing import Any
 
 import pytest
 
-from harness.processes import ROOT, TallowProcess, free_port, http_get, launch, launcher
-
-# Tests may import the launch helpers from here as well as from harness.processes.
-__all__ = ["ROOT", "TallowProcess", "free_port", "http_get", "launch", "launcher"]
+from harness.processes import TallowProcess, launcher
 
 
 @pytest.fixture

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
+from harness.processes import launch
 from tests.browser.app import connected_pair
 from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS, STREAM_DOWNLOADS
 from tests.browser.memory import MIB, MarkedChromium, receive_peak_growth, write_random
-from tests.conftest import launch
 
 
 def main() -> None:

@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from harness.processes import free_port
+from harness.redis import RedisServer
 from tests.deployment import nginx
 from tests.deployment.artifacts import K8S_DIR, SCRIPTS
 from tests.deployment.tools import ROOT, VENV_BIN, run, tool
-from tests.redis.redis_procs import RedisServer
 
 HEALTH_CHECK = str(ROOT / "scripts" / "health-check.sh")
 DEPLOY_K8S = str(ROOT / "scripts" / "deploy-k8s.sh")

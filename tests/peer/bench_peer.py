@@ -22,9 +22,9 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, sync_playwright
 
+from harness.processes import launcher
 from tests.browser.app import create_room, finish_receiving, join_room, random_file, wait_secure
 from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS, STREAM_DOWNLOADS
-from tests.conftest import launcher
 from tests.coturn import run_coturn
 from tests.peer.cli_peer import PeerProcess
 

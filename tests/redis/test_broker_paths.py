@@ -13,10 +13,10 @@ import pytest
 import trio
 import trio.lowlevel
 
+from harness.redis import RedisServer, eventually
 from tallow.broker import Delivery, Member, RoomFull
 from tallow.broker.redis import RedisBroker
 from tallow.config import load
-from tests.redis.redis_procs import RedisServer, eventually
 from tests.unit.test_memory_broker import Inbox
 
 

@@ -9,10 +9,10 @@ import coredis
 import pytest
 import trio
 
+from harness.redis import RedisServer
 from tallow.broker.redis_batch import ScriptBatch
 from tallow.broker.redis_connect import open_client
 from tallow.redis_url import RedisURL, parse_redis_url
-from tests.redis.redis_procs import RedisServer
 
 
 def redis_url(text: str) -> RedisURL:
