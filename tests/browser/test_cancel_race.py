@@ -8,6 +8,7 @@ receiver checks the file, saves it and answers `done`, then ignores the cancel.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from playwright.sync_api import expect
@@ -55,7 +56,12 @@ def test_a_done_that_crosses_a_cancel_wins(tallow_server, new_page, tmp_path: Pa
     assert hook(alice, ARM_AFTER_LAST_CHUNK) == 200_000
 
     download = start_receiving(bob, path.name)
-    alice.wait_for_function("window.__releaseSeal !== null")
+    # Polled from outside: a wait_for_function predicate can be evaluated inside the page, where
+    # the app's CSP (no unsafe-eval) refuses it.
+    deadline = time.monotonic() + 30
+    while not alice.evaluate("window.__releaseSeal !== null"):
+        assert time.monotonic() < deadline, "the end frame was never held"
+        time.sleep(0.05)
     sent = alice.locator("li.transfer.out")
     sent.locator("button.cancel").click()
     expect(sent).to_have_attribute("data-state", "cancelled")
