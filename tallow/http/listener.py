@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 import logging
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Any
 
 import trio
@@ -26,7 +26,7 @@ from hypercorn.typing import ConnectionState
 from hypercorn.utils import repr_socket_addr, wrap_app
 
 from tallow.http.routes import SIGNALING_PATH
-from tallow.http.upgrade import fresh_upgrade, serve_upgrade
+from tallow.http.upgrade import accept_upgrade, fresh_upgrade
 from tallow.observability.logs import event
 from tallow.signaling.service import SignalingService
 
@@ -34,6 +34,12 @@ log = logging.getLogger("tallow.http")
 
 HEAD_LIMIT = 16384  # bytes of request head read before handing the connection on
 RECEIVE_BYTES = 65536
+# accept(2) errors that mean the machine is out of descriptors or memory for now: retry later.
+ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+ACCEPT_RETRY_SECONDS = 0.1
+# Task names given, not derived: Trio would build a new name string for every task.
+CONNECTION_TASK = "tallow.http.connection"
+SESSION_TASK = "tallow.signaling.session"
 TOO_LARGE_RESPONSE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n"
     b"connection: close\r\n\r\n"
@@ -129,7 +135,7 @@ def taken_over() -> _Replay:
     return _current.get()
 
 
-async def read_head(stream: trio.SocketStream, within: float) -> bytes | None:
+async def read_head(sock: trio.socket.SocketType, within: float) -> bytes | None:
     """The first request's head (and whatever followed it in the same reads).
 
     None when the client sent nothing useful ``within`` seconds: a slow-header client
@@ -138,7 +144,7 @@ async def read_head(stream: trio.SocketStream, within: float) -> bytes | None:
     buffer = bytearray()
     with trio.move_on_after(within):
         while b"\r\n\r\n" not in buffer and len(buffer) <= HEAD_LIMIT:
-            chunk = await stream.receive_some(RECEIVE_BYTES)
+            chunk = await sock.recv(RECEIVE_BYTES)
             if not chunk:
                 return None
             buffer += chunk
@@ -179,54 +185,69 @@ async def serve_http(
     ``config.graceful_timeout`` seconds to finish."""
     app = wrap_app(asgi_app, 0, "asgi")
     context = WorkerContext(None)
-    listeners, urls = [], []
+    listeners: list[trio.socket.SocketType] = []
+    urls = []
     for sock in sockets.insecure_sockets:
-        listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
+        listeners.append(trio.socket.from_stdlib_socket(sock))
         urls.append("http://" + repr_socket_addr(sock.family, sock.getsockname()))
 
-    open_streams: set[trio.SocketStream] = set()
+    open_streams: set[trio.SocketStream] = set()  # hypercorn's, to close at the deadline
 
-    async def guarded(stream: trio.SocketStream) -> None:
-        open_streams.add(stream)
+    async def guarded(sock: trio.socket.SocketType) -> None:
+        """One accepted connection: its first request decides where it goes. A /signaling
+        session gets a task of its own and this one ends, so an idle session's task is that
+        session's one coroutine (no listener frames kept under it)."""
+        handed_over = False
         try:
-            head = await read_head(stream, header_timeout)
+            head = await read_head(sock, header_timeout)
             if head is None:
-                await trio.aclose_forcefully(stream)
+                pass
             elif head_too_large(head):
-                with trio.move_on_after(1), contextlib.suppress(trio.BrokenResourceError):
-                    await stream.send_all(TOO_LARGE_RESPONSE)
-                await trio.aclose_forcefully(stream)
+                with trio.move_on_after(1), contextlib.suppress(OSError):
+                    await sock.send(TOO_LARGE_RESPONSE)
             elif signaling is not None and wants_signaling(head):
-                peer = stream.socket.getpeername()[0]
-                upgrade = serve_upgrade(
-                    signaling, stream.socket, *fresh_upgrade(head, peer, signaling)
+                peer = sock.getpeername()[0]
+                accepted = await accept_upgrade(
+                    signaling, sock, *fresh_upgrade(head, peer, signaling)
                 )
-                del head  # a long-lived connection keeps none of its request
-                await upgrade
+                if accepted is not None:
+                    session, resume = accepted
+                    connections.start_soon(session.run, resume, name=SESSION_TASK)
+                    handed_over = True
             else:
-                replay = _Replay(stream, head)
-                _current.set(replay)
-                # hypercorn annotates SSLStream but only uses the trio.abc.Stream methods.
-                state = ConnectionState({})
-                await _Connection(app, config, context, state, replay)  # type: ignore[arg-type]
+                await _serve_hypercorn(trio.SocketStream(sock), head)
         except Exception:
             log.warning("connection failed", exc_info=True)
-            await trio.aclose_forcefully(stream)
+        finally:
+            if not handed_over:
+                sock.close()
+
+    async def _serve_hypercorn(stream: trio.SocketStream, head: bytes) -> None:
+        open_streams.add(stream)
+        try:
+            replay = _Replay(stream, head)
+            _current.set(replay)
+            # hypercorn annotates SSLStream but only uses the trio.abc.Stream methods.
+            state = ConnectionState({})
+            await _Connection(app, config, context, state, replay)  # type: ignore[arg-type]
         finally:
             open_streams.discard(stream)
+            await trio.aclose_forcefully(stream)
 
     async with trio.open_nursery() as closer:
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as accepting:
-                await accepting.start(
-                    partial(trio.serve_listeners, handler_nursery=connections), guarded, listeners
-                )
+                for listener in listeners:
+                    accepting.start_soon(_accept_forever, listener, connections, guarded)
                 task_status.started(urls)
                 await stop.wait()
                 # Connections the kernel completed before the signal are served, not reset.
                 _accept_backlog(sockets, connections, guarded)
-                accepting.cancel_scope.cancel()  # closes the listening sockets
-            event(log, logging.INFO, "stopped accepting", open_connections=len(open_streams))
+                accepting.cancel_scope.cancel()
+            for listener in listeners:
+                listener.close()
+            open_connections = len(open_streams) + (len(signaling.sessions) if signaling else 0)
+            event(log, logging.INFO, "stopped accepting", open_connections=open_connections)
             # Idle keep-alive connections close after hypercorn's keep-alive timeout (5 s);
             # closing them at once would race requests that have just arrived on them.
             deadline = trio.current_time() + config.graceful_timeout
@@ -235,16 +256,42 @@ async def serve_http(
         closer.cancel_scope.cancel()
 
 
-def _accept_backlog(
-    sockets: Sockets, nursery: trio.Nursery, handler: Callable[[trio.SocketStream], Awaitable[None]]
+Handler = Callable[[trio.socket.SocketType], Awaitable[None]]
+
+
+def _tune(sock: trio.socket.SocketType) -> trio.socket.SocketType:
+    """The options trio.SocketStream sets, for sockets served without one: no Nagle delay
+    on small frames, and a 16 KiB bound on unsent bytes before the socket reads as full."""
+    with contextlib.suppress(OSError):  # not on Unix sockets
+        sock.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, True)
+        sock.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NOTSENT_LOWAT, 2**14)
+    return sock
+
+
+async def _accept_forever(
+    listener: trio.socket.SocketType, nursery: trio.Nursery, handler: Handler
 ) -> None:
-    for sock in sockets.insecure_sockets:  # non-blocking since trio took them over
+    while True:
+        try:
+            sock, _ = await listener.accept()
+        except OSError as error:
+            if error.errno not in ACCEPT_CAPACITY_ERRNOS:
+                raise
+            event(log, logging.ERROR, "accept failed; retrying", error=str(error))
+            await trio.sleep(ACCEPT_RETRY_SECONDS)
+        else:
+            nursery.start_soon(handler, _tune(sock), name=CONNECTION_TASK)
+
+
+def _accept_backlog(sockets: Sockets, nursery: trio.Nursery, handler: Handler) -> None:
+    for listener in sockets.insecure_sockets:  # non-blocking since trio took them over
         while True:
             try:
-                conn, _ = sock.accept()
+                sock, _ = listener.accept()
             except OSError:  # BlockingIOError: nothing waiting
                 break
-            nursery.start_soon(handler, trio.SocketStream(trio.socket.from_stdlib_socket(conn)))
+            conn = _tune(trio.socket.from_stdlib_socket(sock))
+            nursery.start_soon(handler, conn, name=CONNECTION_TASK)
 
 
 async def _close_when_due(deadline: float, streams: set[trio.SocketStream]) -> None:

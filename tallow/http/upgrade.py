@@ -2,8 +2,9 @@
 
 Whichever way the request arrived (first on a fresh connection, which is how browsers open a
 WebSocket, or after other requests on a kept-alive one, handed over by hypercorn), it becomes a
-``Handshake`` and goes through ``serve_upgrade``: the log line, the Origin check, the 101 or the
-refusal, the per-address limit, then the session on the raw socket.
+``Handshake`` and goes through ``accept_upgrade``: the log line, the Origin check, the 101 or the
+refusal, the per-address limit; then its session runs on the raw socket (in a task of its own
+for a fresh connection, in hypercorn's for a handed-over one: ``serve_upgrade``).
 """
 
 from __future__ import annotations
@@ -139,39 +140,61 @@ def fresh_upgrade(
     return Handshake.parse(request_head, peer, service), early
 
 
+async def accept_upgrade(
+    service: SignalingService,
+    sock: trio.socket.SocketType,
+    handshake: Handshake | None,
+    early: bytes,
+) -> tuple[Session, str | None] | None:
+    """Admit, accept or refuse one upgrade: the session to run on the socket and the resume
+    token it asked for, or None once it is refused (the socket then closed).
+
+    ``early`` are bytes the client sent after its request head; the session reads them first.
+    Nothing of the handshake is kept by the session.
+    """
+    limit = service.settings.max_message_bytes * HARD_LIMIT_FACTOR
+    transport = SocketTransport(sock, limit, early)
+    accepted = False
+    try:
+        accepted = await _answer(service, transport, handshake)
+    finally:
+        if not accepted:
+            transport.abort()
+    assert handshake is not None  # only a handshake is accepted
+    return Session(service, transport, handshake.client), handshake.resume
+
+
 async def serve_upgrade(
     service: SignalingService,
     sock: trio.socket.SocketType,
     handshake: Handshake | None,
     early: bytes,
 ) -> None:
-    """Admit, accept or refuse one upgrade, and run its session until the connection ends.
-
-    ``early`` are bytes the client sent after its request head; they are read first.
-    """
-    limit = service.settings.max_message_bytes * HARD_LIMIT_FACTOR
-    transport = SocketTransport(sock, limit, early)
-    try:
-        if handshake is None:
-            with trio.move_on_after(RESPONSE_TIMEOUT):
-                await write_all(transport, _refusal(400, BAD_HANDSHAKE))
-            return
-        asked = {"path": handshake.path, "client": handshake.client}
-        event(log, logging.INFO, "websocket", **asked, request_id=handshake.request_id)
-        client, resume = handshake.client, handshake.resume
-        if await _answer(service, transport, handshake):
-            del handshake, early  # a long-lived connection keeps none of its handshake
-            await Session(service, transport, client).run(resume)
-    finally:
-        transport.abort()
+    """Accept or refuse one upgrade and run its session in this task until the connection
+    ends (for an upgrade that hypercorn hands over)."""
+    accepted = await accept_upgrade(service, sock, handshake, early)
+    if accepted is not None:
+        session, resume = accepted
+        await session.run(resume)
 
 
 async def _answer(
-    service: SignalingService, transport: SocketTransport, handshake: Handshake
+    service: SignalingService, transport: SocketTransport, handshake: Handshake | None
 ) -> bool:
-    """Write the 101 (True: run the session) or a refusal (False)."""
-    refusal = refuse_upgrade(service, handshake.origin, handshake.host)
+    """Log the upgrade, then write the 101 (True: run the session) or a refusal (False)."""
     with trio.move_on_after(RESPONSE_TIMEOUT):
+        if handshake is None:
+            await write_all(transport, _refusal(400, BAD_HANDSHAKE))
+            return False
+        event(
+            log,
+            logging.INFO,
+            "websocket",
+            path=handshake.path,
+            client=handshake.client,
+            request_id=handshake.request_id,
+        )
+        refusal = refuse_upgrade(service, handshake.origin, handshake.host)
         if refusal is not None:
             await write_all(transport, _refusal(*refusal))
             return False

@@ -129,8 +129,9 @@ class Session:
         return claim is not None
 
     async def run(self, resume_token: str | None) -> None:
-        """The connection's one task: open, then read and handle messages until the client
-        goes or the session is closed; then part. (One frame: an idle connection waits here.)"""
+        """The connection's one task (its root: nothing else is kept under an idle session):
+        open, then read and handle messages until the client goes or the session is closed;
+        then part."""
         self.service.opened(self)
         try:
             try:
@@ -159,6 +160,8 @@ class Session:
                 else:
                     self._strikes = 0
                     await self._handle(frame)
+        except Exception:  # the connection's root task: a bug ends this session, not the server
+            log.exception("session failed", extra={"fields": {"peer": self.peer}})
         finally:
             with trio.CancelScope(shield=True):
                 await self._part()

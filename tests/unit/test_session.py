@@ -149,6 +149,25 @@ async def test_welcome_first_then_replies_in_order(service, nursery) -> None:
     ]
 
 
+async def test_a_failing_session_is_logged_and_closed_and_the_others_carry_on(
+    service, nursery, caplog
+) -> None:
+    """A session is its connection's root task: a bug in it must end that session only."""
+    broken, _ = await connect(service, nursery)
+    healthy, _ = await connect(service, nursery)
+
+    def fail(outbox: Outbox) -> None:
+        raise RuntimeError("a bug in the transport")
+
+    broken.receive_nowait = fail  # type: ignore[method-assign]
+    broken.send({"type": "ping"})
+    healthy.send({"type": "ping", "id": 1})
+    await trio.testing.wait_all_tasks_blocked()
+    assert "session failed" in caplog.text and "a bug in the transport" in caplog.text
+    assert broken.aborted and len(service.sessions) == 1
+    assert healthy.messages()[-1] == {"type": "pong", "re": 1}
+
+
 async def test_frames_that_arrive_during_a_join_come_after_joined(service, nursery) -> None:
     class RacingBroker(MemoryBroker):
         """As Redis can: the room's traffic reaches the joiner before join() returns."""
