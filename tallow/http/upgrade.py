@@ -153,7 +153,7 @@ async def accept_upgrade(
     Nothing of the handshake is kept by the session.
     """
     limit = service.settings.max_message_bytes * HARD_LIMIT_FACTOR
-    transport = SocketTransport(sock, limit, early)
+    transport = SocketTransport(sock, service.readiness, limit, early)
     accepted = False
     try:
         accepted = await _answer(service, transport, handshake)

@@ -13,6 +13,7 @@ from tallow.config import Settings
 from tallow.observability import metrics
 from tallow.observability.logs import event
 from tallow.signaling import protocol as p
+from tallow.signaling.readiness import ReadReadiness
 from tallow.signaling.session import Session
 
 log = logging.getLogger("tallow.signaling")
@@ -26,6 +27,7 @@ class SignalingService:
         self.broker = broker
         self.draining = False
         self.sessions: set[Session] = set()
+        self.readiness = ReadReadiness()  # the sessions' sockets: one epoll set, one task
         self._per_ip: Counter[str] = Counter()
         self._writers: trio.Nursery | None = None  # set by run()
 
@@ -63,8 +65,8 @@ class SignalingService:
             session.close_soon(p.CLOSE_GOING_AWAY, "server restarting; resume on another")
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Forever: own the outboxes' writer tasks, and every heartbeat ping every connection
-        and drop those silent for three.
+        """Forever: own the sockets' read readiness and the outboxes' writer tasks, and every
+        heartbeat ping every connection and drop those silent for three.
 
         One task for the whole replica, not one per connection: a sweep over 10,000 sessions
         every 20 s costs a few milliseconds. Writers live in this task's nursery: a session
@@ -72,6 +74,7 @@ class SignalingService:
         """
         heartbeat = self.settings.heartbeat_seconds
         async with trio.open_nursery() as writers:
+            await writers.start(self.readiness.run)
             self._writers = writers
             task_status.started()
             while True:

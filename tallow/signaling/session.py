@@ -145,11 +145,8 @@ class Session:
             while (frame := self.transport.receive_nowait(self._outbox)) is not None:
                 if frame is Need.READ:
                     # Awaited here, not in a coroutine of the transport's: one frame less per idle
-                    # task (and try, not contextlib.suppress: no object kept across the wait).
-                    try:  # noqa: SIM105
-                        await self.transport.readable()
-                    except trio.ClosedResourceError:  # closed or interrupted: None comes next
-                        pass
+                    # task. Closed or interrupted, it ends too, and None comes next.
+                    await self.transport.readable()
                 elif not self._bucket.take():
                     self._refuse(p.RATE_LIMITED, "slow down: too many messages", p.CLOSE_POLICY)
                 elif isinstance(frame, bytes):

@@ -1,7 +1,7 @@
 """One client's WebSocket on a non-blocking socket: messages in, bytes out, nothing in between.
 
-The session's own task reads (it awaits ``trio.lowlevel.wait_readable`` itself when the socket is
-empty, then one ``read`` whose frames are all decoded in one pass); any task writes, without
+The session's own task reads (it awaits the socket's readiness itself when the socket is empty,
+then one ``read`` whose frames are all decoded in one pass); any task writes, without
 waiting, through the session's ``Outbox``. No stream object, lock or cancel scope per write: the
 socket is the buffer, and the outbox keeps whatever it cannot take yet.
 """
@@ -27,6 +27,7 @@ from tallow.signaling.codec import (
     pong_frame,
 )
 from tallow.signaling.outbox import CONTROL, Outbox, Wire
+from tallow.signaling.readiness import ReadReadiness
 
 RECEIVE_BYTES = 65536
 
@@ -54,9 +55,9 @@ class Transport(Wire, Protocol):
         ...
 
     def readable(self) -> Awaitable[None]:
-        """The wait for more from the client, to be awaited before asking again. It may raise
-        ``trio.ClosedResourceError`` (closed or interrupted: the next receive_nowait says so).
-        Not a coroutine of its own: an idle connection's task is one frame shorter."""
+        """The wait for more from the client, to be awaited before asking again (it also ends
+        when the transport is interrupted or closed: the next receive_nowait says so).
+        Not a coroutine of the transport's: an idle connection's task is one frame shorter."""
         ...
 
     def interrupt(self) -> None:
@@ -70,14 +71,23 @@ class SocketTransport:
         "_early",
         "_interrupted",
         "_pending",
+        "_readiness",
         "_socket",
         "_waited",
         "farewell",
         "last_heard",
     )
 
-    def __init__(self, sock: trio.socket.SocketType, hard_limit: int, early: bytes = b"") -> None:
+    def __init__(
+        self,
+        sock: trio.socket.SocketType,
+        readiness: ReadReadiness,
+        hard_limit: int,
+        early: bytes = b"",
+    ) -> None:
         self._socket = sock
+        self._readiness = readiness
+        readiness.add(sock.fileno())
         self._decoder = Decoder(hard_limit)
         self._pending = _NOTHING  # decoded, not yet handed out; in reverse order
         self._early = early  # frames that came in with the request head
@@ -113,8 +123,11 @@ class SocketTransport:
                     data = os.read(self._socket.fileno(), RECEIVE_BYTES)
                 except BlockingIOError:  # woken with nothing to read after all
                     return Need.READ
-                except OSError:  # gone, or closed here (fileno -1)
+                except OSError:  # gone, or closed (fileno -1)
                     return None
+                # Readiness is edge-triggered: a full read may have left bytes behind, and
+                # no new edge would come for them. Read again before waiting.
+                self._waited = len(data) == RECEIVE_BYTES
             if not data:
                 return None
             self.last_heard = trio.current_time()
@@ -130,13 +143,14 @@ class SocketTransport:
 
     def readable(self) -> Awaitable[None]:
         self._waited = True  # the caller awaits this before it asks again: read then
-        return trio.lowlevel.wait_readable(self._socket)  # noqa: ASYNC105 (the caller awaits)
+        return self._readiness.wait(self._socket.fileno())
 
     def interrupt(self) -> None:
         """End a wait in progress (or the next receive): the session is closing."""
         self._interrupted = True
-        if self._socket.fileno() != -1:
-            trio.lowlevel.notify_closing(self._socket)
+        fd = self._socket.fileno()
+        if fd != -1:
+            self._readiness.wake(fd)
 
     # --- the outbox's Wire ----------------------------------------------------------------------
 
@@ -154,4 +168,7 @@ class SocketTransport:
             await trio.lowlevel.wait_writable(self._socket)
 
     def abort(self) -> None:
-        self._socket.close()
+        fd = self._socket.fileno()
+        if fd != -1:  # once: the number may be another socket's later
+            self._readiness.forget(fd)
+            self._socket.close()

@@ -1,0 +1,86 @@
+"""When a session's socket has something to read: one edge-triggered epoll set for them all.
+
+Trio's ``wait_readable`` arms a one-shot registration with ``epoll_ctl`` on every wait: one
+system call and its bookkeeping per relayed message. Here each session's socket joins one
+epoll set of our own, once, edge-triggered; the one task that owns the set (``run``) waits for
+the set's own descriptor to turn readable, takes every ready socket in one ``epoll_wait`` and
+wakes the sessions waiting on them. An edge that arrives while its session is busy is
+remembered, so that session's next wait returns at once.
+
+Edge-triggered means a reader must not wait while bytes it has not read remain: the transport
+reads again without waiting after a read that filled its buffer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+
+import trio
+
+_EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
+BATCH = 512  # ready sockets taken per epoll_wait (more stay ready for the next)
+
+
+class ReadReadiness:
+    __slots__ = ("_epoll", "_ready", "_waiting")
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
+        self._waiting: dict[int, trio.lowlevel.Task] = {}
+        self._ready: set[int] = set()  # an edge came while nobody waited
+
+    def add(self, fd: int) -> None:
+        """Watch ``fd``, a socket the caller ``forget``s before closing it. (Bytes that came
+        before are reported too: registering a ready descriptor queues its edge.)"""
+        try:
+            self._epoll.register(fd, _EVENTS)
+        except FileExistsError:  # a socket closed elsewhere left its number registered
+            self._epoll.modify(fd, _EVENTS)
+
+    def forget(self, fd: int) -> None:
+        """Stop watching ``fd`` (still open) and end a wait on it."""
+        task = self._waiting.pop(fd, None)
+        if task is not None:
+            trio.lowlevel.reschedule(task)
+        self._ready.discard(fd)
+        if self._epoll.closed:  # shutting down: sessions part after run() ended
+            return
+        with contextlib.suppress(OSError):  # closed elsewhere: the kernel dropped it already
+            self._epoll.unregister(fd)
+
+    def wake(self, fd: int) -> None:
+        """End a wait on ``fd`` now (the session is closing), or the next one."""
+        task = self._waiting.pop(fd, None)
+        if task is None:
+            self._ready.add(fd)
+        else:
+            trio.lowlevel.reschedule(task)
+
+    async def wait(self, fd: int) -> None:
+        """Until ``fd`` may have something to read (or ``wake``; at once for -1, a closed
+        socket's number). A checkpoint either way."""
+        if fd in self._ready or fd == -1:
+            self._ready.discard(fd)
+            await trio.lowlevel.checkpoint()
+            return
+        self._waiting[fd] = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            del self._waiting[fd]
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Forever: wake the sessions whose sockets turned readable."""
+        task_status.started()
+        own = self._epoll.fileno()
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(own)
+                for fd, _ in self._epoll.poll(0, BATCH):
+                    self.wake(fd)
+        finally:
+            trio.lowlevel.notify_closing(own)
+            self._epoll.close()

@@ -1,0 +1,114 @@
+"""Read readiness from one edge-triggered epoll set, in-process on real socket pairs: waits end
+when bytes arrive, an edge that comes while nobody waits is kept, wake/forget/cancel end a wait,
+and a transport reads a full buffer again instead of waiting for an edge that will not come."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import trio
+import trio.testing
+
+from tallow.signaling.outbox import Outbox
+from tallow.signaling.readiness import ReadReadiness
+from tallow.signaling.transport import RECEIVE_BYTES, Need, SocketTransport
+from tests.unit.test_codec import masked
+
+
+@pytest.fixture
+async def readiness() -> AsyncIterator[ReadReadiness]:
+    readiness = ReadReadiness()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(readiness.run)
+        yield readiness
+        nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    yield ours, theirs
+    ours.close()
+    theirs.close()
+
+
+async def waits_until_woken(readiness: ReadReadiness, fd: int) -> bool:
+    """Whether a wait on ``fd`` is still waiting once everything else has settled."""
+    done = False
+
+    async def wait() -> None:
+        nonlocal done
+        await readiness.wait(fd)
+        done = True
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wait)
+        await trio.testing.wait_all_tasks_blocked()
+        waiting = not done
+        nursery.cancel_scope.cancel()
+    return waiting
+
+
+async def test_a_wait_ends_when_bytes_arrive(readiness, pair) -> None:
+    ours, theirs = pair
+    readiness.add(ours.fileno())
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(readiness.wait, ours.fileno())
+            await trio.testing.wait_all_tasks_blocked()
+            theirs.send(b"x")
+    assert ours.recv(10) == b"x"
+    assert await waits_until_woken(readiness, ours.fileno())  # drained: no edge left
+
+
+async def test_an_edge_while_nobody_waits_is_kept_for_the_next_wait(readiness, pair) -> None:
+    ours, theirs = pair
+    readiness.add(ours.fileno())
+    theirs.send(b"x")
+    await trio.testing.wait_all_tasks_blocked()
+    assert not await waits_until_woken(readiness, ours.fileno())
+    assert await waits_until_woken(readiness, ours.fileno())  # taken once
+
+
+async def test_bytes_that_came_before_the_socket_was_added_are_reported(readiness, pair) -> None:
+    ours, theirs = pair
+    theirs.send(b"early")
+    readiness.add(ours.fileno())
+    await trio.testing.wait_all_tasks_blocked()
+    assert not await waits_until_woken(readiness, ours.fileno())
+
+
+async def test_wake_and_forget_end_a_wait_and_cancel_leaves_nothing_behind(readiness, pair) -> None:
+    ours, _ = pair
+    fd = ours.fileno()
+    readiness.add(fd)
+    for end in (readiness.wake, readiness.forget):
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(readiness.wait, fd)
+                await trio.testing.wait_all_tasks_blocked()
+                end(fd)
+        readiness.add(fd)
+    assert await waits_until_woken(readiness, fd)  # the cancelled wait is gone: wait again
+    assert await waits_until_woken(readiness, -1) is False  # a closed socket's number
+
+
+async def test_a_full_read_is_followed_by_another_read_not_a_wait(readiness, pair) -> None:
+    """Three messages filling more than one read arrive in one write: one edge for all."""
+    ours, theirs = pair
+    transport = SocketTransport(trio.socket.from_stdlib_socket(ours), readiness, 1 << 20)
+    payload = "y" * (RECEIVE_BYTES // 2)
+    theirs.sendall(b"".join(masked(0x81, payload.encode()) for _ in range(3)))
+    outbox = Outbox(transport, 16, lambda writer: None)
+    received = []
+    with trio.fail_after(5):
+        while len(received) < 3:
+            message = transport.receive_nowait(outbox)
+            if message is Need.READ:
+                await transport.readable()
+            else:
+                received.append(message)
+    assert received == [payload] * 3
