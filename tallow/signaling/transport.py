@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import os
+import socket
 from collections.abc import Awaitable
 from typing import Protocol
 
@@ -85,9 +85,12 @@ class SocketTransport:
         hard_limit: int,
         early: bytes = b"",
     ) -> None:
-        self._socket = sock
+        # A plain socket from here on (the Trio socket let go of it): its C methods read and
+        # write without Trio's wrapper, and nothing else can close the number under us.
+        self._socket = socket.socket(fileno=sock.detach())
+        self._socket.setblocking(False)
         self._readiness = readiness
-        readiness.add(sock.fileno())
+        readiness.add(self._socket.fileno())
         self._decoder = Decoder(hard_limit)
         self._pending = _NOTHING  # decoded, not yet handed out; in reverse order
         self._early = early  # frames that came in with the request head
@@ -120,7 +123,7 @@ class SocketTransport:
             else:
                 self._waited = False
                 try:
-                    data = os.read(self._socket.fileno(), RECEIVE_BYTES)
+                    data = self._socket.recv(RECEIVE_BYTES)
                 except BlockingIOError:  # woken with nothing to read after all
                     return Need.READ
                 except OSError:  # gone, or closed (fileno -1)
@@ -156,7 +159,7 @@ class SocketTransport:
 
     def write_nowait(self, data: bytes) -> int:
         try:
-            return os.write(self._socket.fileno(), data)
+            return self._socket.send(data)
         except BlockingIOError:
             return 0
         except OSError:  # gone, or closed here (fileno -1): the reader sees the end
@@ -171,4 +174,5 @@ class SocketTransport:
         fd = self._socket.fileno()
         if fd != -1:  # once: the number may be another socket's later
             self._readiness.forget(fd)
+            trio.lowlevel.notify_closing(self._socket)  # ends a writer's wait_writable
             self._socket.close()
