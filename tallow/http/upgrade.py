@@ -186,14 +186,8 @@ async def _answer(
         if handshake is None:
             await write_all(transport, _refusal(400, BAD_HANDSHAKE))
             return False
-        event(
-            log,
-            logging.INFO,
-            "websocket",
-            path=handshake.path,
-            client=handshake.client,
-            request_id=handshake.request_id,
-        )
+        asked = {"path": handshake.path, "client": handshake.client}
+        event(log, logging.INFO, "websocket", **asked, request_id=handshake.request_id)
         refusal = refuse_upgrade(service, handshake.origin, handshake.host)
         if refusal is not None:
             await write_all(transport, _refusal(*refusal))
