@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import select
+from collections.abc import Awaitable
+from functools import partial
 
 import trio
 
@@ -57,20 +59,22 @@ class ReadReadiness:
         else:
             trio.lowlevel.reschedule(task)
 
-    async def wait(self, fd: int) -> None:
-        """Until ``fd`` may have something to read (or ``wake``; at once for -1, a closed
-        socket's number). A checkpoint either way."""
+    def wait(self, fd: int) -> Awaitable[None]:
+        """The wait, for the calling task to await at once, until ``fd`` may have something to
+        read (or ``wake``; at once for -1, a closed socket's number). A checkpoint either way.
+
+        Not a coroutine: the task is registered here and awaits Trio's trap directly, so a
+        parked session keeps one frame less (0.3 KiB).
+        """
         if fd in self._ready or fd == -1:
             self._ready.discard(fd)
-            await trio.lowlevel.checkpoint()
-            return
+            return trio.lowlevel.checkpoint()  # noqa: ASYNC105 (the caller awaits it)
         self._waiting[fd] = trio.lowlevel.current_task()
+        return trio.lowlevel.wait_task_rescheduled(partial(self._abort, fd))  # noqa: ASYNC105
 
-        def abort(_: object) -> trio.lowlevel.Abort:
-            del self._waiting[fd]
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
+    def _abort(self, fd: int, _: object) -> trio.lowlevel.Abort:
+        del self._waiting[fd]
+        return trio.lowlevel.Abort.SUCCEEDED
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Forever: wake the sessions whose sockets turned readable."""

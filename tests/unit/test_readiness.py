@@ -35,6 +35,10 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     theirs.close()
 
 
+async def wait(readiness: ReadReadiness, fd: int) -> None:
+    await readiness.wait(fd)  # in the waiting task: wait() registers the task that calls it
+
+
 async def waits_until_woken(readiness: ReadReadiness, fd: int) -> bool:
     """Whether a wait on ``fd`` is still waiting once everything else has settled."""
     done = False
@@ -57,7 +61,7 @@ async def test_a_wait_ends_when_bytes_arrive(readiness, pair) -> None:
     readiness.add(ours.fileno())
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(readiness.wait, ours.fileno())
+            nursery.start_soon(wait, readiness, ours.fileno())
             await trio.testing.wait_all_tasks_blocked()
             theirs.send(b"x")
     assert ours.recv(10) == b"x"
@@ -88,7 +92,7 @@ async def test_wake_and_forget_end_a_wait_and_cancel_leaves_nothing_behind(readi
     for end in (readiness.wake, readiness.forget):
         with trio.fail_after(5):
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(readiness.wait, fd)
+                nursery.start_soon(wait, readiness, fd)
                 await trio.testing.wait_all_tasks_blocked()
                 end(fd)
         readiness.add(fd)
