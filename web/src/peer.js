@@ -137,14 +137,13 @@ export class Peer extends EventTarget {
 
   /**
    * Whether `data`, a signal from this peer, opens a new session that replaces this one: an hs1
-   * once this side's handshake began, or any offer once this session is lost. Only initiators
-   * open sessions.
+   * (which an initiator sends first) once this side's handshake began or this session ended.
+   * Only initiators open sessions; anything else belongs to this one (an offer may restart ICE).
    * @param {WireMessage} data
    */
   isNewSession(data) {
-    if (this.initiator) return false;
-    if (data.t === 'hs1') return this.handshake.step !== 'hs1';
-    return data.t === 'sdp' && data.sdp?.type === 'offer' && (this.lost || this.state === 'failed');
+    if (this.initiator || data.t !== 'hs1') return false;
+    return this.handshake.step !== 'hs1' || this.lost || this.state === 'failed';
   }
 
   /**
