@@ -201,6 +201,7 @@ export class Peer extends EventTarget {
 
   /** @param {{reply: object | null, session: import('./handshake.js').Session | null}} result */
   async step({ reply, session }) {
+    if (this.state === 'failed' || this.state === 'closed') return; // such as relay-only without a relay
     if (reply) this.signal(reply);
     if (session) {
       this.session = session;
