@@ -344,6 +344,7 @@ export class Peer extends EventTarget {
   lose(text) {
     if (this.state !== 'secure') return;
     this.lost = true;
+    this.problem = text;
     this.shutdown('failed', text, true);
     this.dispatchEvent(new Event('lost'));
   }
