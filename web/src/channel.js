@@ -127,6 +127,14 @@ export class SecureChannel {
     if (this.dc.bufferedAmount > HIGH_WATER) await this.drained();
   }
 
+  /**
+   * Changes whenever a frame arrives or the channel hands buffered bytes on: a sign of life that
+   * the peer's stall watchdog compares over time.
+   */
+  progressMark() {
+    return `${this.session?.recvCounter ?? 0}/${this.dc.bufferedAmount}`;
+  }
+
   /** @returns {Promise<void>} */
   drained() {
     return new Promise((resolve) => {

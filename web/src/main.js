@@ -200,7 +200,9 @@ function updateNoPeers() {
  * @param {boolean} initiator
  */
 function addPeer(id, initiator) {
-  app.peers.get(id)?.close('Reconnected.');
+  const replaced = app.peers.get(id);
+  replaced?.lose('A new connection replaces this one.'); // its running transfers wait for the new one
+  replaced?.close('Reconnected.');
   const old = $('peers').querySelector(`li[data-peer="${CSS.escape(id)}"]`);
   // Peers come from the room, which is joined only once the server welcomed us with an id.
   const selfId = signaling.peerId;
@@ -381,9 +383,8 @@ function onSignal({ from, data }) {
   if (!data || typeof data !== 'object') return;
   // A signal can overtake the peer-joined that announced its sender: create the peer then.
   const known = app.peers.get(from);
-  const opening = data.t === 'hs1' || (data.t === 'sdp' && data.sdp?.type === 'offer');
-  // A new session from a peer whose channel closed replaces the old one; a live one stays.
-  const peer = known && !(known.lost && opening) ? known : (data.t === 'hs1' || data.t === 'sdp' ? addPeer(from, false) : null);
+  // A new session from a peer replaces the old one (its running transfers resume in the new one).
+  const peer = known && !known.isNewSession(data) ? known : (data.t === 'hs1' || data.t === 'sdp' ? addPeer(from, false) : null);
   peer?.onSignal(data);
 }
 

@@ -23,6 +23,12 @@ const CONNECT_TIMEOUT_MS = 25_000;
 const DISCONNECTED_GRACE_MS = 2_000;
 const RESTART_TIMEOUT_MS = 15_000;
 const MAX_RESTARTS = 4;
+/**
+ * Once an ICE restart brought the link back, a running transfer must move again within this, or
+ * the initiator replaces the session (SCTP may still be backing off its retransmissions, or the
+ * other side may still send into the path the restart replaced).
+ */
+const STALL_TIMEOUT_MS = 30_000;
 
 /**
  * What the test harness installs as `window.__tallowTestHook` (docs/webapp.md, "Test hook").
@@ -65,9 +71,11 @@ export class Peer extends EventTarget {
     this.verified = false;
     /** Sends waiting for the words to be confirmed: [kind, items]. @type {[string, Item[]][]} */
     this.pendingSends = [];
-    // ICE restarts in a row without getting connected again (reset on success).
+    // ICE restart attempts since the path went down (one restart at a time: `reconnecting`).
     this.restarts = 0;
     this.reconnecting = false;
+    /** Signals are handled one at a time, in order (onSignal). @type {Promise<void>} */
+    this.signals = Promise.resolve();
     this.problem = '';
     /** @type {string[] | null} */
     this.sas = null;
@@ -104,12 +112,15 @@ export class Peer extends EventTarget {
     hook?.connections.push(this.hookEntry);
   }
 
-  /** Initiator only: open the data channel, make the offer, send hs1. */
+  /**
+   * Initiator only: send hs1, open the data channel, make the offer. hs1 goes first: it tells
+   * the other side that a new session begins (main.js replaces an earlier one with it).
+   */
   async start() {
     await this.guard(async () => {
+      await this.step(await this.handshake.start());
       this.attach(this.pc.createDataChannel(CHANNEL_LABEL, { ordered: true }));
       await this.sendDescription(await this.pc.createOffer());
-      await this.step(await this.handshake.start());
     });
   }
 
@@ -124,13 +135,34 @@ export class Peer extends EventTarget {
     this.signal({ t: 'sdp', sdp: local.toJSON() });
   }
 
-  /** A `signal` from this peer. @param {WireMessage} data */
-  async onSignal(data) {
+  /**
+   * Whether `data`, a signal from this peer, opens a new session that replaces this one: an hs1
+   * (which an initiator sends first) once this side's handshake began or this session ended.
+   * Only initiators open sessions; anything else belongs to this one (an offer may restart ICE).
+   * @param {WireMessage} data
+   */
+  isNewSession(data) {
+    if (this.initiator || data.t !== 'hs1') return false;
+    return this.handshake.step !== 'hs1' || this.lost || this.state === 'failed';
+  }
+
+  /**
+   * A `signal` from this peer. Each is handled after the one before it finished: a restart's
+   * offer, answer and candidates must not interleave with the previous ones.
+   * @param {WireMessage} data
+   */
+  onSignal(data) {
+    this.signals = this.signals.then(() => this.handleSignal(data));
+    return this.signals;
+  }
+
+  /** @param {WireMessage} data */
+  async handleSignal(data) {
     await this.guard(async () => {
       if (data.t === 'sdp') return this.onDescription(data.sdp);
       if (data.t === 'ice') return this.onCandidate(data.c);
       if (['hs1', 'hs2', 'hs3'].includes(data.t)) return this.step(await this.handshake.receive(data));
-      if (data.t === 'restart') return this.initiator ? this.restartIce() : undefined;
+      if (data.t === 'restart') return this.initiator ? this.restartIce() : undefined; // once per outage
       throw new Error(`unknown signal ${data.t}`);
     });
   }
@@ -143,7 +175,7 @@ export class Peer extends EventTarget {
     if (sdp.type === 'offer') {
       await this.sendDescription(await this.pc.createAnswer());
     }
-    for (const c of this.remoteCandidates.splice(0)) await this.pc.addIceCandidate(c);
+    for (const c of this.remoteCandidates.splice(0)) await this.addCandidate(c);
     // A restart on a path that never went down completes without any ICE state change.
     this.onIceState();
   }
@@ -151,11 +183,25 @@ export class Peer extends EventTarget {
   /** @param {RTCIceCandidateInit} candidate */
   async onCandidate(candidate) {
     if (!this.pc.remoteDescription) this.remoteCandidates.push(candidate);
-    else await this.pc.addIceCandidate(candidate);
+    else await this.addCandidate(candidate);
+  }
+
+  /**
+   * A candidate of an ICE generation that a restart already replaced does not fit the current
+   * description: the browser refuses it, and it is dropped (the new generation has its own).
+   * @param {RTCIceCandidateInit} candidate
+   */
+  async addCandidate(candidate) {
+    try {
+      await this.pc.addIceCandidate(candidate);
+    } catch (error) {
+      if (this.state !== 'secure') throw error;
+    }
   }
 
   /** @param {{reply: object | null, session: import('./handshake.js').Session | null}} result */
   async step({ reply, session }) {
+    if (this.state === 'failed' || this.state === 'closed') return; // such as relay-only without a relay
     if (reply) this.signal(reply);
     if (session) {
       this.session = session;
@@ -226,6 +272,7 @@ export class Peer extends EventTarget {
       clearTimeout(this.restartTimer);
       this.reconnecting = false;
       this.restarts = 0;
+      if (this.initiator) this.watchForStall();
       this.dispatchEvent(new Event('change'));
     } else if (ice === 'disconnected' && this.state === 'secure' && !this.reconnecting) {
       this.blip = setTimeout(() => this.restartIce(), DISCONNECTED_GRACE_MS);
@@ -237,21 +284,28 @@ export class Peer extends EventTarget {
   /**
    * The network changed or the path failed: new ICE credentials and candidates, negotiated over
    * the signaling connection (which resumes by itself). The DTLS session, the data channel and
-   * its keys stay, so running transfers continue where they were. Only the initiator makes
-   * offers; the responder asks it to.
+   * its keys stay, so running transfers continue where they were. One restart at a time: a
+   * second cause while one runs (the other side's request, the ICE state, a network event)
+   * joins it, since a second offer would race the first; each attempt has RESTART_TIMEOUT_MS.
    */
   restartIce() {
+    if (this.state !== 'secure' || this.reconnecting) return;
+    this.reconnecting = true;
+    this.restarts = 0;
+    this.attemptRestart();
+  }
+
+  /** Only the initiator makes offers; the responder asks it to. */
+  attemptRestart() {
     if (this.state !== 'secure') return;
     if (this.restarts >= MAX_RESTARTS) {
-      this.fail(`The connection to ${this.name} was lost and could not be restored. Check your network; if they are still in the room, reload the page to reconnect.`);
+      this.lose(`The connection to ${this.name} was lost and could not be restored.`);
       return;
     }
     this.restarts += 1;
-    this.reconnecting = true;
     this.hook?.iceRestarts?.push(this.id);
     this.dispatchEvent(new Event('change'));
-    clearTimeout(this.restartTimer);
-    this.restartTimer = setTimeout(() => this.restartIce(), RESTART_TIMEOUT_MS);
+    this.restartTimer = setTimeout(() => this.attemptRestart(), RESTART_TIMEOUT_MS);
     if (!this.initiator) this.signal({ t: 'restart' });
     else if (this.pc.signalingState === 'stable') { // else an offer is out: its answer comes first
       this.guard(async () => {
@@ -260,16 +314,39 @@ export class Peer extends EventTarget {
     }
   }
 
+  /**
+   * Initiator, after an ICE restart: if a running transfer (either way) moves nothing for
+   * STALL_TIMEOUT_MS, start a new session, which resumes it from its acknowledged offset.
+   */
+  watchForStall() {
+    const { channel, transfers } = this.attached();
+    const mark = channel.progressMark();
+    clearTimeout(this.stallTimer);
+    this.stallTimer = setTimeout(() => {
+      if (this.reconnecting || !transfers.running() || channel.progressMark() !== mark) return;
+      this.lose(`The connection to ${this.name} came back but moved nothing for ${STALL_TIMEOUT_MS / 1000} s, so Tallow set up a new one.`);
+    }, STALL_TIMEOUT_MS);
+  }
+
   onChannelClosed() {
     if (this.state !== 'secure') return;
     // A peer that closes its page says `leave` first; give that a moment to arrive, so the
     // message can say "left" rather than guess. Otherwise the app starts a new session ('lost').
     this.lost = true;
-    setTimeout(() => {
-      if (this.state !== 'secure') return;
-      this.shutdown('failed', `The connection to ${this.name} closed.`, true);
-      this.dispatchEvent(new Event('lost'));
-    }, 1000);
+    setTimeout(() => this.lose(`The connection to ${this.name} closed.`), 1000);
+  }
+
+  /**
+   * The session ended for a reason of the network, not of security: running transfers wait for
+   * the next session with this peer (the initiator starts it, main.js), which resumes them.
+   * @param {string} text what to tell the person
+   */
+  lose(text) {
+    if (this.state !== 'secure') return;
+    this.lost = true;
+    this.problem = text;
+    this.shutdown('failed', text, true);
+    this.dispatchEvent(new Event('lost'));
   }
 
   hasRelay() {
@@ -320,11 +397,16 @@ export class Peer extends EventTarget {
     this.dispatchEvent(new Event('change'));
   }
 
-  /** Run a setup step; its failure fails the peer. @param {() => Promise<unknown>} work */
+  /**
+   * Run a connection step; its failure fails the peer, or, once secure (an ICE restart's step),
+   * ends this session for a new one.
+   * @param {() => Promise<unknown>} work
+   */
   async guard(work) {
     try {
       await work();
     } catch (error) {
+      this.lose(`The connection to ${this.name} broke (${errorText(error)}).`);
       this.fail(`Setting up the connection with ${this.name} failed (${errorText(error)}). Reload the page to try again.`);
     }
   }
@@ -351,6 +433,7 @@ export class Peer extends EventTarget {
     clearTimeout(this.timer);
     clearTimeout(this.blip);
     clearTimeout(this.restartTimer);
+    clearTimeout(this.stallTimer);
     this.pendingSends = [];
     this.setState(state);
     this.transfers?.closeAll(reason, resumable);

@@ -70,7 +70,7 @@ export class Transfer extends EventTarget {
     this.startedAt = performance.now();
     /** @type {number | null} */
     this.finishedAt = null;
-    /** Outgoing: the bytes of each file, until the last one is sent. @type {Blob[] | null} */
+    /** Outgoing: the bytes of each file (kept until the end: a new session may resume them). @type {Blob[] | null} */
     this.blobs = null;
     /** Outgoing: this side cancelled it (a `done` crossing the cancel still wins). */
     this.cancelledHere = false;
@@ -288,7 +288,6 @@ export class Transfers {
       if (t.finished) return;
       await this.channel.control({ t: 'end', id: t.id, index, size: blob.size, hash: await chain.hex() });
     }
-    t.blobs = null;
     if (t.finished) return; // cancelled after the last `end` went out: their `done` decides (onDone)
     t.set('verifying', 'Sent; waiting for their check…');
   }
@@ -482,6 +481,12 @@ export class Transfers {
     t.set('cancelled', `${this.peerName()} cancelled it.`);
   }
 
+  /** Whether bytes should be moving: a transfer in either direction is being sent or checked. */
+  running() {
+    return [...this.outgoing.values(), ...this.incoming.values()]
+      .some((t) => t.state === 'active' || t.state === 'verifying');
+  }
+
   /** A control message for transfers; data handlers may return a promise the channel awaits. */
   /** @param {WireMessage} message */
   onControl(message) {
@@ -512,7 +517,9 @@ export class Transfers {
   closeAll(reason, resumable = false) {
     for (const t of [...this.outgoing.values(), ...this.incoming.values()]) {
       if (t.finished || this.interrupted.get(t.tid) === t) continue;
-      if (resumable && (t.state === 'active' || (t.direction === 'out' && t.state === 'offered'))) {
+      // An outgoing transfer that is `verifying` may still have bytes in the channel's buffers.
+      const waiting = t.direction === 'out' && (t.state === 'offered' || t.state === 'verifying');
+      if (resumable && (t.state === 'active' || waiting)) {
         this.interrupted.set(t.tid, t);
         t.set(t.state, 'Connection lost; it goes on when you are reconnected and have confirmed the new words.');
         continue;
