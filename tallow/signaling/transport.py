@@ -128,9 +128,11 @@ class SocketTransport:
                     return Need.READ
                 except OSError:  # gone, or closed (fileno -1)
                     return None
-                # Readiness is edge-triggered: a full read may have left bytes behind, and
-                # no new edge would come for them. Read again before waiting.
-                self._waited = len(data) == RECEIVE_BYTES
+                if len(data) == RECEIVE_BYTES:
+                    # Readiness is edge-triggered: a full read may have left bytes behind, and
+                    # no new edge would come for them. The next wait returns at once (still a
+                    # checkpoint, so a flooding client cannot starve the others).
+                    self._readiness.wake(self._socket.fileno())
             if not data:
                 return None
             self.last_heard = trio.current_time()

@@ -100,19 +100,23 @@ async def test_wake_and_forget_end_a_wait_and_cancel_leaves_nothing_behind(readi
     assert await waits_until_woken(readiness, -1) is False  # a closed socket's number
 
 
-async def test_a_full_read_is_followed_by_another_read_not_a_wait(readiness, pair) -> None:
+async def test_a_full_read_is_read_again_after_a_checkpoint_not_an_edge(readiness, pair) -> None:
     """Three messages filling more than one read arrive in one write: one edge for all."""
     ours, theirs = pair
     transport = SocketTransport(trio.socket.from_stdlib_socket(ours), readiness, 1 << 20)
     payload = "y" * (RECEIVE_BYTES // 2)
     theirs.sendall(b"".join(masked(0x81, payload.encode()) for _ in range(3)))
     outbox = Outbox(transport, 16, lambda writer: None)
-    received = []
+    received, waits = [], 0
     with trio.fail_after(5):
         while len(received) < 3:
             message = transport.receive_nowait(outbox)
             if message is Need.READ:
+                waits += 1
                 await transport.readable()
             else:
                 received.append(message)
     assert received == [payload] * 3
+    # Before each read a wait (a checkpoint): the one for the edge, then one that returns at
+    # once for the bytes the full read left behind. A flood cannot read without yielding.
+    assert waits == 2
