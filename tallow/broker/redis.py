@@ -54,7 +54,7 @@ from tallow.broker.base import (
     RoomFull,
 )
 from tallow.broker.redis_batch import ScriptBatch
-from tallow.broker.redis_connect import open_client
+from tallow.broker.redis_connect import Client, open_client
 from tallow.config import Settings
 from tallow.observability.logs import event
 
@@ -162,7 +162,11 @@ class RedisBroker:
     def __init__(self, settings: Settings) -> None:
         assert settings.redis_url is not None
         self._url = settings.redis_url
-        self._prefix = settings.redis_prefix
+        # In a Redis Cluster the prefix is a hash tag: all of Tallow's keys share one slot
+        # (docs/scaling.md says why); elsewhere keys keep the plain layout older replicas use.
+        self._cluster = self._url.cluster
+        self._prefix = f"{{{settings.redis_prefix}}}" if self._cluster else settings.redis_prefix
+        self._publish = "SPUBLISH" if self._cluster else "PUBLISH"
         # A restarted replica reusing a host name must not inherit its predecessor's peers.
         self._node = f"{settings.node}:{secrets.token_hex(4)}"
         self._bound = settings.resume_queue
@@ -173,9 +177,10 @@ class RedisBroker:
             "bound": self._bound,
             "keep_extra_ms": KEEP_EXTRA_MS,
             "hold_ms": HOLD_MS,
+            "publish": self._publish,
         }
         self._context = [context[name] for name in lua.CONTEXT]
-        self._client: coredis.Redis[bytes] | None = None
+        self._client: Client | None = None
         self._batch: ScriptBatch | None = None
         self._scripts: dict[str, Any] = {}
         self._local: dict[str, _Local] = {}
@@ -199,7 +204,7 @@ class RedisBroker:
             }
             try:
                 async with trio.open_nursery() as nursery:
-                    self._batch = ScriptBatch(client, OP_TIMEOUT)
+                    self._batch = ScriptBatch(client, OP_TIMEOUT, [self._key("epoch")])
                     await nursery.start(self._batch.run)
                     subscribed = trio.Event()
                     nursery.start_soon(self._subscribe_forever, subscribed)
@@ -220,9 +225,7 @@ class RedisBroker:
         while True:
             try:
                 try:
-                    async with self._client.pubsub(
-                        channels=[channel], ignore_subscribe_messages=True, retry_policy=None
-                    ) as pubsub:
+                    async with self._subscription(channel) as pubsub:
                         subscribed.set()
                         event(log, logging.INFO, "redis subscription ready", channel=channel)
                         # Frames published while we were not subscribed wait in queues, and
@@ -244,6 +247,15 @@ class RedisBroker:
             except Exception as error:  # coredis wraps connection loss in exception groups
                 self._trouble("subscription lost", error)
             await trio.sleep(RESUBSCRIBE_DELAY)
+
+    def _subscription(self, channel: str) -> Any:
+        """This replica's channel: sharded pub/sub in a cluster, where it lives on the keys' slot;
+        the subscription fails (and is made again) when that slot's primary fails or moves."""
+        options: dict[str, Any] = {"ignore_subscribe_messages": True, "retry_policy": None}
+        if isinstance(self._client, coredis.RedisCluster):
+            return self._client.sharded_pubsub(channels=[channel], **options)
+        assert self._client is not None
+        return self._client.pubsub(channels=[channel], **options)
 
     async def _heartbeat_forever(self) -> None:
         while True:
@@ -273,7 +285,8 @@ class RedisBroker:
     async def ping(self) -> float:
         client = self._connected()
         start = trio.current_time()
-        await self._guard(client.ping())
+        # A round trip to the node that holds Tallow's keys (in a cluster, PING asks them all).
+        await self._guard(client.exists([self._key("epoch")]))
         return trio.current_time() - start
 
     async def attach(self, peer: str, resume_hash: str, inbox: Inbox) -> None:
@@ -429,7 +442,7 @@ class RedisBroker:
                 local.blocked = True
                 with contextlib.suppress(BrokerUnavailable):
                     channel = self._key("ch", self._node)
-                    await self._guard(self._connected().publish(channel, b"f " + raw_peer + b"\n"))
+                    await self._guard(self._send_to_channel(channel, b"f " + raw_peer + b"\n"))
 
     def _hand_over_here(self, peer: str, local: _Local, frame: bytes) -> None:
         """Offer ``frame`` to a peer attached here, or to its release if it is being let go."""
@@ -584,7 +597,13 @@ class RedisBroker:
     def _key(self, *parts: str) -> str:
         return ":".join((self._prefix, *parts))
 
-    def _connected(self) -> coredis.Redis[bytes]:
+    def _send_to_channel(self, channel: str, message: bytes) -> Any:
+        client = self._connected()
+        if isinstance(client, coredis.RedisCluster):
+            return client.spublish(channel, message)
+        return client.publish(channel, message)
+
+    def _connected(self) -> Client:
         if self._client is None:
             raise BrokerUnavailable("not connected to Redis")
         return self._client
@@ -593,7 +612,7 @@ class RedisBroker:
         self._connected()
         script, full_args = self._scripts[name], [*self._context, *args]
         if self._batch is None:
-            return await self._guard(script(args=full_args))
+            return await self._guard(script(keys=[self._key("epoch")], args=full_args))
         # The batch bounds each call (the pipeline before it, then its own).
         return await self._guard(self._batch.call(script, full_args), 2 * OP_TIMEOUT)
 

@@ -33,23 +33,26 @@ ones, so one sender's frames never overtake each other across the hand-over.
 
 Every script gets the same first arguments (``CONTEXT`` below), then its own (``A`` in Lua): the
 timing constants live in redis.py and nowhere else. Timestamps come from Redis' own clock (TIME),
-so replicas never compare their clocks. Scripts build key names from the prefix, which a single
-Redis (or a primary of Sentinel) allows; docs/scaling.md explains what Redis Cluster would need.
+so replicas never compare their clocks. Scripts build key names from the prefix. In a Redis
+Cluster the prefix is a hash tag (``{tallow}``), so every key and channel above lives on one slot:
+each script declares one key of it (``P:epoch``) for routing, touches only that slot, and
+publishes with SPUBLISH (sharded pub/sub), which a script may do on a channel of its own slot.
 """
 
 from __future__ import annotations
 
 # The arguments every script call starts with, in this order.
-CONTEXT = ("prefix", "node", "grace_ms", "bound", "keep_extra_ms", "hold_ms")
+CONTEXT = ("prefix", "node", "grace_ms", "bound", "keep_extra_ms", "hold_ms", "publish")
 
 # Shared helpers, prepended to every script.
 _COMMON = """
 local P, NODE = ARGV[1], ARGV[2]
 local GRACE, BOUND = tonumber(ARGV[3]), tonumber(ARGV[4])
 local KEEP_EXTRA, HOLD_MS = tonumber(ARGV[5]), tonumber(ARGV[6])
+local PUB = ARGV[7]  -- PUBLISH, or SPUBLISH in a Redis Cluster (the channel is in the keys' slot)
 local KEEP = GRACE + KEEP_EXTRA  -- how long an away peer's frames are kept
 local A = {}  -- the script's own arguments
-for i = 7, #ARGV do A[#A + 1] = ARGV[i] end
+for i = 8, #ARGV do A[#A + 1] = ARGV[i] end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -123,7 +126,7 @@ local function send(peers, frame, bound, echo)
     else
       results[i] = enqueue(peer, frame, bound)
       if results[i] == 'queued' and f[2] ~= '' then
-        redis.call('PUBLISH', P .. ':ch:' .. f[1], 'f ' .. peer .. '\\n')
+        redis.call(PUB, P .. ':ch:' .. f[1], 'f ' .. peer .. '\\n')
       end
     end
   end
@@ -138,7 +141,7 @@ local function send(peers, frame, bound, echo)
       for _, i in ipairs(groups[node]) do targets[#targets + 1] = peers[i] end
     end
     header = header .. table.concat(targets, ' ') .. '\\n'
-    if redis.call('PUBLISH', P .. ':ch:' .. node, header .. frame) == 0 then
+    if redis.call(PUB, P .. ':ch:' .. node, header .. frame) == 0 then
       for _, i in ipairs(groups[node]) do results[i] = enqueue(peers[i], frame, bound) end
     end
   end
@@ -171,7 +174,7 @@ local function release(peer, node, frames, bound)
   for _, frame in ipairs(waiting) do send({peer}, frame, bound, nil) end
   local f = redis.call('HMGET', rec, 'node', 'conn', 'hold')
   if f[2] ~= '' and f[3] == '' then
-    redis.call('PUBLISH', P .. ':ch:' .. f[1], 'u ' .. peer .. ' ' .. f[2] .. '\\n')
+    redis.call(PUB, P .. ':ch:' .. f[1], 'u ' .. peer .. ' ' .. f[2] .. '\\n')
   end
 end
 
@@ -229,7 +232,7 @@ if not f[1] then return nil end
 -- A replica that hears nothing (it died, not yet noticed) has nothing to let go: no hold.
 local told = 0
 if f[2] ~= '' then
-  told = redis.call('PUBLISH', P .. ':ch:' .. f[1], 's ' .. peer .. ' ' .. f[2] .. '\\n')
+  told = redis.call(PUB, P .. ':ch:' .. f[1], 's ' .. peer .. ' ' .. f[2] .. '\\n')
 end
 if told > 0 then hold(peer, f[1]) end
 redis.call('HDEL', rec_key(peer), 'resume')
@@ -247,7 +250,7 @@ if not f[1] then return 'gone' end
 if f[1] == conn then
   set_away(peer, now_ms() + GRACE)
   hold(peer, NODE)
-  redis.call('PUBLISH', P .. ':ch:' .. NODE, 'm ' .. peer .. ' ' .. conn .. '\\n')
+  redis.call(PUB, P .. ':ch:' .. NODE, 'm ' .. peer .. ' ' .. conn .. '\\n')
   return 'held'
 end
 if f[2] == NODE then return 'claimed' end

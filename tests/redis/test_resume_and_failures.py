@@ -29,7 +29,7 @@ async def test_resume_on_another_replica_keeps_identity_room_and_queued_signals(
             bob_peer, token = bob.peer, bob.resume
         # Until his replica has seen the close, signals still go to his connection (and come
         # back as unsent, beyond the queue's bound): count only once he is away.
-        record = f"tallow:peer:{bob_peer}"
+        record = f"{redis_server.key_prefix}:peer:{bob_peer}"
         await eventually(lambda: redis_server.cli("HGET", record, "conn") == "", 5)
         for number in range(5):
             await alice.send({"type": "signal", "to": bob_peer, "data": number})
@@ -96,10 +96,10 @@ async def test_killed_replica_peers_leave_within_grace_plus_ten_seconds(
     one, two = replicas(2, TALLOW_RESUME_SECONDS=str(grace))
     async with connect(one.ws_url) as alice, connect(two.ws_url) as bob:
         await _pair(alice, bob, "crash")
-        dead_node = f"test-{two.port}:"
+        dead_node, nodes_key = f"test-{two.port}:", f"{redis_server.key_prefix}:nodes"
         assert any(
             n.startswith(dead_node)
-            for n in redis_server.cli("ZRANGE", "tallow:nodes", "0", "-1").split()
+            for n in redis_server.cli("ZRANGE", nodes_key, "0", "-1").split()
         )
         two.process.kill()
         started = trio.current_time()
@@ -110,7 +110,7 @@ async def test_killed_replica_peers_leave_within_grace_plus_ten_seconds(
         }
         noticed = trio.current_time() - started
         assert grace <= noticed <= grace + 10
-        nodes = redis_server.cli("ZRANGE", "tallow:nodes", "0", "-1").split()
+        nodes = redis_server.cli("ZRANGE", nodes_key, "0", "-1").split()
         assert not any(node.startswith(dead_node) for node in nodes)
         left = [key for key in redis_server.scan_keys() if dead_node in key or bob.peer in key]
         assert left == []
@@ -199,8 +199,9 @@ async def test_redis_restart_never_crashes_a_replica_and_signaling_recovers(
 
 async def test_every_key_expires_or_goes_with_its_peer(replicas, redis_server) -> None:
     one, two = replicas(2, TALLOW_RESUME_SECONDS="1")
-    baseline = redis_server.scan_keys()
-    assert baseline == ["tallow:epoch", "tallow:nodes"]
+    prefix = redis_server.key_prefix
+    baseline = redis_server.scan_keys(f"{prefix}:*")
+    assert baseline == [f"{prefix}:epoch", f"{prefix}:nodes"]
     async with trio.open_nursery() as nursery:
 
         async def busy(index: int) -> None:
@@ -214,10 +215,8 @@ async def test_every_key_expires_or_goes_with_its_peer(replicas, redis_server) -
 
         for index in range(12):
             nursery.start_soon(busy, index)
-    keys_during = set(redis_server.scan_keys())
-    assert any(
-        key.startswith("tallow:queue:") or key.startswith("tallow:peer:") for key in keys_during
-    )
+    keys_during = set(redis_server.scan_keys(f"{prefix}:*"))
+    assert any(key.startswith((f"{prefix}:queue:", f"{prefix}:peer:")) for key in keys_during)
     for key in keys_during:
         ttl = int(redis_server.cli("PTTL", key))
         assert ttl != -1 or key.split(":")[1] in (
@@ -230,7 +229,7 @@ async def test_every_key_expires_or_goes_with_its_peer(replicas, redis_server) -
             "room",
             "node",
         )
-    await eventually(lambda: redis_server.scan_keys() == baseline, 10)
+    await eventually(lambda: redis_server.scan_keys(f"{prefix}:*") == baseline, 10)
 
 
 async def test_shutdown_while_redis_is_down_exits_cleanly(replicas, redis_server) -> None:

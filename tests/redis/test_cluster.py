@@ -1,0 +1,106 @@
+"""Redis Cluster: the fan-out tests again against a real 3-primary cluster, and a failover.
+
+One cluster serves the whole module; each test's replicas take their own REDIS_PREFIX, so the
+tests see only their own keys (each prefix is one hash tag, so one slot).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import attrs
+import pytest
+import trio
+
+from harness.client import connect
+from harness.redis import RedisCluster, eventually
+from tests.redis.test_cross_replica import (
+    test_per_sender_order_across_replicas,
+    test_signal_broadcast_and_leave_cross_replicas,
+)
+from tests.redis.test_resume_and_failures import (
+    test_every_key_expires_or_goes_with_its_peer,
+    test_killed_replica_peers_leave_within_grace_plus_ten_seconds,
+    test_peer_of_a_killed_replica_resumes_elsewhere_with_what_was_sent_meanwhile,
+    test_resume_on_another_replica_keeps_identity_room_and_queued_signals,
+)
+
+__all__ = [  # the shared test bodies, collected here a second time against the cluster
+    "test_every_key_expires_or_goes_with_its_peer",
+    "test_killed_replica_peers_leave_within_grace_plus_ten_seconds",
+    "test_peer_of_a_killed_replica_resumes_elsewhere_with_what_was_sent_meanwhile",
+    "test_per_sender_order_across_replicas",
+    "test_resume_on_another_replica_keeps_identity_room_and_queued_signals",
+    "test_signal_broadcast_and_leave_cross_replicas",
+]
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    started = RedisCluster(tmp_path_factory.mktemp("cluster")).start()
+    yield started
+    started.kill()
+
+
+@pytest.fixture
+def redis_server(cluster: RedisCluster) -> RedisCluster:
+    """The module's cluster, under a prefix of this test's own (the ``replicas`` fixture's)."""
+    return attrs.evolve(cluster, prefix=f"t{next(_prefixes)}")
+
+
+async def test_the_keys_of_a_deployment_share_one_slot_and_the_channels_are_sharded(
+    replicas, redis_server: RedisCluster
+) -> None:
+    one, two = replicas(2)
+    async with connect(one.ws_url) as alice, connect(two.ws_url) as bob:
+        await alice.join("slots"), await bob.join("slots")
+        assert (await alice.recv())["peer"] == bob.peer
+        keys = redis_server.scan_keys(f"{redis_server.key_prefix}:*")
+        owner = redis_server.primary_for(keys[0])
+        slots = {owner.cli("CLUSTER", "KEYSLOT", key) for key in keys}
+        assert len(keys) > 4 and len(slots) == 1
+        channels = owner.cli("PUBSUB", "SHARDCHANNELS", f"{redis_server.key_prefix}:ch:*")
+        assert len(channels.split()) == 2  # one per replica, on the slot's primary
+        assert owner.cli("PUBSUB", "CHANNELS", "*") == ""
+
+
+# Last in the module: it changes which node is the primary of the slot.
+async def test_failover_of_the_primary_under_traffic_loses_nothing_silently(
+    replicas, redis_server: RedisCluster
+) -> None:
+    one, two = replicas(2, TALLOW_RESUME_SECONDS="30")
+    signals, received, refused = 150, [], set()
+    async with connect(one.ws_url) as alice, connect(two.ws_url) as bob:
+        await alice.join("failover"), await bob.join("failover")
+        assert (await alice.recv())["peer"] == bob.peer
+        epoch = f"{redis_server.key_prefix}:epoch"
+        primary = redis_server.primary_for(epoch)
+
+        async def bob_receives() -> None:
+            while True:
+                received.append((await bob.recv(60))["data"])
+
+        async def alice_hears_errors() -> None:
+            while True:
+                reply = await alice.recv(60)
+                assert reply["type"] == "error" and reply["code"] == "unavailable", reply
+                refused.add(reply["re"])
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(bob_receives)
+            nursery.start_soon(alice_hears_errors)
+            for number in range(signals):  # about 8 s of traffic, the primary killed early
+                if number == 20:
+                    primary.kill()
+                await alice.send({"type": "signal", "to": bob.peer, "data": number, "id": number})
+                await trio.sleep(0.05)
+            # Every signal arrives or its sender heard it may not have: none lost silently.
+            await eventually(lambda: set(received) | refused == set(range(signals)), 20)
+            nursery.cancel_scope.cancel()
+        assert received == sorted(set(received))  # in order, none twice
+        assert refused and received[-1] == signals - 1  # the outage was told, then it passed
+        assert redis_server.primary_for(epoch) is not primary  # its replica took over
+    assert one.process.poll() is None and two.process.poll() is None
