@@ -159,7 +159,7 @@ class RedisCluster:
             options = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
             options += ["--cluster-port", str(free_port()), "--cluster-node-timeout", "1000"]
             # A replica may always take over, however long it was cut off from its primary.
-            options += ["--cluster-replica-validity-factor", "0"]
+            options += ["--cluster-replica-validity-factor", "0", "--repl-diskless-sync-delay", "0"]
             self.nodes.append(RedisServer(self.workdir / f"node-{index}", options).start())
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
         subprocess.run(
@@ -178,7 +178,11 @@ class RedisCluster:
     def _ready(self) -> bool:
         if any("cluster_state:ok" not in node.cli("CLUSTER", "INFO") for node in self.nodes):
             return False
-        return all(len(self._replicas_seen(node)) == self.primaries for node in self.nodes)
+        if any(len(self._replicas_seen(node)) != self.primaries for node in self.nodes):
+            return False
+        # Every replica has its primary's data (else a failover would promote an empty one).
+        synced = sum(n.cli("INFO", "replication").count("state=online") for n in self.nodes)
+        return synced == self.primaries
 
     @staticmethod
     def _replicas_seen(node: RedisServer) -> list[str]:

@@ -633,6 +633,11 @@ class RedisBroker:
             raise BrokerUnavailable(_describe(error)) from error
 
     def _trouble(self, what: str, error: BaseException) -> None:
+        if isinstance(self._client, coredis.RedisCluster):
+            # A primary failed or moved. coredis reloads its slot map after errors its own
+            # retries report; ours fail fast instead, so report them (two trigger a reload).
+            lost = redis_errors.ConnectionError(_describe(error))
+            self._client.connection_pool.cluster_layout.report_errors(None, lost)
         if self._healthy_since is not None:
             event(log, logging.WARNING, what, error=_describe(error))
         self._healthy_since = None

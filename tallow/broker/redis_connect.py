@@ -86,5 +86,7 @@ def _cluster(url: RedisURL, options: dict[str, Any]) -> coredis.RedisCluster[byt
         username=url.username,
         password=url.password,
         ssl_context=_tls_context(url.options) if url.tls else None,
+        # Tallow's keys live on one slot: a node that is down elsewhere must not stop a reload.
+        skip_full_coverage_check=True,
         **options,
     )
