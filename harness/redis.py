@@ -221,12 +221,11 @@ class RedisCluster:
         """A keyed command, sent to the primary of its key's slot (the key comes second)."""
         return self.primary_for(command[1]).cli(*command)
 
+    def primary_nodes(self) -> list[RedisServer]:
+        return [n for n in self.live_nodes() if "role:master" in n.cli("INFO", "replication")]
+
     def scan_keys(self, pattern: str = "*") -> list[str]:
-        found: list[str] = []
-        for node in self.live_nodes():
-            if "role:master" in node.cli("INFO", "replication"):
-                found += node.scan_keys(pattern)
-        return sorted(found)
+        return sorted(key for node in self.primary_nodes() for key in node.scan_keys(pattern))
 
     def kill(self) -> None:
         for node in self.nodes:

@@ -92,6 +92,7 @@ _DELIVERY = {
     b"full": Delivery.QUEUE_FULL,
     b"gone": Delivery.NOT_FOUND,
 }
+_DROPPED = ("unsubscribe", "sunsubscribe")  # pub/sub messages that end a subscription
 _HERE = b"here:"  # a script result: published to this very replica's channel, for that conn
 
 _SCRIPTS = {
@@ -111,6 +112,7 @@ _SCRIPTS = {
     "resync": lua.RESYNC,
     "abandon": lua.ABANDON,
     "reap": lua.REAP,
+    "probe": lua.PROBE,
 }
 
 
@@ -226,6 +228,7 @@ class RedisBroker:
             try:
                 try:
                     async with self._subscription(channel) as pubsub:
+                        await self._check_subscription()
                         subscribed.set()
                         event(log, logging.INFO, "redis subscription ready", channel=channel)
                         # Frames published while we were not subscribed wait in queues, and
@@ -237,7 +240,12 @@ class RedisBroker:
                         with contextlib.suppress(BrokerUnavailable):
                             await self._reconcile()
                         async for message in pubsub:
-                            if isinstance(data := message["data"], bytes):
+                            if message["type"] in _DROPPED:
+                                # Redis ended the subscription itself: in a cluster, the slot
+                                # moved (a failover, a resharding). Subscribe where it is now.
+                                raise BrokerUnavailable("subscription dropped by Redis")
+                            data = message["data"]
+                            if message["type"] == "message" and isinstance(data, bytes):
                                 await self._on_message(data)
                 except* anyio.ClosedResourceError:
                     # Tearing down a subscription whose connection is already gone (Redis
@@ -251,11 +259,25 @@ class RedisBroker:
     def _subscription(self, channel: str) -> Any:
         """This replica's channel: sharded pub/sub in a cluster, where it lives on the keys' slot;
         the subscription fails (and is made again) when that slot's primary fails or moves."""
-        options: dict[str, Any] = {"ignore_subscribe_messages": True, "retry_policy": None}
+        options: dict[str, Any] = {"retry_policy": None}
         if isinstance(self._client, coredis.RedisCluster):
             return self._client.sharded_pubsub(channels=[channel], **options)
         assert self._client is not None
         return self._client.pubsub(channels=[channel], **options)
+
+    async def _check_subscription(self) -> None:
+        """In a cluster, fail unless this replica's subscription sits on its slot's primary.
+
+        A slot map not yet reloaded after a failover can place the subscription on the old
+        primary, now a replica: it still hears what the new primary publishes, but Redis counts
+        only the primary's own subscribers, so the scripts would also queue every such frame
+        for a flush later (twice delivered). Those frames, unread so far, go with the failed
+        subscription; a probe the primary counts (a script: a replica would count its own)
+        proves the right node before anything is read.
+        """
+        cluster = isinstance(self._client, coredis.RedisCluster)
+        if cluster and await self._script("probe") == 0:
+            raise BrokerUnavailable("subscribed to a replica of the slot's primary")
 
     async def _heartbeat_forever(self) -> None:
         while True:
@@ -635,7 +657,7 @@ class RedisBroker:
     def _trouble(self, what: str, error: BaseException) -> None:
         if isinstance(self._client, coredis.RedisCluster):
             # A primary failed or moved. coredis reloads its slot map after errors its own
-            # retries report; ours fail fast instead, so report them (two trigger a reload).
+            # retries report; ours fail fast instead, so report them.
             lost = redis_errors.ConnectionError(_describe(error))
             self._client.connection_pool.cluster_layout.report_errors(None, lost)
         if self._healthy_since is not None:

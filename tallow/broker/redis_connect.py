@@ -88,5 +88,6 @@ def _cluster(url: RedisURL, options: dict[str, Any]) -> coredis.RedisCluster[byt
         ssl_context=_tls_context(url.options) if url.tls else None,
         # Tallow's keys live on one slot: a node that is down elsewhere must not stop a reload.
         skip_full_coverage_check=True,
+        reinitialize_steps=1,  # every failure the broker reports reloads the slot map
         **options,
     )

@@ -25,6 +25,7 @@ Messages on a replica's channel, one line of header then the frame (if any):
     s <peer> <conn>        a resume elsewhere took the peer: close that connection
     m <peer> <conn>        hand-over marker: nothing older for the peer is on its way here
     u <peer>               the peer's hold ended: everything held for it has been sent here
+    p                      a probe (ignored): is the subscription on the primary?
 
 A replica that lets go of a peer (its connection closed, was cut off, or resumed elsewhere) may
 still have frames for it in flight on its channel. Until it has passed those on, the peer is *held*:
@@ -395,6 +396,12 @@ local f = redis.call('HMGET', rec_key(A[1]), 'node', 'conn')
 if f[1] == NODE and f[2] and f[2] ~= '' then set_away(A[1], now_ms() + GRACE) end
 redis.call('SREM', P .. ':node:' .. NODE, A[1])
 return 1
+"""
+
+# A: none -> how many subscribers of this replica's channel the primary counts (a script never
+# runs on a replica, which would count its own: see RedisBroker._check_subscription).
+PROBE = """
+return redis.call(PUB, P .. ':ch:' .. NODE, 'p\\n')
 """
 
 # A: node_timeout_ms, check_nodes (0/1), limit -> {peer, room, ...}

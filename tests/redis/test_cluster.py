@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from harness.client import connect
-from harness.redis import RedisCluster, eventually
+from harness.redis import RedisCluster, RedisServer, eventually, signal_until_through
 from tests.redis.test_cross_replica import (
     test_per_sender_order_across_replicas,
     test_signal_broadcast_and_leave_cross_replicas,
@@ -65,6 +65,45 @@ async def test_the_keys_of_a_deployment_share_one_slot_and_the_channels_are_shar
         channels = owner.cli("PUBSUB", "SHARDCHANNELS", f"{redis_server.key_prefix}:ch:*")
         assert len(channels.split()) == 2  # one per replica, on the slot's primary
         assert owner.cli("PUBSUB", "CHANNELS", "*") == ""
+
+
+async def test_a_manual_failover_moves_the_slot_and_signaling_follows(
+    replicas, redis_server: RedisCluster
+) -> None:
+    one, two = replicas(2)
+    async with connect(one.ws_url) as alice, connect(two.ws_url) as bob:
+        await alice.join("moved"), await bob.join("moved")
+        assert (await alice.recv())["peer"] == bob.peer
+        epoch = f"{redis_server.key_prefix}:epoch"
+        primary = redis_server.primary_for(epoch)
+        standby = next(
+            node
+            for node in redis_server.live_nodes()
+            if node is not primary and f":{primary.port}@" in _primary_of(node)
+        )
+        standby.cli("CLUSTER", "FAILOVER")  # the old primary stays up, as a replica
+        await eventually(lambda: redis_server.primary_for(epoch) is standby, 10)
+        # The old primary redirects commands, and drops the sharded subscriptions it served.
+        assert await signal_until_through(alice, bob, 10) < 10
+        assert await signal_until_through(bob, alice, 10) < 10
+        for number in range(20):
+            await alice.send({"type": "signal", "to": bob.peer, "data": number})
+        got: list[object] = []
+        while len(got) < 20:
+            if (data := (await bob.recv())["data"]) != "probe":  # late copies of the probes
+                got.append(data)
+        assert got == list(range(20))
+        assert await bob.nothing_pending()  # none twice
+
+
+def _primary_of(replica: RedisServer) -> str:
+    """The address (``:port@``) of the node ``replica`` replicates, from its CLUSTER NODES."""
+    myself = next(line for line in replica.cli("CLUSTER", "NODES").splitlines() if "myself" in line)
+    primary_id = myself.split()[3]
+    for line in replica.cli("CLUSTER", "NODES").splitlines():
+        if line.startswith(primary_id):
+            return line.split()[1]
+    return ""
 
 
 # Last in the module: it changes which node is the primary of the slot.
