@@ -20,11 +20,14 @@ as one pipeline (``redis_batch``).
 
 Replicas heartbeat into a sorted set; one silent for ``NODE_TIMEOUT`` is dead and any replica's
 ``expired()`` hands its peers the resume grace (counted from its last heartbeat) and then removes
-them. A Redis outage never stops the process: operations raise ``BrokerUnavailable`` (the sender
+them. What a dead replica held in memory for its peers is lost: their rooms hear of it
+(``Interrupted``), when a peer resumes elsewhere or when the death is noticed, whichever is first.
+A Redis outage never stops the process: operations raise ``BrokerUnavailable`` (the sender
 gets an error), the subscriber and heartbeat retry on their own, and once Redis answers again the
 replica re-registers the peers it holds (Redis may have restarted empty; if it kept its data,
 this replica was taken for dead, and its peers are announced to their rooms again) and flushes
-frames that waited while it was unsubscribed. docs/scaling.md has the whole story.
+frames that waited while it was unsubscribed. The same code runs on a Redis Cluster, with every
+key on one hash-tagged slot and sharded pub/sub. docs/scaling.md has the whole story.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from tallow.broker.base import (
     Delivery,
     Expired,
     Inbox,
+    Interrupted,
     Member,
     RoomFull,
 )
@@ -166,9 +170,9 @@ class RedisBroker:
         self._url = settings.redis_url
         # In a Redis Cluster the prefix is a hash tag: all of Tallow's keys share one slot
         # (docs/scaling.md says why); elsewhere keys keep the plain layout older replicas use.
-        self._cluster = self._url.cluster
-        self._prefix = f"{{{settings.redis_prefix}}}" if self._cluster else settings.redis_prefix
-        self._publish = "SPUBLISH" if self._cluster else "PUBLISH"
+        cluster = self._url.cluster
+        self._prefix = f"{{{settings.redis_prefix}}}" if cluster else settings.redis_prefix
+        self._publish = "SPUBLISH" if cluster else "PUBLISH"
         # A restarted replica reusing a host name must not inherit its predecessor's peers.
         self._node = f"{settings.node}:{secrets.token_hex(4)}"
         self._bound = settings.resume_queue
@@ -195,6 +199,7 @@ class RedisBroker:
         self._taken_for_dead = False  # the next resync announces this replica's peers again
         self._releases: dict[str, _Release] = {}
         self._reconciling = trio.Lock()
+        self._interrupted: list[Interrupted] = []  # found by claims, told by the next expired()
 
     # --- background work ------------------------------------------------------------------
 
@@ -329,7 +334,9 @@ class RedisBroker:
         found = await self._script("claim", resume_hash)
         if not found:
             return None
-        peer, room, node, conn = (item.decode() for item in found)
+        peer, room, node, conn = (item.decode() for item in found[:4])
+        if found[4] and room:  # its old replica is dead, with what it held for the peer
+            self._interrupted.append(Interrupted(peer, room))
         old = self._local.get(peer)
         if node == self._node and old is not None and old.conn == conn:
             # The client came back before its old connection here was noticed as dead.
@@ -421,16 +428,18 @@ class RedisBroker:
         results = await self._script("publish", room, frame, number, *handed)
         await self._note_results(number, results)
 
-    async def expired(self) -> list[Expired]:
+    async def expired(self) -> list[Expired | Interrupted]:
         # Right after an outage every replica's heartbeat looks old: judge others only once this
         # one has been beating for a whole NODE_TIMEOUT, so they had time to beat again too.
         settled = self._healthy_since is not None and (
             not self._seen_outage or trio.current_time() - self._healthy_since >= NODE_TIMEOUT
         )
-        gone = await self._script("reap", int(NODE_TIMEOUT * 1000), int(settled), REAP_LIMIT)
+        gone, cut = await self._script("reap", int(NODE_TIMEOUT * 1000), int(settled), REAP_LIMIT)
+        told, self._interrupted = self._interrupted, []
         return [
-            Expired(peer.decode(), room.decode() or None)
-            for peer, room in zip(gone[::2], gone[1::2], strict=True)
+            *(Interrupted(peer.decode(), room.decode()) for peer, room in _pairs(cut)),
+            *told,
+            *(Expired(peer.decode(), room.decode() or None) for peer, room in _pairs(gone)),
         ]
 
     def counts(self) -> tuple[int, int]:
@@ -665,6 +674,10 @@ class RedisBroker:
         self._healthy_since = None
         self._seen_outage = True
         self._resync_needed = True
+
+
+def _pairs(flat: list[bytes]) -> zip[tuple[bytes, bytes]]:
+    return zip(flat[::2], flat[1::2], strict=True)
 
 
 def _member(raw: bytes) -> Member:

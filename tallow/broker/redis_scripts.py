@@ -223,7 +223,9 @@ table.insert(frames, 1, room)
 return frames
 """
 
-# A: resume_hash -> {peer, room, old node, old conn} or nil
+# A: resume_hash -> {peer, room, old node, old conn, interrupted (1/0)} or nil. Interrupted: the
+# connection was still listed on a replica that hears nothing (it died, not yet noticed), so
+# frames it held in memory for the peer may be lost.
 CLAIM = """
 local peer = redis.call('GETDEL', P .. ':resume:' .. A[1])
 if not peer then return nil end
@@ -238,7 +240,9 @@ end
 if told > 0 then hold(peer, f[1]) end
 redis.call('HDEL', rec_key(peer), 'resume')
 set_away(peer, now_ms() + GRACE)
-return {peer, f[3], f[1], f[2]}
+local interrupted = 0
+if f[2] ~= '' and told == 0 then interrupted = 1 end
+return {peer, f[3], f[1], f[2], interrupted}
 """
 
 # A: peer, conn -> what became of the peer this connection let go of: 'held' (now away; a
@@ -404,19 +408,29 @@ PROBE = """
 return redis.call(PUB, P .. ':ch:' .. NODE, 'p\\n')
 """
 
-# A: node_timeout_ms, check_nodes (0/1), limit -> {peer, room, ...}
+# A: node_timeout_ms, check_nodes (0/1), limit -> {{peer, room, ...}, {peer, room, ...}}
 # Replicas silent for node_timeout are dead: their peers become away (deadline: last heartbeat
-# plus grace). Peers whose deadline passed are removed; the caller announces them leaving.
+# plus grace) and, being in a room, *interrupted* (second list: frames the dead replica held
+# for them may be lost). Peers whose deadline passed are removed (first list); the caller
+# announces them leaving.
 REAP = """
 local now = now_ms()
 local limit = tonumber(A[3])
+local interrupted = {}
 if A[2] == '1' then
   local dead = redis.call('ZRANGEBYSCORE', P .. ':nodes', '-inf', now - tonumber(A[1]),
                           'WITHSCORES', 'LIMIT', 0, 10)
   for i = 1, #dead, 2 do
     local node, seen = dead[i], tonumber(dead[i + 1])
     for _, peer in ipairs(redis.call('SMEMBERS', P .. ':node:' .. node)) do
-      if redis.call('HGET', rec_key(peer), 'node') == node then set_away(peer, seen + GRACE) end
+      local f = redis.call('HMGET', rec_key(peer), 'node', 'conn', 'room')
+      if f[1] == node then
+        set_away(peer, seen + GRACE)
+        if f[2] ~= '' and f[3] and f[3] ~= '' then
+          interrupted[#interrupted + 1] = peer
+          interrupted[#interrupted + 1] = f[3]
+        end
+      end
     end
     redis.call('DEL', P .. ':node:' .. node)
     redis.call('ZREM', P .. ':nodes', node)
@@ -430,7 +444,7 @@ for _, peer in ipairs(redis.call('ZRANGEBYSCORE', P .. ':away', '-inf', now, 'LI
   gone[#gone + 1] = peer
   gone[#gone + 1] = drop(peer)
 end
-return gone
+return {gone, interrupted}
 """
 
 

@@ -103,6 +103,9 @@ async def test_killed_replica_peers_leave_within_grace_plus_ten_seconds(
         )
         two.process.kill()
         started = trio.current_time()
+        # Noticed dead: what it held for Bob may be lost (said once), then his grace runs out.
+        interrupted = {"type": "peer-interrupted", "room": "CRASH", "peer": bob.peer}
+        assert await alice.recv(grace + 10) == interrupted
         assert await alice.recv(grace + 10) == {
             "type": "peer-left",
             "room": "CRASH",
@@ -136,6 +139,9 @@ async def test_peer_of_a_killed_replica_resumes_elsewhere_with_what_was_sent_mea
             await alice.send({"type": "signal", "to": bob.peer, "data": "live"})
             assert (await back.recv(2))["data"] == "live"
             assert trio.current_time() - started < 2
+            # His old replica died holding whatever it had for him: Alice hears so, once.
+            notice = await alice.recv()
+            assert notice == {"type": "peer-interrupted", "room": "PHOENIX", "peer": bob.peer}
         assert await alice.nothing_pending()
 
 
@@ -148,9 +154,10 @@ async def test_a_replica_cut_off_past_the_dead_timeout_announces_its_peers_again
         assert (await alice.recv())["type"] == "peer-joined"
         two.process.send_signal(signal.SIGSTOP)  # silent: no heartbeat, its sockets stay open
         try:
-            left = await alice.recv(15)
+            interrupted, left = await alice.recv(15), await alice.recv(15)
         finally:
             two.process.send_signal(signal.SIGCONT)
+        assert interrupted == {"type": "peer-interrupted", "room": "FROZEN", "peer": bob.peer}
         assert left == {"type": "peer-left", "room": "FROZEN", "peer": bob.peer}
         # Back, it finds its peers reaped: the others hear them join again, as they were.
         assert await alice.recv(10) == {
