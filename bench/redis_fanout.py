@@ -164,6 +164,8 @@ async def dead_replica(start: Callable[..., TallowProcess], room: str) -> float:
         await alice.recv()
         two.process.kill()
         started = trio.current_time()
+        notice = await alice.recv(30)  # what the dead replica held for Bob may be lost
+        assert notice == {"type": "peer-interrupted", "room": room.upper(), "peer": bob.peer}
         message = await alice.recv(30)
         assert message == {"type": "peer-left", "room": room.upper(), "peer": bob.peer}, message
         elapsed = trio.current_time() - started

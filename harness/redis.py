@@ -217,6 +217,17 @@ class RedisCluster:
                     return next(n for n in self.nodes if n.port == port)
         raise LookupError(f"no primary serves slot {slot}")
 
+    def replica_of(self, primary: RedisServer) -> RedisServer:
+        """The node that replicates ``primary``."""
+        lines = primary.cli("CLUSTER", "NODES").splitlines()
+        primary_id = next(line.split()[0] for line in lines if "myself" in line)
+        port = next(
+            int(fields[1].split("@")[0].rsplit(":", 1)[1])
+            for fields in (line.split() for line in lines)
+            if fields[3] == primary_id
+        )
+        return next(node for node in self.nodes if node.port == port)
+
     def cli(self, *command: str) -> str:
         """A keyed command, sent to the primary of its key's slot (the key comes second)."""
         return self.primary_for(command[1]).cli(*command)

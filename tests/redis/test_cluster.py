@@ -7,14 +7,16 @@ tests see only their own keys (each prefix is one hash tag, so one slot).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import attrs
 import pytest
 import trio
 
 from harness.client import connect
-from harness.redis import RedisCluster, RedisServer, eventually, signal_until_through
+from harness.redis import RedisCluster, eventually, signal_until_through
 from tests.redis.test_cross_replica import (
     test_per_sender_order_across_replicas,
     test_signal_broadcast_and_leave_cross_replicas,
@@ -51,13 +53,20 @@ def redis_server(cluster: RedisCluster) -> RedisCluster:
     return attrs.evolve(cluster, prefix=f"t{next(_prefixes)}")
 
 
+@asynccontextmanager
+async def _pair(replicas: Any, room: str, **env: str) -> AsyncIterator[tuple[Any, ...]]:
+    """Two replicas, Alice on one and Bob on the other, both in ``room``."""
+    one, two = replicas(2, **env)
+    async with connect(one.ws_url) as alice, connect(two.ws_url) as bob:
+        await alice.join(room), await bob.join(room)
+        assert (await alice.recv())["peer"] == bob.peer
+        yield one, two, alice, bob
+
+
 async def test_the_keys_of_a_deployment_share_one_slot_and_the_channels_are_sharded(
     replicas, redis_server: RedisCluster
 ) -> None:
-    one, two = replicas(2)
-    async with connect(one.ws_url) as alice, connect(two.ws_url) as bob:
-        await alice.join("slots"), await bob.join("slots")
-        assert (await alice.recv())["peer"] == bob.peer
+    async with _pair(replicas, "slots"):
         keys = redis_server.scan_keys(f"{redis_server.key_prefix}:*")
         owner = redis_server.primary_for(keys[0])
         slots = {owner.cli("CLUSTER", "KEYSLOT", key) for key in keys}
@@ -70,17 +79,9 @@ async def test_the_keys_of_a_deployment_share_one_slot_and_the_channels_are_shar
 async def test_a_manual_failover_moves_the_slot_and_signaling_follows(
     replicas, redis_server: RedisCluster
 ) -> None:
-    one, two = replicas(2)
-    async with connect(one.ws_url) as alice, connect(two.ws_url) as bob:
-        await alice.join("moved"), await bob.join("moved")
-        assert (await alice.recv())["peer"] == bob.peer
+    async with _pair(replicas, "moved") as (_, _, alice, bob):
         epoch = f"{redis_server.key_prefix}:epoch"
-        primary = redis_server.primary_for(epoch)
-        standby = next(
-            node
-            for node in redis_server.live_nodes()
-            if node is not primary and f":{primary.port}@" in _primary_of(node)
-        )
+        standby = redis_server.replica_of(redis_server.primary_for(epoch))
         standby.cli("CLUSTER", "FAILOVER")  # the old primary stays up, as a replica
         await eventually(lambda: redis_server.primary_for(epoch) is standby, 10)
         # The old primary redirects commands, and drops the sharded subscriptions it served.
@@ -96,25 +97,12 @@ async def test_a_manual_failover_moves_the_slot_and_signaling_follows(
         assert await bob.nothing_pending()  # none twice
 
 
-def _primary_of(replica: RedisServer) -> str:
-    """The address (``:port@``) of the node ``replica`` replicates, from its CLUSTER NODES."""
-    myself = next(line for line in replica.cli("CLUSTER", "NODES").splitlines() if "myself" in line)
-    primary_id = myself.split()[3]
-    for line in replica.cli("CLUSTER", "NODES").splitlines():
-        if line.startswith(primary_id):
-            return line.split()[1]
-    return ""
-
-
 # Last in the module: it changes which node is the primary of the slot.
 async def test_failover_of_the_primary_under_traffic_loses_nothing_silently(
     replicas, redis_server: RedisCluster
 ) -> None:
-    one, two = replicas(2, TALLOW_RESUME_SECONDS="30")
     signals, received, refused = 150, [], set()
-    async with connect(one.ws_url) as alice, connect(two.ws_url) as bob:
-        await alice.join("failover"), await bob.join("failover")
-        assert (await alice.recv())["peer"] == bob.peer
+    async with _pair(replicas, "failover", TALLOW_RESUME_SECONDS="30") as (one, two, alice, bob):
         epoch = f"{redis_server.key_prefix}:epoch"
         primary = redis_server.primary_for(epoch)
 
