@@ -168,12 +168,22 @@ class RedisCluster:
             timeout=60,
             check=True,
         )
-        deadline = time.monotonic() + START_TIMEOUT
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 2 * START_TIMEOUT
         while not self._ready():
             if time.monotonic() > deadline:
-                raise TimeoutError("the Redis Cluster did not come up")
+                raise TimeoutError("the Redis Cluster is not whole")
             time.sleep(0.1)
-        return self
+
+    def heal(self) -> None:
+        """Start killed nodes again: each rejoins as a replica of its shard's primary now."""
+        for node in self.nodes:
+            if node.process is not None and node.process.poll() is not None:
+                node.start()
+        self._wait_ready()
 
     def _ready(self) -> bool:
         if any("cluster_state:ok" not in node.cli("CLUSTER", "INFO") for node in self.nodes):

@@ -83,6 +83,12 @@ UNAVAILABLE = (
     redis_errors.AuthenticationError,
     redis_errors.AuthorizationError,
     redis_errors.BusyLoadingError,
+    # A Redis Cluster failing over, resharding or missing a slot for the moment:
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
+    redis_errors.AskError,  # and MovedError: a slot moved under a pipeline
+    redis_errors.ClusterError,
+    redis_errors.ClusterRoutingError,
     TimeoutError,
     OSError,
     anyio.ClosedResourceError,
