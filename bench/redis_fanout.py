@@ -9,8 +9,10 @@ tests do) and prints one line per figure. Not a test: the numbers depend on the 
 
 ``--relay`` measures only relayed messages/s and round trips with the Node generator
 (bench/loadgen.mjs, 300-byte payloads, one message in flight per pair), alternating run by run
-between the embedded broker, Redis with both peers on one replica, and Redis with every signal
-crossing replicas; with Redis CPU per relayed message from INFO CPU, and the medians' ratios.
+between the embedded broker, Redis with both peers on one replica, Redis with every signal
+crossing replicas, and the same across a Redis Cluster (3 primaries, one replica each); with
+Redis CPU per relayed message from INFO CPU (summed over the cluster's primaries), and the
+medians' ratios.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ import trio
 
 from harness.client import connect
 from harness.processes import TallowProcess, launch
-from harness.redis import RedisServer, Sentinel, eventually, signal_until_through
+from harness.redis import RedisCluster, RedisServer, Sentinel, eventually, signal_until_through
+from tallow.redis_url import parse_redis_url
 
 WINDOW = 32  # signals a throughput sender may have on their way before it waits
 
@@ -45,11 +48,15 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _redis_stats(redis: RedisServer) -> tuple[float, int]:
-    """(CPU seconds, commands processed) of redis-server so far."""
-    info = dict(line.split(":", 1) for line in redis.cli("INFO", "all").splitlines() if ":" in line)
-    cpu = float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
-    return cpu, int(info["total_commands_processed"])
+def _redis_stats(*nodes: RedisServer) -> tuple[float, int]:
+    """(CPU seconds, commands processed) of these redis-servers so far, summed."""
+    cpu, commands = 0.0, 0
+    for node in nodes:
+        lines = node.cli("INFO", "all").splitlines()
+        info = dict(line.split(":", 1) for line in lines if ":" in line)
+        cpu += float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+        commands += int(info["total_commands_processed"])
+    return cpu, commands
 
 
 def _percentiles(samples: list[float]) -> str:
@@ -157,6 +164,8 @@ async def dead_replica(start: Callable[..., TallowProcess], room: str) -> float:
         await alice.recv()
         two.process.kill()
         started = trio.current_time()
+        notice = await alice.recv(30)  # what the dead replica held for Bob may be lost
+        assert notice == {"type": "peer-interrupted", "room": room.upper(), "peer": bob.peer}
         message = await alice.recv(30)
         assert message == {"type": "peer-left", "room": room.upper(), "peer": bob.peer}, message
         elapsed = trio.current_time() - started
@@ -205,6 +214,20 @@ async def sentinel_failover(start: Callable[..., TallowProcess], workdir: Path) 
             process.kill()
 
 
+async def cluster_failover(start: Callable[..., TallowProcess], workdir: Path) -> float:
+    """Kill the primary of Tallow's slot: seconds until a signal crosses replicas again."""
+    cluster = RedisCluster(workdir / "cluster").start()
+    try:
+        one, two = start(REDIS_URL=cluster.url), start(REDIS_URL=cluster.url)
+        async with connect(one.ws_url) as alice, connect(two.ws_url) as bob:
+            await alice.join("failover"), await bob.join("failover")
+            await alice.recv()
+            cluster.primary_for(f"{cluster.key_prefix}:epoch").kill()
+            return await _both_ways(alice, bob)
+    finally:
+        cluster.kill()
+
+
 async def script_call_cost(calls: int = 3000, batch: int = 50) -> None:
     """Client CPU per EVALSHA through coredis: one at a time, then ScriptBatch pipelines."""
     from tallow.broker.redis_batch import ScriptBatch
@@ -217,7 +240,9 @@ async def script_call_cost(calls: int = 3000, batch: int = 50) -> None:
     with tempfile.TemporaryDirectory() as folder:
         redis = RedisServer(Path(folder) / "redis").start()
         try:
-            async with open_client(redis.url, op_timeout=2.0) as client:
+            url = parse_redis_url(redis.url)
+            assert url is not None
+            async with open_client(url, op_timeout=2.0) as client:
                 script = client.register_script("return ARGV[1]")
                 args = ["x" * 300, 1, 2, 3]
                 await script(args=args)
@@ -245,7 +270,12 @@ async def script_call_cost(calls: int = 3000, batch: int = 50) -> None:
             redis.kill()
 
 
-LAYOUTS = ("embedded broker", "Redis, same replica", "Redis, across replicas")
+LAYOUTS = (
+    "embedded broker",
+    "Redis, same replica",
+    "Redis, across replicas",
+    "Redis Cluster, across replicas",
+)
 
 
 def relay(args: argparse.Namespace) -> None:
@@ -261,13 +291,20 @@ def relay(args: argparse.Namespace) -> None:
         env = {"REDIS_URL": redis.url}
         one = stack.enter_context(servers.tallow(workdir / "one", env))
         two = stack.enter_context(servers.tallow(workdir / "two", env))
+        cluster = RedisCluster(workdir / "cluster").start()
+        stack.callback(cluster.kill)
+        primaries = cluster.primary_nodes()
+        env = {"REDIS_URL": cluster.url}
+        three = stack.enter_context(servers.tallow(workdir / "three", env))
+        four = stack.enter_context(servers.tallow(workdir / "four", env))
         urls = {
-            LAYOUTS[0]: (memory, memory),
-            LAYOUTS[1]: (one, one),
-            LAYOUTS[2]: (one, two),
+            LAYOUTS[0]: (memory, memory, [redis]),
+            LAYOUTS[1]: (one, one, [redis]),
+            LAYOUTS[2]: (one, two, [redis]),
+            LAYOUTS[3]: (three, four, primaries),
         }
         for run in range(args.runs):
-            for layout, (first, second) in urls.items():
+            for layout, (first, second, nodes) in urls.items():
                 generator = ["rate", "--protocol", "tallow", "--url", first.ws_url]
                 generator += ["--url2", second.ws_url, "--pairs", str(args.pairs)]
                 generator += ["--seconds", str(args.seconds), "--warmup", "2", "--payload", "300"]
@@ -279,9 +316,10 @@ def relay(args: argparse.Namespace) -> None:
                     event: dict[str, Any],
                     pids: set[int] = pids,
                     marks: dict[str, tuple[float, float]] = marks,
+                    nodes: list[RedisServer] = nodes,
                 ) -> None:
                     tallow_cpu = sum(servers.cpu_seconds(pid) for pid in pids)
-                    marks[event["event"]] = (tallow_cpu, _redis_stats(redis)[0])
+                    marks[event["event"]] = (tallow_cpu, _redis_stats(*nodes)[0])
 
                 result = servers.run_generator(generator, on_event)
                 relayed = result["relayed_messages"]
@@ -389,6 +427,11 @@ async def main(args: argparse.Namespace) -> None:
             seconds = await sentinel_failover(start, workdir)
             _report(
                 "recovery after Sentinel failover (from primary kill, both ways)",
+                f"{seconds:.2f} s",
+            )
+            seconds = await cluster_failover(start, workdir)
+            _report(
+                "recovery after Redis Cluster failover (from primary kill, both ways)",
                 f"{seconds:.2f} s",
             )
         finally:

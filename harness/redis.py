@@ -1,4 +1,5 @@
-"""Real redis-server and redis-sentinel processes on free loopback ports, and polling helpers."""
+"""Real redis-server, redis-sentinel and Redis Cluster processes on free loopback ports, and
+polling helpers."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import trio
 from harness.processes import free_port
 
 START_TIMEOUT = 10.0
+CLUSTER_CREATE_OPTIONS = ("--cluster-replicas", "1", "--cluster-yes")
 
 
 @attrs.define
@@ -25,10 +27,16 @@ class RedisServer:
     port: int = attrs.Factory(free_port)
     process: subprocess.Popen[bytes] | None = None
     cli_args: list[str] = attrs.Factory(list)  # how redis-cli reaches it (auth, TLS)
+    prefix: str = "tallow"  # REDIS_PREFIX of the replicas a test starts on it
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}"
+
+    @property
+    def key_prefix(self) -> str:
+        """How Tallow's key names start on this Redis."""
+        return self.prefix
 
     def start(self) -> RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -135,6 +143,114 @@ class Sentinel:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+@attrs.define
+class RedisCluster:
+    """A Redis Cluster of ``primaries`` primaries with one replica each; fails over in ~1 s."""
+
+    workdir: Path
+    primaries: int = 3
+    prefix: str = "tallow"
+    nodes: list[RedisServer] = attrs.Factory(list)
+
+    def start(self) -> RedisCluster:
+        for index in range(2 * self.primaries):
+            options = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+            options += ["--cluster-port", str(free_port()), "--cluster-node-timeout", "1000"]
+            # A replica may always take over, however long it was cut off from its primary.
+            options += ["--cluster-replica-validity-factor", "0", "--repl-diskless-sync-delay", "0"]
+            self.nodes.append(RedisServer(self.workdir / f"node-{index}", options).start())
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *addresses, *CLUSTER_CREATE_OPTIONS],
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 2 * START_TIMEOUT
+        while not self._ready():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the Redis Cluster is not whole")
+            time.sleep(0.1)
+
+    def heal(self) -> None:
+        """Start killed nodes again: each rejoins as a replica of its shard's primary now."""
+        for node in self.nodes:
+            if node.process is not None and node.process.poll() is not None:
+                node.start()
+        self._wait_ready()
+
+    def _ready(self) -> bool:
+        if any("cluster_state:ok" not in node.cli("CLUSTER", "INFO") for node in self.nodes):
+            return False
+        if any(len(self._replicas_seen(node)) != self.primaries for node in self.nodes):
+            return False
+        # Every replica has its primary's data (else a failover would promote an empty one).
+        synced = sum(n.cli("INFO", "replication").count("state=online") for n in self.nodes)
+        return synced == self.primaries
+
+    @staticmethod
+    def _replicas_seen(node: RedisServer) -> list[str]:
+        """The replica lines ``node`` has in its view of the cluster, each with its primary."""
+        lines = node.cli("CLUSTER", "NODES").splitlines()
+        return [line for line in lines if "slave" in line.split()[2].split(",")]
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{node.port}" for node in self.live_nodes())
+        return f"redis+cluster://{hosts}"
+
+    @property
+    def key_prefix(self) -> str:
+        return "{" + self.prefix + "}"
+
+    def live_nodes(self) -> list[RedisServer]:
+        return [node for node in self.nodes if node.process and node.process.poll() is None]
+
+    def primary_for(self, key: str) -> RedisServer:
+        """The node serving ``key``'s slot right now."""
+        node = self.live_nodes()[0]
+        slot = int(node.cli("CLUSTER", "KEYSLOT", key))
+        for line in node.cli("CLUSTER", "NODES").splitlines():
+            fields = line.split()
+            if "master" not in fields[2] or "fail" in fields[2]:
+                continue
+            for ranges in fields[8:]:
+                low, _, high = ranges.partition("-")
+                if low.isdigit() and int(low) <= slot <= int(high or low):
+                    port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
+                    return next(n for n in self.nodes if n.port == port)
+        raise LookupError(f"no primary serves slot {slot}")
+
+    def replica_of(self, primary: RedisServer) -> RedisServer:
+        """The node that replicates ``primary``."""
+        lines = primary.cli("CLUSTER", "NODES").splitlines()
+        primary_id = next(line.split()[0] for line in lines if "myself" in line)
+        port = next(
+            int(fields[1].split("@")[0].rsplit(":", 1)[1])
+            for fields in (line.split() for line in lines)
+            if fields[3] == primary_id
+        )
+        return next(node for node in self.nodes if node.port == port)
+
+    def cli(self, *command: str) -> str:
+        """A keyed command, sent to the primary of its key's slot (the key comes second)."""
+        return self.primary_for(command[1]).cli(*command)
+
+    def primary_nodes(self) -> list[RedisServer]:
+        return [n for n in self.live_nodes() if "role:master" in n.cli("INFO", "replication")]
+
+    def scan_keys(self, pattern: str = "*") -> list[str]:
+        return sorted(key for node in self.primary_nodes() for key in node.scan_keys(pattern))
+
+    def kill(self) -> None:
+        for node in self.nodes:
+            node.kill()
 
 
 async def eventually(check: Callable[[], bool], timeout: float, step: float = 0.1) -> float:

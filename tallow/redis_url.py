@@ -4,6 +4,8 @@
     rediss://...                                  the same over TLS
     redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service[/db][?query]
     rediss+sentinel://...                         the same, TLS to the sentinels and the primary
+    redis+cluster://[[user]:password@]host[:port][,host[:port]...][?query]
+    rediss+cluster://...                          the same over TLS (any node of a Redis Cluster)
 
 A bad URL is a ValueError whose message says what is expected, so the configuration reports it
 on one line naming REDIS_URL; nothing later has to parse the URL again.
@@ -15,7 +17,14 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import attrs
 
-SCHEMES = ("redis", "rediss", "redis+sentinel", "rediss+sentinel")
+SCHEMES = (
+    "redis",
+    "rediss",
+    "redis+sentinel",
+    "rediss+sentinel",
+    "redis+cluster",
+    "rediss+cluster",
+)
 REDIS_PORT = 6379
 SENTINEL_PORT = 26379
 MASK = "***"
@@ -39,6 +48,10 @@ class RedisURL:
         return self.scheme.endswith("+sentinel")
 
     @property
+    def cluster(self) -> bool:
+        return self.scheme.endswith("+cluster")
+
+    @property
     def tls(self) -> bool:
         return self.scheme.startswith("rediss")
 
@@ -55,6 +68,7 @@ class RedisURL:
             auth = f"{user}:{MASK}@" if self.password is not None else f"{user}@"
         hosts = ",".join(_host_text(host, port) for host, port in self.hosts)
         path = "/" + "/".join([self.service, str(self.db)] if self.service else [str(self.db)])
+        path = "" if self.cluster else path  # a cluster has only db 0
         query = "&".join(
             f"{key}={MASK if 'password' in key else quote(value, safe='/.')}"
             for key, value in self.query
@@ -85,7 +99,7 @@ def parse_redis_url(raw: str) -> RedisURL | None:
         return None
     scheme, separator, rest = text.partition("://")
     if not separator or scheme.lower() not in SCHEMES:
-        raise ValueError("must be a redis://, rediss:// or redis+sentinel:// URL")
+        raise ValueError("must be a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL")
     scheme = scheme.lower()
     location, _, query = rest.partition("?")
     netloc, _, path = location.partition("/")
@@ -95,10 +109,10 @@ def parse_redis_url(raw: str) -> RedisURL | None:
         user, colon, secret = userinfo.partition(":")
         username = unquote(user) or None
         password = unquote(secret) if colon else None
-    sentinel = scheme.endswith("+sentinel")
+    sentinel, cluster = scheme.endswith("+sentinel"), scheme.endswith("+cluster")
     items = [item for item in host_list.split(",") if item.strip()] or ["localhost"]
-    if len(items) > 1 and not sentinel:
-        raise ValueError("several hosts need a redis+sentinel:// URL")
+    if len(items) > 1 and not (sentinel or cluster):
+        raise ValueError("several hosts need a redis+sentinel:// or redis+cluster:// URL")
     hosts = tuple(_address(item, SENTINEL_PORT if sentinel else REDIS_PORT) for item in items)
     pieces = [unquote(piece) for piece in path.split("/") if piece]
     service = None
@@ -109,6 +123,8 @@ def parse_redis_url(raw: str) -> RedisURL | None:
                 "redis+sentinel://host:26379[,host:26379...]/<service>[/db]"
             )
         service = pieces.pop(0)
+    if cluster and pieces:
+        raise ValueError("a redis+cluster:// URL has no path: a Redis Cluster has only db 0")
     if len(pieces) > 1 or (pieces and not pieces[0].isdigit()):
         raise ValueError(
             f"the path after the host{'s and service' if sentinel else ''} is a db number"

@@ -13,6 +13,7 @@ from tallow.broker.base import (
     Delivery,
     Expired,
     Inbox,
+    Interrupted,
     Member,
     RoomFull,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "Delivery",
     "Expired",
     "Inbox",
+    "Interrupted",
     "Member",
     "MemoryBroker",
     "RoomFull",

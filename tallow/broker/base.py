@@ -78,6 +78,15 @@ class Expired:
     room: str | None
 
 
+@attrs.frozen
+class Interrupted:
+    """A peer whose replica died holding frames for it: frames sent to it shortly before may be
+    lost, and the others in ``room`` must hear peer-interrupted. The peer itself stays."""
+
+    peer: str
+    room: str
+
+
 class Inbox(Protocol):
     """One connection's side of delivery, implemented by the signaling session."""
 
@@ -142,8 +151,9 @@ class Broker(Protocol):
         """Send ``frame`` to every member of ``room`` except ``exclude``."""
         ...
 
-    async def expired(self) -> list[Expired]:
-        """Peers whose grace period has ended since the last call, removed from their rooms."""
+    async def expired(self) -> Sequence[Expired | Interrupted]:
+        """Peers whose grace period has ended since the last call, removed from their rooms;
+        and peers whose replica died while they were attached (only with several replicas)."""
         ...
 
     def counts(self) -> tuple[int, int]:

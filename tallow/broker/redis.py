@@ -20,11 +20,14 @@ as one pipeline (``redis_batch``).
 
 Replicas heartbeat into a sorted set; one silent for ``NODE_TIMEOUT`` is dead and any replica's
 ``expired()`` hands its peers the resume grace (counted from its last heartbeat) and then removes
-them. A Redis outage never stops the process: operations raise ``BrokerUnavailable`` (the sender
+them. What a dead replica held in memory for its peers is lost: their rooms hear of it
+(``Interrupted``), when a peer resumes elsewhere or when the death is noticed, whichever is first.
+A Redis outage never stops the process: operations raise ``BrokerUnavailable`` (the sender
 gets an error), the subscriber and heartbeat retry on their own, and once Redis answers again the
 replica re-registers the peers it holds (Redis may have restarted empty; if it kept its data,
 this replica was taken for dead, and its peers are announced to their rooms again) and flushes
-frames that waited while it was unsubscribed. docs/scaling.md has the whole story.
+frames that waited while it was unsubscribed. The same code runs on a Redis Cluster, with every
+key on one hash-tagged slot and sharded pub/sub. docs/scaling.md has the whole story.
 """
 
 from __future__ import annotations
@@ -50,11 +53,12 @@ from tallow.broker.base import (
     Delivery,
     Expired,
     Inbox,
+    Interrupted,
     Member,
     RoomFull,
 )
 from tallow.broker.redis_batch import ScriptBatch
-from tallow.broker.redis_connect import open_client
+from tallow.broker.redis_connect import Client, open_client
 from tallow.config import Settings
 from tallow.observability.logs import event
 
@@ -79,6 +83,12 @@ UNAVAILABLE = (
     redis_errors.AuthenticationError,
     redis_errors.AuthorizationError,
     redis_errors.BusyLoadingError,
+    # A Redis Cluster failing over, resharding or missing a slot for the moment:
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
+    redis_errors.AskError,  # and MovedError: a slot moved under a pipeline
+    redis_errors.ClusterError,
+    redis_errors.ClusterRoutingError,
     TimeoutError,
     OSError,
     anyio.ClosedResourceError,
@@ -92,6 +102,7 @@ _DELIVERY = {
     b"full": Delivery.QUEUE_FULL,
     b"gone": Delivery.NOT_FOUND,
 }
+_DROPPED = ("unsubscribe", "sunsubscribe")  # pub/sub messages that end a subscription
 _HERE = b"here:"  # a script result: published to this very replica's channel, for that conn
 
 _SCRIPTS = {
@@ -111,6 +122,7 @@ _SCRIPTS = {
     "resync": lua.RESYNC,
     "abandon": lua.ABANDON,
     "reap": lua.REAP,
+    "probe": lua.PROBE,
 }
 
 
@@ -162,7 +174,11 @@ class RedisBroker:
     def __init__(self, settings: Settings) -> None:
         assert settings.redis_url is not None
         self._url = settings.redis_url
-        self._prefix = settings.redis_prefix
+        # In a Redis Cluster the prefix is a hash tag: all of Tallow's keys share one slot
+        # (docs/scaling.md says why); elsewhere keys keep the plain layout older replicas use.
+        cluster = self._url.cluster
+        self._prefix = f"{{{settings.redis_prefix}}}" if cluster else settings.redis_prefix
+        self._publish = "SPUBLISH" if cluster else "PUBLISH"
         # A restarted replica reusing a host name must not inherit its predecessor's peers.
         self._node = f"{settings.node}:{secrets.token_hex(4)}"
         self._bound = settings.resume_queue
@@ -173,9 +189,10 @@ class RedisBroker:
             "bound": self._bound,
             "keep_extra_ms": KEEP_EXTRA_MS,
             "hold_ms": HOLD_MS,
+            "publish": self._publish,
         }
         self._context = [context[name] for name in lua.CONTEXT]
-        self._client: coredis.Redis[bytes] | None = None
+        self._client: Client | None = None
         self._batch: ScriptBatch | None = None
         self._scripts: dict[str, Any] = {}
         self._local: dict[str, _Local] = {}
@@ -188,6 +205,7 @@ class RedisBroker:
         self._taken_for_dead = False  # the next resync announces this replica's peers again
         self._releases: dict[str, _Release] = {}
         self._reconciling = trio.Lock()
+        self._interrupted: list[Interrupted] = []  # found by claims, told by the next expired()
 
     # --- background work ------------------------------------------------------------------
 
@@ -199,7 +217,7 @@ class RedisBroker:
             }
             try:
                 async with trio.open_nursery() as nursery:
-                    self._batch = ScriptBatch(client, OP_TIMEOUT)
+                    self._batch = ScriptBatch(client, OP_TIMEOUT, [self._key("epoch")])
                     await nursery.start(self._batch.run)
                     subscribed = trio.Event()
                     nursery.start_soon(self._subscribe_forever, subscribed)
@@ -220,9 +238,8 @@ class RedisBroker:
         while True:
             try:
                 try:
-                    async with self._client.pubsub(
-                        channels=[channel], ignore_subscribe_messages=True, retry_policy=None
-                    ) as pubsub:
+                    async with self._subscription(channel) as pubsub:
+                        await self._check_subscription()
                         subscribed.set()
                         event(log, logging.INFO, "redis subscription ready", channel=channel)
                         # Frames published while we were not subscribed wait in queues, and
@@ -234,7 +251,12 @@ class RedisBroker:
                         with contextlib.suppress(BrokerUnavailable):
                             await self._reconcile()
                         async for message in pubsub:
-                            if isinstance(data := message["data"], bytes):
+                            if message["type"] in _DROPPED:
+                                # Redis ended the subscription itself: in a cluster, the slot
+                                # moved (a failover, a resharding). Subscribe where it is now.
+                                raise BrokerUnavailable("subscription dropped by Redis")
+                            data = message["data"]
+                            if message["type"] == "message" and isinstance(data, bytes):
                                 await self._on_message(data)
                 except* anyio.ClosedResourceError:
                     # Tearing down a subscription whose connection is already gone (Redis
@@ -244,6 +266,29 @@ class RedisBroker:
             except Exception as error:  # coredis wraps connection loss in exception groups
                 self._trouble("subscription lost", error)
             await trio.sleep(RESUBSCRIBE_DELAY)
+
+    def _subscription(self, channel: str) -> Any:
+        """This replica's channel: sharded pub/sub in a cluster, where it lives on the keys' slot;
+        the subscription fails (and is made again) when that slot's primary fails or moves."""
+        options: dict[str, Any] = {"retry_policy": None}
+        if isinstance(self._client, coredis.RedisCluster):
+            return self._client.sharded_pubsub(channels=[channel], **options)
+        assert self._client is not None
+        return self._client.pubsub(channels=[channel], **options)
+
+    async def _check_subscription(self) -> None:
+        """In a cluster, fail unless this replica's subscription sits on its slot's primary.
+
+        A slot map not yet reloaded after a failover can place the subscription on the old
+        primary, now a replica: it still hears what the new primary publishes, but Redis counts
+        only the primary's own subscribers, so the scripts would also queue every such frame
+        for a flush later (twice delivered). Those frames, unread so far, go with the failed
+        subscription; a probe the primary counts (a script: a replica would count its own)
+        proves the right node before anything is read.
+        """
+        cluster = isinstance(self._client, coredis.RedisCluster)
+        if cluster and await self._script("probe") == 0:
+            raise BrokerUnavailable("subscribed to a replica of the slot's primary")
 
     async def _heartbeat_forever(self) -> None:
         while True:
@@ -273,7 +318,8 @@ class RedisBroker:
     async def ping(self) -> float:
         client = self._connected()
         start = trio.current_time()
-        await self._guard(client.ping())
+        # A round trip to the node that holds Tallow's keys (in a cluster, PING asks them all).
+        await self._guard(client.exists([self._key("epoch")]))
         return trio.current_time() - start
 
     async def attach(self, peer: str, resume_hash: str, inbox: Inbox) -> None:
@@ -294,7 +340,9 @@ class RedisBroker:
         found = await self._script("claim", resume_hash)
         if not found:
             return None
-        peer, room, node, conn = (item.decode() for item in found)
+        peer, room, node, conn = (item.decode() for item in found[:4])
+        if found[4] and room:  # its old replica is dead, with what it held for the peer
+            self._interrupted.append(Interrupted(peer, room))
         old = self._local.get(peer)
         if node == self._node and old is not None and old.conn == conn:
             # The client came back before its old connection here was noticed as dead.
@@ -386,16 +434,18 @@ class RedisBroker:
         results = await self._script("publish", room, frame, number, *handed)
         await self._note_results(number, results)
 
-    async def expired(self) -> list[Expired]:
+    async def expired(self) -> list[Expired | Interrupted]:
         # Right after an outage every replica's heartbeat looks old: judge others only once this
         # one has been beating for a whole NODE_TIMEOUT, so they had time to beat again too.
         settled = self._healthy_since is not None and (
             not self._seen_outage or trio.current_time() - self._healthy_since >= NODE_TIMEOUT
         )
-        gone = await self._script("reap", int(NODE_TIMEOUT * 1000), int(settled), REAP_LIMIT)
+        gone, cut = await self._script("reap", int(NODE_TIMEOUT * 1000), int(settled), REAP_LIMIT)
+        told, self._interrupted = self._interrupted, []
         return [
-            Expired(peer.decode(), room.decode() or None)
-            for peer, room in zip(gone[::2], gone[1::2], strict=True)
+            *(Interrupted(peer.decode(), room.decode()) for peer, room in _pairs(cut)),
+            *told,
+            *(Expired(peer.decode(), room.decode() or None) for peer, room in _pairs(gone)),
         ]
 
     def counts(self) -> tuple[int, int]:
@@ -429,7 +479,7 @@ class RedisBroker:
                 local.blocked = True
                 with contextlib.suppress(BrokerUnavailable):
                     channel = self._key("ch", self._node)
-                    await self._guard(self._connected().publish(channel, b"f " + raw_peer + b"\n"))
+                    await self._guard(self._send_to_channel(channel, b"f " + raw_peer + b"\n"))
 
     def _hand_over_here(self, peer: str, local: _Local, frame: bytes) -> None:
         """Offer ``frame`` to a peer attached here, or to its release if it is being let go."""
@@ -584,7 +634,13 @@ class RedisBroker:
     def _key(self, *parts: str) -> str:
         return ":".join((self._prefix, *parts))
 
-    def _connected(self) -> coredis.Redis[bytes]:
+    def _send_to_channel(self, channel: str, message: bytes) -> Any:
+        client = self._connected()
+        if isinstance(client, coredis.RedisCluster):
+            return client.spublish(channel, message)
+        return client.publish(channel, message)
+
+    def _connected(self) -> Client:
         if self._client is None:
             raise BrokerUnavailable("not connected to Redis")
         return self._client
@@ -593,7 +649,7 @@ class RedisBroker:
         self._connected()
         script, full_args = self._scripts[name], [*self._context, *args]
         if self._batch is None:
-            return await self._guard(script(args=full_args))
+            return await self._guard(script(keys=[self._key("epoch")], args=full_args))
         # The batch bounds each call (the pipeline before it, then its own).
         return await self._guard(self._batch.call(script, full_args), 2 * OP_TIMEOUT)
 
@@ -614,11 +670,20 @@ class RedisBroker:
             raise BrokerUnavailable(_describe(error)) from error
 
     def _trouble(self, what: str, error: BaseException) -> None:
+        if isinstance(self._client, coredis.RedisCluster):
+            # A primary failed or moved. coredis reloads its slot map after errors its own
+            # retries report; ours fail fast instead, so report them.
+            lost = redis_errors.ConnectionError(_describe(error))
+            self._client.connection_pool.cluster_layout.report_errors(None, lost)
         if self._healthy_since is not None:
             event(log, logging.WARNING, what, error=_describe(error))
         self._healthy_since = None
         self._seen_outage = True
         self._resync_needed = True
+
+
+def _pairs(flat: list[bytes]) -> zip[tuple[bytes, bytes]]:
+    return zip(flat[::2], flat[1::2], strict=True)
 
 
 def _member(raw: bytes) -> Member:

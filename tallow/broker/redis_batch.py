@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
-import coredis
 import outcome
 import trio
 from coredis.commands.script import Script
 from coredis.exceptions import NoScriptError
+
+from tallow.broker.redis_connect import Client
 
 MAX_BATCH = 256  # calls per pipeline; more wait for the next one
 
@@ -33,9 +34,10 @@ class _Call:
 class ScriptBatch:
     """Runs script calls in pipelines from its own task (``run``), one pipeline at a time."""
 
-    def __init__(self, client: coredis.Redis[bytes], timeout: float) -> None:
+    def __init__(self, client: Client, timeout: float, route: Sequence[str] = ()) -> None:
         self._client = client
         self._timeout = timeout
+        self._route = list(route)  # the keys every call declares: in a cluster, they pick the node
         self._waiting: list[_Call] = []
         self._wake = trio.Event()
 
@@ -68,7 +70,8 @@ class ScriptBatch:
             with trio.fail_after(self._timeout):
                 async with self._client.pipeline(transaction=False, raise_on_error=False) as pipe:
                     replies = [
-                        pipe.evalsha(request.script.sha, args=request.args) for request in batch
+                        pipe.evalsha(request.script.sha, keys=self._route, args=request.args)
+                        for request in batch
                     ]
         except Exception as error:  # the connection failed: every call in it did
             for request in batch:
@@ -85,7 +88,7 @@ class ScriptBatch:
 
     async def _alone(self, request: _Call) -> Any:
         with trio.fail_after(self._timeout):
-            return await request.script(args=request.args)
+            return await request.script(keys=self._route, args=request.args)
 
 
 async def _await(reply: Any) -> Any:

@@ -1,10 +1,12 @@
-"""Turn REDIS_URL (parsed by tallow.redis_url) into a coredis client: plain Redis, TLS, or a
-primary found through Sentinel.
+"""Turn REDIS_URL (parsed by tallow.redis_url) into a coredis client: plain Redis, TLS, a
+primary found through Sentinel, or a Redis Cluster.
 
     redis://[[user]:password@]host[:port][/db]
     rediss://[[user]:password@]host[:port][/db][?ssl_ca_certs=/ca.pem&ssl_certfile=..&ssl_keyfile=..]
     redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db][?query]
     rediss+sentinel://...   the same, with TLS to the sentinels and to the primary
+    redis+cluster://[[user]:password@]host:port[,host:port...][?query]
+    rediss+cluster://...    the same, with TLS to every node (ssl_* query as for rediss)
 
 The user and password authenticate to the Redis data node (a password alone uses the ``default``
 user; ``user:password`` an ACL user). For Sentinel, ``sentinel_username`` and
@@ -34,14 +36,21 @@ def _tls_context(query: dict[str, str]) -> ssl.SSLContext:
     return context
 
 
+Client = coredis.Redis[bytes] | coredis.RedisCluster[bytes]
+
+
 @asynccontextmanager
-async def open_client(url: RedisURL, *, op_timeout: float) -> AsyncIterator[coredis.Redis[bytes]]:
+async def open_client(url: RedisURL, *, op_timeout: float) -> AsyncIterator[Client]:
     """A connected-on-demand client for ``url``; commands fail fast instead of retrying."""
     options: dict[str, Any] = {
         "connect_timeout": op_timeout,
         "stream_timeout": op_timeout,
         "retry_policy": NoRetryPolicy(),
     }
+    if url.cluster:
+        async with _cluster(url, options) as cluster:
+            yield cluster
+        return
     if not url.sentinel:
         async with coredis.Redis.from_url(url.text, **options) as client:
             yield client
@@ -68,3 +77,17 @@ async def open_client(url: RedisURL, *, op_timeout: float) -> AsyncIterator[core
     sentinel = coredis.Sentinel(hosts, sentinel_kwargs=sentinel_kwargs, **node_kwargs)
     async with sentinel, sentinel.primary_for(url.service) as client:
         yield client
+
+
+def _cluster(url: RedisURL, options: dict[str, Any]) -> coredis.RedisCluster[bytes]:
+    """Any reachable node of ``url`` tells the client the others and which slots they serve."""
+    return coredis.RedisCluster(
+        startup_nodes=[TCPLocation(host, port) for host, port in url.hosts],
+        username=url.username,
+        password=url.password,
+        ssl_context=_tls_context(url.options) if url.tls else None,
+        # Tallow's keys live on one slot: a node that is down elsewhere must not stop a reload.
+        skip_full_coverage_check=True,
+        reinitialize_steps=1,  # every failure the broker reports reloads the slot map
+        **options,
+    )

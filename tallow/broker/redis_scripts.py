@@ -25,6 +25,7 @@ Messages on a replica's channel, one line of header then the frame (if any):
     s <peer> <conn>        a resume elsewhere took the peer: close that connection
     m <peer> <conn>        hand-over marker: nothing older for the peer is on its way here
     u <peer>               the peer's hold ended: everything held for it has been sent here
+    p                      a probe (ignored): is the subscription on the primary?
 
 A replica that lets go of a peer (its connection closed, was cut off, or resumed elsewhere) may
 still have frames for it in flight on its channel. Until it has passed those on, the peer is *held*:
@@ -33,23 +34,26 @@ ones, so one sender's frames never overtake each other across the hand-over.
 
 Every script gets the same first arguments (``CONTEXT`` below), then its own (``A`` in Lua): the
 timing constants live in redis.py and nowhere else. Timestamps come from Redis' own clock (TIME),
-so replicas never compare their clocks. Scripts build key names from the prefix, which a single
-Redis (or a primary of Sentinel) allows; docs/scaling.md explains what Redis Cluster would need.
+so replicas never compare their clocks. Scripts build key names from the prefix. In a Redis
+Cluster the prefix is a hash tag (``{tallow}``), so every key and channel above lives on one slot:
+each script declares one key of it (``P:epoch``) for routing, touches only that slot, and
+publishes with SPUBLISH (sharded pub/sub), which a script may do on a channel of its own slot.
 """
 
 from __future__ import annotations
 
 # The arguments every script call starts with, in this order.
-CONTEXT = ("prefix", "node", "grace_ms", "bound", "keep_extra_ms", "hold_ms")
+CONTEXT = ("prefix", "node", "grace_ms", "bound", "keep_extra_ms", "hold_ms", "publish")
 
 # Shared helpers, prepended to every script.
 _COMMON = """
 local P, NODE = ARGV[1], ARGV[2]
 local GRACE, BOUND = tonumber(ARGV[3]), tonumber(ARGV[4])
 local KEEP_EXTRA, HOLD_MS = tonumber(ARGV[5]), tonumber(ARGV[6])
+local PUB = ARGV[7]  -- PUBLISH, or SPUBLISH in a Redis Cluster (the channel is in the keys' slot)
 local KEEP = GRACE + KEEP_EXTRA  -- how long an away peer's frames are kept
 local A = {}  -- the script's own arguments
-for i = 7, #ARGV do A[#A + 1] = ARGV[i] end
+for i = 8, #ARGV do A[#A + 1] = ARGV[i] end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -123,7 +127,7 @@ local function send(peers, frame, bound, echo)
     else
       results[i] = enqueue(peer, frame, bound)
       if results[i] == 'queued' and f[2] ~= '' then
-        redis.call('PUBLISH', P .. ':ch:' .. f[1], 'f ' .. peer .. '\\n')
+        redis.call(PUB, P .. ':ch:' .. f[1], 'f ' .. peer .. '\\n')
       end
     end
   end
@@ -138,7 +142,7 @@ local function send(peers, frame, bound, echo)
       for _, i in ipairs(groups[node]) do targets[#targets + 1] = peers[i] end
     end
     header = header .. table.concat(targets, ' ') .. '\\n'
-    if redis.call('PUBLISH', P .. ':ch:' .. node, header .. frame) == 0 then
+    if redis.call(PUB, P .. ':ch:' .. node, header .. frame) == 0 then
       for _, i in ipairs(groups[node]) do results[i] = enqueue(peers[i], frame, bound) end
     end
   end
@@ -171,7 +175,7 @@ local function release(peer, node, frames, bound)
   for _, frame in ipairs(waiting) do send({peer}, frame, bound, nil) end
   local f = redis.call('HMGET', rec, 'node', 'conn', 'hold')
   if f[2] ~= '' and f[3] == '' then
-    redis.call('PUBLISH', P .. ':ch:' .. f[1], 'u ' .. peer .. ' ' .. f[2] .. '\\n')
+    redis.call(PUB, P .. ':ch:' .. f[1], 'u ' .. peer .. ' ' .. f[2] .. '\\n')
   end
 end
 
@@ -219,7 +223,9 @@ table.insert(frames, 1, room)
 return frames
 """
 
-# A: resume_hash -> {peer, room, old node, old conn} or nil
+# A: resume_hash -> {peer, room, old node, old conn, interrupted (1/0)} or nil. Interrupted: the
+# connection was still listed on a replica that hears nothing (it died, not yet noticed), so
+# frames it held in memory for the peer may be lost.
 CLAIM = """
 local peer = redis.call('GETDEL', P .. ':resume:' .. A[1])
 if not peer then return nil end
@@ -229,12 +235,14 @@ if not f[1] then return nil end
 -- A replica that hears nothing (it died, not yet noticed) has nothing to let go: no hold.
 local told = 0
 if f[2] ~= '' then
-  told = redis.call('PUBLISH', P .. ':ch:' .. f[1], 's ' .. peer .. ' ' .. f[2] .. '\\n')
+  told = redis.call(PUB, P .. ':ch:' .. f[1], 's ' .. peer .. ' ' .. f[2] .. '\\n')
 end
 if told > 0 then hold(peer, f[1]) end
 redis.call('HDEL', rec_key(peer), 'resume')
 set_away(peer, now_ms() + GRACE)
-return {peer, f[3], f[1], f[2]}
+local interrupted = 0
+if f[2] ~= '' and told == 0 then interrupted = 1 end
+return {peer, f[3], f[1], f[2], interrupted}
 """
 
 # A: peer, conn -> what became of the peer this connection let go of: 'held' (now away; a
@@ -247,7 +255,7 @@ if not f[1] then return 'gone' end
 if f[1] == conn then
   set_away(peer, now_ms() + GRACE)
   hold(peer, NODE)
-  redis.call('PUBLISH', P .. ':ch:' .. NODE, 'm ' .. peer .. ' ' .. conn .. '\\n')
+  redis.call(PUB, P .. ':ch:' .. NODE, 'm ' .. peer .. ' ' .. conn .. '\\n')
   return 'held'
 end
 if f[2] == NODE then return 'claimed' end
@@ -394,19 +402,35 @@ redis.call('SREM', P .. ':node:' .. NODE, A[1])
 return 1
 """
 
-# A: node_timeout_ms, check_nodes (0/1), limit -> {peer, room, ...}
+# A: none -> how many subscribers of this replica's channel the primary counts (a script never
+# runs on a replica, which would count its own: see RedisBroker._check_subscription).
+PROBE = """
+return redis.call(PUB, P .. ':ch:' .. NODE, 'p\\n')
+"""
+
+# A: node_timeout_ms, check_nodes (0/1), limit -> {{peer, room, ...}, {peer, room, ...}}
 # Replicas silent for node_timeout are dead: their peers become away (deadline: last heartbeat
-# plus grace). Peers whose deadline passed are removed; the caller announces them leaving.
+# plus grace) and, being in a room, *interrupted* (second list: frames the dead replica held
+# for them may be lost). Peers whose deadline passed are removed (first list); the caller
+# announces them leaving.
 REAP = """
 local now = now_ms()
 local limit = tonumber(A[3])
+local interrupted = {}
 if A[2] == '1' then
   local dead = redis.call('ZRANGEBYSCORE', P .. ':nodes', '-inf', now - tonumber(A[1]),
                           'WITHSCORES', 'LIMIT', 0, 10)
   for i = 1, #dead, 2 do
     local node, seen = dead[i], tonumber(dead[i + 1])
     for _, peer in ipairs(redis.call('SMEMBERS', P .. ':node:' .. node)) do
-      if redis.call('HGET', rec_key(peer), 'node') == node then set_away(peer, seen + GRACE) end
+      local f = redis.call('HMGET', rec_key(peer), 'node', 'conn', 'room')
+      if f[1] == node then
+        set_away(peer, seen + GRACE)
+        if f[2] ~= '' and f[3] and f[3] ~= '' then
+          interrupted[#interrupted + 1] = peer
+          interrupted[#interrupted + 1] = f[3]
+        end
+      end
     end
     redis.call('DEL', P .. ':node:' .. node)
     redis.call('ZREM', P .. ':nodes', node)
@@ -420,7 +444,7 @@ for _, peer in ipairs(redis.call('ZRANGEBYSCORE', P .. ':away', '-inf', now, 'LI
   gone[#gone + 1] = peer
   gone[#gone + 1] = drop(peer)
 end
-return gone
+return {gone, interrupted}
 """
 
 

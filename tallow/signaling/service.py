@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from tallow.broker import Broker, BrokerUnavailable
+from tallow.broker import Broker, BrokerUnavailable, Interrupted
 from tallow.config import Settings
 from tallow.observability import metrics
 from tallow.observability.logs import event
@@ -92,12 +92,16 @@ class SignalingService:
     async def reap_expired(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Forever: announce peer-left for peers whose resume grace ended; refresh gauges."""
+        """Forever: announce peer-left for peers whose resume grace ended (and peer-interrupted
+        for peers whose replica died); refresh gauges."""
         task_status.started()
         while True:
             try:
                 for gone in await self.broker.expired():
-                    if gone.room is not None:
+                    if isinstance(gone, Interrupted):  # frames to it may be lost: say so
+                        notice = {"type": "peer-interrupted", "room": gone.room, "peer": gone.peer}
+                        await self.broker.publish(gone.room, p.encode(notice), exclude=gone.peer)
+                    elif gone.room is not None:
                         await self.announce_left(gone.room, gone.peer)
                     event(log, logging.DEBUG, "peer expired", peer=gone.peer)
             except BrokerUnavailable as error:

@@ -28,6 +28,7 @@ def replicas(start_tallow: Any, redis_server: RedisServer) -> Callable[..., list
 
     def start(count: int = 2, url: str | None = None, **env: str) -> list[TallowProcess]:
         settings = {**REPLICA_ENV, "REDIS_URL": url or redis_server.url, **env}
+        settings.setdefault("REDIS_PREFIX", redis_server.prefix)
         return [start_tallow(env=settings) for _ in range(count)]
 
     return start

@@ -29,7 +29,7 @@ async def test_resume_on_another_replica_keeps_identity_room_and_queued_signals(
             bob_peer, token = bob.peer, bob.resume
         # Until his replica has seen the close, signals still go to his connection (and come
         # back as unsent, beyond the queue's bound): count only once he is away.
-        record = f"tallow:peer:{bob_peer}"
+        record = f"{redis_server.key_prefix}:peer:{bob_peer}"
         await eventually(lambda: redis_server.cli("HGET", record, "conn") == "", 5)
         for number in range(5):
             await alice.send({"type": "signal", "to": bob_peer, "data": number})
@@ -96,13 +96,16 @@ async def test_killed_replica_peers_leave_within_grace_plus_ten_seconds(
     one, two = replicas(2, TALLOW_RESUME_SECONDS=str(grace))
     async with connect(one.ws_url) as alice, connect(two.ws_url) as bob:
         await _pair(alice, bob, "crash")
-        dead_node = f"test-{two.port}:"
+        dead_node, nodes_key = f"test-{two.port}:", f"{redis_server.key_prefix}:nodes"
         assert any(
             n.startswith(dead_node)
-            for n in redis_server.cli("ZRANGE", "tallow:nodes", "0", "-1").split()
+            for n in redis_server.cli("ZRANGE", nodes_key, "0", "-1").split()
         )
         two.process.kill()
         started = trio.current_time()
+        # Noticed dead: what it held for Bob may be lost (said once), then his grace runs out.
+        interrupted = {"type": "peer-interrupted", "room": "CRASH", "peer": bob.peer}
+        assert await alice.recv(grace + 10) == interrupted
         assert await alice.recv(grace + 10) == {
             "type": "peer-left",
             "room": "CRASH",
@@ -110,7 +113,7 @@ async def test_killed_replica_peers_leave_within_grace_plus_ten_seconds(
         }
         noticed = trio.current_time() - started
         assert grace <= noticed <= grace + 10
-        nodes = redis_server.cli("ZRANGE", "tallow:nodes", "0", "-1").split()
+        nodes = redis_server.cli("ZRANGE", nodes_key, "0", "-1").split()
         assert not any(node.startswith(dead_node) for node in nodes)
         left = [key for key in redis_server.scan_keys() if dead_node in key or bob.peer in key]
         assert left == []
@@ -136,6 +139,9 @@ async def test_peer_of_a_killed_replica_resumes_elsewhere_with_what_was_sent_mea
             await alice.send({"type": "signal", "to": bob.peer, "data": "live"})
             assert (await back.recv(2))["data"] == "live"
             assert trio.current_time() - started < 2
+            # His old replica died holding whatever it had for him: Alice hears so, once.
+            notice = await alice.recv()
+            assert notice == {"type": "peer-interrupted", "room": "PHOENIX", "peer": bob.peer}
         assert await alice.nothing_pending()
 
 
@@ -148,9 +154,10 @@ async def test_a_replica_cut_off_past_the_dead_timeout_announces_its_peers_again
         assert (await alice.recv())["type"] == "peer-joined"
         two.process.send_signal(signal.SIGSTOP)  # silent: no heartbeat, its sockets stay open
         try:
-            left = await alice.recv(15)
+            interrupted, left = await alice.recv(15), await alice.recv(15)
         finally:
             two.process.send_signal(signal.SIGCONT)
+        assert interrupted == {"type": "peer-interrupted", "room": "FROZEN", "peer": bob.peer}
         assert left == {"type": "peer-left", "room": "FROZEN", "peer": bob.peer}
         # Back, it finds its peers reaped: the others hear them join again, as they were.
         assert await alice.recv(10) == {
@@ -199,8 +206,9 @@ async def test_redis_restart_never_crashes_a_replica_and_signaling_recovers(
 
 async def test_every_key_expires_or_goes_with_its_peer(replicas, redis_server) -> None:
     one, two = replicas(2, TALLOW_RESUME_SECONDS="1")
-    baseline = redis_server.scan_keys()
-    assert baseline == ["tallow:epoch", "tallow:nodes"]
+    prefix = redis_server.key_prefix
+    baseline = redis_server.scan_keys(f"{prefix}:*")
+    assert baseline == [f"{prefix}:epoch", f"{prefix}:nodes"]
     async with trio.open_nursery() as nursery:
 
         async def busy(index: int) -> None:
@@ -214,10 +222,8 @@ async def test_every_key_expires_or_goes_with_its_peer(replicas, redis_server) -
 
         for index in range(12):
             nursery.start_soon(busy, index)
-    keys_during = set(redis_server.scan_keys())
-    assert any(
-        key.startswith("tallow:queue:") or key.startswith("tallow:peer:") for key in keys_during
-    )
+    keys_during = set(redis_server.scan_keys(f"{prefix}:*"))
+    assert any(key.startswith((f"{prefix}:queue:", f"{prefix}:peer:")) for key in keys_during)
     for key in keys_during:
         ttl = int(redis_server.cli("PTTL", key))
         assert ttl != -1 or key.split(":")[1] in (
@@ -230,7 +236,7 @@ async def test_every_key_expires_or_goes_with_its_peer(replicas, redis_server) -
             "room",
             "node",
         )
-    await eventually(lambda: redis_server.scan_keys() == baseline, 10)
+    await eventually(lambda: redis_server.scan_keys(f"{prefix}:*") == baseline, 10)
 
 
 async def test_shutdown_while_redis_is_down_exits_cleanly(replicas, redis_server) -> None:

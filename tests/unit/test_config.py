@@ -65,6 +65,10 @@ def test_masking() -> None:
     assert describe(load({"REDIS_URL": sentinel}))["REDIS_URL"] == (
         "redis+sentinel://:***@h1:26379,h2:26379/mymaster/0"
     )
+    cluster = "rediss+cluster://app:pw@n1:7000,n2:7001?ssl_ca_certs=/ca.pem"
+    assert describe(load({"REDIS_URL": cluster}))["REDIS_URL"] == (
+        "rediss+cluster://app:***@n1:7000,n2:7001?ssl_ca_certs=/ca.pem"
+    )
 
 
 def test_a_sentinel_url_without_a_service_is_a_configuration_error() -> None:

@@ -32,6 +32,7 @@ def test_plain_url_with_defaults() -> None:
             "rediss+sentinel://app:***@h1:26379,h2:26380/mymaster/2"
             "?sentinel_password=***&ssl_ca_certs=/ca.pem",
         ),
+        ("rediss+cluster://:pw@n1:7000,n2/", "rediss+cluster://:***@n1:7000,n2:6379"),
     ],
 )
 def test_every_password_is_masked(raw: str, masked: str) -> None:
@@ -47,6 +48,14 @@ def test_multi_host_sentinel_url_with_a_password() -> None:
     assert (url.service, url.db, url.password, url.username) == ("mymaster", 0, "pw", None)
 
 
+def test_cluster_url_lists_any_nodes_of_the_cluster() -> None:
+    url = parse_redis_url("redis+cluster://app:pw@10.0.0.1:7000,10.0.0.2:7001")
+    assert url is not None and url.cluster and not url.sentinel and not url.tls
+    assert url.hosts == (("10.0.0.1", 7000), ("10.0.0.2", 7001))
+    assert (url.username, url.password, url.db) == ("app", "pw", 0)
+    assert url.masked() == "redis+cluster://app:***@10.0.0.1:7000,10.0.0.2:7001"
+
+
 @pytest.mark.parametrize(
     ("raw", "says"),
     [
@@ -57,6 +66,7 @@ def test_multi_host_sentinel_url_with_a_password() -> None:
         ("redis://h1:port/0", "'h1:port' is not a host[:port]"),
         ("redis://h1/zero", "db number"),
         ("redis+sentinel://h1/svc/1/2", "db number"),
+        ("redis+cluster://h1:7000/1", "has no path"),
     ],
 )
 def test_bad_urls_say_what_is_expected(raw: str, says: str) -> None:
