@@ -181,7 +181,7 @@ async def serve_upgrade(
 async def _answer(
     service: SignalingService, transport: SocketTransport, handshake: Handshake | None
 ) -> bool:
-    """Log the upgrade, then write the 101 (True: run the session) or a refusal (False)."""
+    """Log the upgrade, then owe the 101 (True: run the session) or write a refusal (False)."""
     with trio.move_on_after(RESPONSE_TIMEOUT):
         if handshake is None:
             await write_all(transport, _refusal(400, BAD_HANDSHAKE))
@@ -192,7 +192,8 @@ async def _answer(
         if refusal is not None:
             await write_all(transport, _refusal(*refusal))
             return False
-        await write_all(transport, _accept(handshake.key))
+        # The 101 goes with the first frame: the welcome, or the refusal just below.
+        transport.write_first(_accept(handshake.key))
         if over_connection_limit(service, handshake.client):
             await write_all(transport, close_frame(p.CLOSE_TRY_AGAIN, TOO_MANY))
             return False

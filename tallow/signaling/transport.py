@@ -69,6 +69,7 @@ class SocketTransport:
     __slots__ = (
         "_decoder",
         "_early",
+        "_first",
         "_interrupted",
         "_pending",
         "_readiness",
@@ -94,6 +95,7 @@ class SocketTransport:
         self._decoder = Decoder(hard_limit)
         self._pending = _NOTHING  # decoded, not yet handed out; in reverse order
         self._early = early  # frames that came in with the request head
+        self._first = b""  # bytes owed before the next write (see write_first)
         self._waited = False  # readable() was awaited since the last read
         self.last_heard = trio.current_time()
         self.farewell: bytes | None = None
@@ -159,13 +161,23 @@ class SocketTransport:
 
     # --- the outbox's Wire ----------------------------------------------------------------------
 
+    def write_first(self, data: bytes) -> None:
+        """``data`` goes out ahead of the next write, in the same system call: the 101 leaves
+        with the welcome (one write, one segment, where there were two)."""
+        self._first += data
+
     def write_nowait(self, data: bytes) -> int:
+        first = self._first
         try:
-            return self._socket.send(data)
+            written = self._socket.send(first + data if first else data)
         except BlockingIOError:
             return 0
         except OSError:  # gone, or closed here (fileno -1): the reader sees the end
             return len(data)
+        if first:  # the owed bytes count for nothing of data's until they are all out
+            self._first = first[written:]
+            written = max(0, written - len(first))
+        return written
 
     async def wait_writable(self) -> None:
         # Closed: the next write reports it as written, and the reader sees the end.

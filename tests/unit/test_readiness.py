@@ -4,10 +4,6 @@ and a transport reads a full buffer again instead of waiting for an edge that wi
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator, Iterator
-
-import pytest
 import trio
 import trio.testing
 
@@ -15,24 +11,6 @@ from tallow.signaling.outbox import Outbox
 from tallow.signaling.readiness import ReadReadiness
 from tallow.signaling.transport import RECEIVE_BYTES, Need, SocketTransport
 from tests.unit.test_codec import masked
-
-
-@pytest.fixture
-async def readiness() -> AsyncIterator[ReadReadiness]:
-    readiness = ReadReadiness()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(readiness.run)
-        yield readiness
-        nursery.cancel_scope.cancel()
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    ours, theirs = socket.socketpair()
-    ours.setblocking(False)
-    yield ours, theirs
-    ours.close()
-    theirs.close()
 
 
 async def wait(readiness: ReadReadiness, fd: int) -> None:
