@@ -374,6 +374,7 @@ function onServerMessage(msg) {
     if (!app.peers.has(msg.peer)) addPeer(msg.peer, false);
   }
   else if (msg.type === 'peer-left') removePeer(msg.peer);
+  else if (msg.type === 'peer-interrupted') app.peers.get(msg.peer)?.onInterrupted();
   else if (msg.type === 'signal') onSignal(msg);
   else if (msg.type === 'error') showAlert(roomErrorText(msg.code) || `The server refused a message: ${msg.message}`);
 }

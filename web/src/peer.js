@@ -137,13 +137,15 @@ export class Peer extends EventTarget {
 
   /**
    * Whether `data`, a signal from this peer, opens a new session that replaces this one: an hs1
-   * (which an initiator sends first) once this side's handshake began or this session ended.
+   * (which an initiator sends first) once this side's handshake began, anything of the session
+   * arrived (its hs1 was lost: a description or candidates came first) or this session ended.
    * Only initiators open sessions; anything else belongs to this one (an offer may restart ICE).
    * @param {WireMessage} data
    */
   isNewSession(data) {
     if (this.initiator || data.t !== 'hs1') return false;
-    return this.handshake.step !== 'hs1' || this.lost || this.state === 'failed';
+    const begun = this.handshake.step !== 'hs1' || this.pc.remoteDescription !== null || this.remoteCandidates.length > 0;
+    return begun || this.lost || this.state === 'failed';
   }
 
   /**
@@ -162,7 +164,7 @@ export class Peer extends EventTarget {
       if (data.t === 'sdp') return this.onDescription(data.sdp);
       if (data.t === 'ice') return this.onCandidate(data.c);
       if (['hs1', 'hs2', 'hs3'].includes(data.t)) return this.step(await this.handshake.receive(data));
-      if (data.t === 'restart') return this.initiator ? this.restartIce() : undefined; // once per outage
+      if (data.t === 'restart') return this.initiator ? this.onRestartRequest() : undefined;
       throw new Error(`unknown signal ${data.t}`);
     });
   }
@@ -293,6 +295,36 @@ export class Peer extends EventTarget {
     this.reconnecting = true;
     this.restarts = 0;
     this.attemptRestart();
+  }
+
+  /**
+   * Initiator: the responder asks to start again: ICE once the session is secure (once per
+   * outage: a restart already running takes it in), the whole session before (its handshake
+   * message may have been lost, see onInterrupted).
+   */
+  onRestartRequest() {
+    if (this.state === 'secure') this.restartIce();
+    else if (this.state === 'connecting' || this.state === 'securing') this.startOver();
+  }
+
+  /**
+   * The server says signals sent to this peer may have been lost: the server replica holding its
+   * connection died (`peer-interrupted`, docs/protocol.md). A session still being set up starts
+   * over, since a lost handshake step or description would stall it until CONNECT_TIMEOUT_MS and
+   * then fail it: the initiator opens a new session, the responder asks it to. A secure session
+   * needs nothing: an ICE restart's lost step is sent again by the restart's own timer.
+   */
+  onInterrupted() {
+    if (this.state !== 'connecting' && this.state !== 'securing') return;
+    if (this.initiator) this.startOver();
+    else this.signal({ t: 'restart' });
+  }
+
+  /** Initiator: end this unfinished session; main.js starts a new one ('lost'). */
+  startOver() {
+    this.lost = true;
+    this.shutdown('failed', `The connection to ${this.name} was interrupted while it was being set up; Tallow is setting up a new one.`, true);
+    this.dispatchEvent(new Event('lost'));
   }
 
   /** Only the initiator makes offers; the responder asks it to. */
