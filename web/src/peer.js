@@ -137,15 +137,13 @@ export class Peer extends EventTarget {
 
   /**
    * Whether `data`, a signal from this peer, opens a new session that replaces this one: an hs1
-   * (which an initiator sends first) once this side's handshake began, anything of the session
-   * arrived (its hs1 was lost: a description or candidates came first) or this session ended.
+   * (which an initiator sends first) once this side's handshake began or this session ended.
    * Only initiators open sessions; anything else belongs to this one (an offer may restart ICE).
    * @param {WireMessage} data
    */
   isNewSession(data) {
     if (this.initiator || data.t !== 'hs1') return false;
-    const begun = this.handshake.step !== 'hs1' || this.pc.remoteDescription !== null || this.remoteCandidates.length > 0;
-    return begun || this.lost || this.state === 'failed';
+    return this.handshake.step !== 'hs1' || this.lost || this.state === 'failed';
   }
 
   /**
@@ -189,15 +187,16 @@ export class Peer extends EventTarget {
   }
 
   /**
-   * A candidate of an ICE generation that a restart already replaced does not fit the current
-   * description: the browser refuses it, and it is dropped (the new generation has its own).
+   * A candidate of an ICE generation that a restart replaced, or of an earlier session whose hs1
+   * and offer a dying server replica lost (onInterrupted), does not fit the current description:
+   * the browser refuses it, and it is dropped (the current one has candidates of its own).
    * @param {RTCIceCandidateInit} candidate
    */
   async addCandidate(candidate) {
     try {
       await this.pc.addIceCandidate(candidate);
-    } catch (error) {
-      if (this.state !== 'secure') throw error;
+    } catch {
+      // dropped: see above
     }
   }
 
