@@ -5,7 +5,7 @@ dispatch table and the heartbeat."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -35,6 +35,7 @@ class FakeSocket:
         self.aborted = False
         self.interrupted = False
         self._inbox: list[str | None] = []  # what the client sent; None: the connection ended
+        self._inline: Callable[[], bool] | None = None  # the session's, while it waits
         self._arrived = trio.Event()
         self._more = trio.Event()
 
@@ -55,7 +56,13 @@ class FakeSocket:
         return [json.loads(payload) for opcode, payload in self.frames() if opcode == 1]
 
     def _arrive(self, message: str | None) -> None:
+        """As the readiness set does: a waiting session takes a message inline, in the
+        sender's task; the session's own task wakes only when that says so."""
         self._inbox.append(message)
+        inline, self._inline = self._inline, None
+        if message is not None and inline is not None and inline():
+            self._inline = inline
+            return
         self._arrived.set()
         self._arrived = trio.Event()
 
@@ -65,7 +72,8 @@ class FakeSocket:
             return None
         return self._inbox.pop(0) if self._inbox else Need.READ
 
-    def readable(self) -> Awaitable[None]:
+    def readable(self, inline: Callable[[], bool]) -> Awaitable[None]:
+        self._inline = inline
         return self._arrived.wait()
 
     def interrupt(self) -> None:
