@@ -87,15 +87,14 @@ class SocketTransport:
 
     def __init__(
         self,
-        sock: trio.socket.SocketType,
+        sock: socket.socket,
         readiness: ReadReadiness,
         hard_limit: int,
         early: bytes = b"",
     ) -> None:
-        # A plain socket from here on (the Trio socket let go of it): its C methods read and
-        # write without Trio's wrapper, and nothing else can close the number under us.
-        self._socket = socket.socket(fileno=sock.detach())
-        self._socket.setblocking(False)
+        # A plain non-blocking socket, the transport's alone: its C methods read and write
+        # without Trio's wrapper, and nothing else can close the number under us.
+        self._socket = sock
         self._readiness = readiness
         readiness.add(self._socket.fileno(), self)
         self._inline: Callable[[], bool] | None = None  # the waiting session's, while it waits

@@ -81,7 +81,7 @@ async def test_wake_and_forget_end_a_wait_and_cancel_leaves_nothing_behind(readi
 async def test_a_full_read_is_read_again_after_a_checkpoint_not_an_edge(readiness, pair) -> None:
     """Three messages filling more than one read arrive in one write: one edge for all."""
     ours, theirs = pair
-    transport = SocketTransport(trio.socket.from_stdlib_socket(ours), readiness, 1 << 20)
+    transport = SocketTransport(ours, readiness, 1 << 20)
     payload = "y" * (RECEIVE_BYTES // 2)
     theirs.sendall(b"".join(masked(0x81, payload.encode()) for _ in range(3)))
     outbox = Outbox(transport, 16, lambda writer: None)
@@ -105,7 +105,7 @@ async def test_a_waiting_transport_takes_bytes_inline_and_its_task_stays_parked(
 ) -> None:
     """The reader runs in the readiness task; the waiting task wakes only when it says so."""
     ours, theirs = pair
-    transport = SocketTransport(trio.socket.from_stdlib_socket(ours), readiness, 1 << 20)
+    transport = SocketTransport(ours, readiness, 1 << 20)
     outbox = Outbox(transport, 16, lambda writer: None)
     taken: list[object] = []
     woken = trio.Event()
