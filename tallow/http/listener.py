@@ -38,6 +38,10 @@ RECEIVE_BYTES = 65536
 # accept(2) errors that mean the machine is out of descriptors or memory for now: retry later.
 ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 ACCEPT_RETRY_SECONDS = 0.1
+# HTTP clients speak first: the kernel holds a new connection back until its first bytes come
+# (or this many seconds pass; the header timeout then applies), so the request head is there
+# when the connection is accepted: no wait and no cancel scope to read it.
+DEFER_ACCEPT_SECONDS = 1
 # Task names given, not derived: Trio would build a new name string for every task.
 CONNECTION_TASK = "tallow.http.connection"
 SESSION_TASK = "tallow.signaling.session"
@@ -280,10 +284,11 @@ def _tune(listener: socket.socket) -> None:
     """The options trio.SocketStream sets, for sockets served without one: no Nagle delay
     on small frames, and a 16 KiB bound on unsent bytes before the socket reads as full.
     Set on the listening socket: every accepted one inherits them (Linux), no system calls
-    per connection."""
+    per connection. And connections are accepted once they have something to read."""
     with contextlib.suppress(OSError):  # not on Unix sockets
         listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
         listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, 2**14)
+        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, DEFER_ACCEPT_SECONDS)
 
 
 async def _accept_forever(listener: socket.socket, nursery: trio.Nursery, handler: Handler) -> None:
