@@ -218,6 +218,32 @@ async def test_a_slow_reader_is_cut_at_the_bound_and_resumes_without_loss(servic
     assert signals == list(range(40))  # the outbox's unsent frames first, then the broker's
 
 
+@pytest.mark.parametrize("immediate", [True, False])
+async def test_signals_relay_in_order_whether_the_broker_delivers_at_once_or_is_awaited(
+    service, nursery, immediate
+) -> None:
+    """The embedded broker's deliver_now, or Broker.deliver awaited in the session's task (as
+    with Redis): the same frames, the same order, the same refusal."""
+    if not immediate:
+        service.deliver_now = None
+    alice, _ = await connect(service, nursery)
+    bob, bob_welcome = await connect(service, nursery)
+    for sock in (alice, bob):
+        sock.send({"type": "join", "room": "r"})
+    await trio.testing.wait_all_tasks_blocked()
+    for index in range(5):
+        alice.send({"type": "signal", "to": bob_welcome["peer"], "data": index})
+    alice.send({"type": "signal", "to": "nobody", "data": 0, "id": 7})
+    alice.send({"type": "ping", "id": 8})
+    await trio.testing.wait_all_tasks_blocked()
+    assert [m["data"] for m in bob.messages() if m["type"] == "signal"] == list(range(5))
+    replies = [m for m in alice.messages() if "re" in m]
+    assert [(m["type"], m.get("code"), m["re"]) for m in replies] == [
+        ("error", p.PEER_NOT_FOUND, 7),
+        ("pong", None, 8),
+    ]
+
+
 async def test_heartbeat_pings_a_live_client_and_drops_a_silent_one(
     service, nursery, autojump_clock
 ) -> None:
