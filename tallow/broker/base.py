@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 import trio
@@ -158,4 +158,15 @@ class Broker(Protocol):
 
     def counts(self) -> tuple[int, int]:
         """(rooms, peers) as far as this broker can see, for metrics."""
+        ...
+
+
+@runtime_checkable
+class ImmediateDelivery(Protocol):
+    """A broker that can deliver without waiting (every frame stays in this process): the
+    session relays a signal with a plain call, no coroutine per message. Brokers without it
+    are awaited through ``Broker.deliver``."""
+
+    def deliver_now(self, room: str, to: str, frame: bytes) -> Delivery:
+        """``Broker.deliver``, done before returning."""
         ...

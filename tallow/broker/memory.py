@@ -112,6 +112,9 @@ class MemoryBroker:
             state.room = None
 
     async def deliver(self, room: str, to: str, frame: bytes) -> Delivery:
+        return self.deliver_now(room, to, frame)
+
+    def deliver_now(self, room: str, to: str, frame: bytes) -> Delivery:
         if to not in self._rooms.get(room, ()):
             return Delivery.NOT_FOUND
         return self._send(self._peers[to], frame)

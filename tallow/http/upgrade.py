@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import logging
+import socket
 from collections.abc import Iterable
 from urllib.parse import parse_qs, urlsplit
 
@@ -142,12 +143,12 @@ def fresh_upgrade(
 
 async def accept_upgrade(
     service: SignalingService,
-    sock: trio.socket.SocketType,
+    sock: socket.socket,
     handshake: Handshake | None,
     early: bytes,
 ) -> tuple[Session, str | None] | None:
-    """Admit, accept or refuse one upgrade: the session to run on the socket and the resume
-    token it asked for, or None once it is refused (the socket then closed).
+    """Admit, accept or refuse one upgrade: the session to run on the (non-blocking) socket
+    and the resume token it asked for, or None once it is refused (the socket then closed).
 
     ``early`` are bytes the client sent after its request head; the session reads them first.
     Nothing of the handshake is kept by the session.
@@ -172,7 +173,11 @@ async def serve_upgrade(
 ) -> None:
     """Accept or refuse one upgrade and run its session in this task until the connection
     ends (for an upgrade that hypercorn hands over)."""
-    accepted = await accept_upgrade(service, sock, handshake, early)
+    # A plain socket from here on: the Trio socket lets go of the number (hypercorn's close
+    # of it then does nothing).
+    plain = socket.socket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+    plain.setblocking(False)
+    accepted = await accept_upgrade(service, plain, handshake, early)
     if accepted is not None:
         session, resume = accepted
         await session.run(resume)
@@ -182,20 +187,25 @@ async def _answer(
     service: SignalingService, transport: SocketTransport, handshake: Handshake | None
 ) -> bool:
     """Log the upgrade, then owe the 101 (True: run the session) or write a refusal (False)."""
+    if handshake is None:
+        await _refuse(transport, _refusal(400, BAD_HANDSHAKE))
+        return False
+    asked = {"path": handshake.path, "client": handshake.client}
+    event(log, logging.INFO, "websocket", **asked, request_id=handshake.request_id)
+    refusal = refuse_upgrade(service, handshake.origin, handshake.host)
+    if refusal is not None:
+        await _refuse(transport, _refusal(*refusal))
+        return False
+    # The 101 goes with the first frame: the welcome, or the refusal just below.
+    transport.write_first(_accept(handshake.key))
+    if over_connection_limit(service, handshake.client):
+        await _refuse(transport, close_frame(p.CLOSE_TRY_AGAIN, TOO_MANY))
+        return False
+    return True
+
+
+async def _refuse(transport: SocketTransport, data: bytes) -> None:
+    """Write a refusal, for RESPONSE_TIMEOUT at most (a cancel scope only on this path: an
+    accepted upgrade writes nothing here)."""
     with trio.move_on_after(RESPONSE_TIMEOUT):
-        if handshake is None:
-            await write_all(transport, _refusal(400, BAD_HANDSHAKE))
-            return False
-        asked = {"path": handshake.path, "client": handshake.client}
-        event(log, logging.INFO, "websocket", **asked, request_id=handshake.request_id)
-        refusal = refuse_upgrade(service, handshake.origin, handshake.host)
-        if refusal is not None:
-            await write_all(transport, _refusal(*refusal))
-            return False
-        # The 101 goes with the first frame: the welcome, or the refusal just below.
-        transport.write_first(_accept(handshake.key))
-        if over_connection_limit(service, handshake.client):
-            await write_all(transport, close_frame(p.CLOSE_TRY_AGAIN, TOO_MANY))
-            return False
-        return True
-    return False
+        await write_all(transport, data)

@@ -6,6 +6,8 @@ is not defined here does not exist.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -14,11 +16,32 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily
+
+from tallow.signaling.protocol import CLIENT_TYPES
 
 # The *_created series only add noise to dashboards and storage.
 disable_created_metrics()
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+
+class Tally:
+    """A counter by one label for the per-message path: ``counts[value] += 1``, a plain dict
+    add, where a ``Counter`` child takes a lock per increment (about 0.6 us, several per cent
+    of a relayed message). Exported like a Counter; only the event loop's thread counts."""
+
+    def __init__(self, name: str, documentation: str, label: str, values: Iterable[str]) -> None:
+        self._name, self._documentation, self._label = name, documentation, label
+        self.counts = dict.fromkeys(values, 0)
+        REGISTRY.register(self)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=[self._label])
+        for value, count in self.counts.items():
+            family.add_metric([value], count)
+        yield family
+
 
 build_info = Gauge(
     "tallow_build_info",
@@ -50,11 +73,11 @@ peers_active = Gauge(
     "Peers in rooms, including peers inside their resume grace period (this broker's view).",
     registry=REGISTRY,
 )
-messages_handled = Counter(
+messages_handled = Tally(
     "tallow_messages_handled",
     "Client messages handled, by type (ping and create included; refused ones are errors).",
-    ["type"],
-    registry=REGISTRY,
+    "type",
+    CLIENT_TYPES,
 )
 signaling_errors = Counter(
     "tallow_signaling_errors",

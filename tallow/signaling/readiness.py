@@ -7,6 +7,11 @@ the set's own descriptor to turn readable, takes every ready socket in one ``epo
 wakes the sessions waiting on them. An edge that arrives while its session is busy is
 remembered, so that session's next wait returns at once.
 
+A socket may come with a ``Reader``: when its edge finds the session's task waiting, the reader
+handles what came right there, in the set's task (``Reader.on_readable``), and the session's task
+stays parked: no task switch, no rescheduling per message. Only what the reader cannot finish
+without waiting (or the session's end) wakes the session's own task.
+
 Edge-triggered means a reader must not wait while bytes it has not read remain: the transport
 reads again without waiting after a read that filled its buffer.
 """
@@ -17,6 +22,7 @@ import contextlib
 import select
 from collections.abc import Awaitable
 from functools import partial
+from typing import Protocol
 
 import trio
 
@@ -24,17 +30,27 @@ _EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
 BATCH = 512  # ready sockets taken per epoll_wait (more stay ready for the next)
 
 
+class Reader(Protocol):
+    def on_readable(self) -> bool:
+        """The socket turned readable while its task waits: handle it here, without waiting.
+        True: done, the task waits on; False: end the task's wait, it carries on."""
+        ...
+
+
 class ReadReadiness:
-    __slots__ = ("_epoll", "_ready", "_waiting")
+    __slots__ = ("_epoll", "_readers", "_ready", "_waiting")
 
     def __init__(self) -> None:
         self._epoll = select.epoll()
         self._waiting: dict[int, trio.lowlevel.Task] = {}
+        self._readers: dict[int, Reader] = {}
         self._ready: set[int] = set()  # an edge came while nobody waited
 
-    def add(self, fd: int) -> None:
+    def add(self, fd: int, reader: Reader | None = None) -> None:
         """Watch ``fd``, a socket the caller ``forget``s before closing it. (Bytes that came
         before are reported too: registering a ready descriptor queues its edge.)"""
+        if reader is not None:
+            self._readers[fd] = reader
         try:
             self._epoll.register(fd, _EVENTS)
         except FileExistsError:  # a socket closed elsewhere left its number registered
@@ -46,6 +62,7 @@ class ReadReadiness:
         if task is not None:
             trio.lowlevel.reschedule(task)
         self._ready.discard(fd)
+        self._readers.pop(fd, None)
         if self._epoll.closed:  # shutting down: sessions part after run() ended
             return
         with contextlib.suppress(OSError):  # closed elsewhere: the kernel dropped it already
@@ -76,6 +93,20 @@ class ReadReadiness:
         del self._waiting[fd]
         return trio.lowlevel.Abort.SUCCEEDED
 
+    def _edge(self, fd: int) -> None:
+        """``fd`` turned readable: its reader handles it inline if its task waits, else the
+        task is woken (or, if it is not waiting, its next wait returns at once)."""
+        task = self._waiting.get(fd)
+        if task is None:
+            self._ready.add(fd)
+            return
+        reader = self._readers.get(fd)
+        if reader is not None and reader.on_readable():
+            return
+        # The reader may have ended the wait itself (a close, a full read): wake once only.
+        if self._waiting.pop(fd, None) is not None:
+            trio.lowlevel.reschedule(task)
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Forever: wake the sessions whose sockets turned readable."""
         task_status.started()
@@ -84,7 +115,7 @@ class ReadReadiness:
             while True:
                 await trio.lowlevel.wait_readable(own)
                 for fd, _ in self._epoll.poll(0, BATCH):
-                    self.wake(fd)
+                    self._edge(fd)
         finally:
             trio.lowlevel.notify_closing(own)
             self._epoll.close()

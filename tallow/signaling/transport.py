@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import socket
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import trio
@@ -54,10 +54,14 @@ class Transport(Wire, Protocol):
         through ``outbox``, so a pong never cuts into another frame."""
         ...
 
-    def readable(self) -> Awaitable[None]:
+    def readable(self, inline: Callable[[], bool]) -> Awaitable[None]:
         """The wait for more from the client, to be awaited before asking again (it also ends
         when the transport is interrupted or closed: the next receive_nowait says so).
-        Not a coroutine of the transport's: an idle connection's task is one frame shorter."""
+        Not a coroutine of the transport's: an idle connection's task is one frame shorter.
+
+        While it waits, ``inline`` may be called from another task when bytes arrive: it takes
+        them (receive_nowait until ``Need.READ``) without waiting and says True to wait on, or
+        False to end the wait."""
         ...
 
     def interrupt(self) -> None:
@@ -70,6 +74,8 @@ class SocketTransport:
         "_decoder",
         "_early",
         "_first",
+        "_full",
+        "_inline",
         "_interrupted",
         "_pending",
         "_readiness",
@@ -81,22 +87,23 @@ class SocketTransport:
 
     def __init__(
         self,
-        sock: trio.socket.SocketType,
+        sock: socket.socket,
         readiness: ReadReadiness,
         hard_limit: int,
         early: bytes = b"",
     ) -> None:
-        # A plain socket from here on (the Trio socket let go of it): its C methods read and
-        # write without Trio's wrapper, and nothing else can close the number under us.
-        self._socket = socket.socket(fileno=sock.detach())
-        self._socket.setblocking(False)
+        # A plain non-blocking socket, the transport's alone: its C methods read and write
+        # without Trio's wrapper, and nothing else can close the number under us.
+        self._socket = sock
         self._readiness = readiness
-        readiness.add(self._socket.fileno())
+        readiness.add(self._socket.fileno(), self)
+        self._inline: Callable[[], bool] | None = None  # the waiting session's, while it waits
         self._decoder = Decoder(hard_limit)
         self._pending = _NOTHING  # decoded, not yet handed out; in reverse order
         self._early = early  # frames that came in with the request head
         self._first = b""  # bytes owed before the next write (see write_first)
         self._waited = False  # readable() was awaited since the last read
+        self._full = False  # the last read filled the buffer: read again, edge or not
         self.last_heard = trio.current_time()
         self.farewell: bytes | None = None
         self._interrupted = False
@@ -130,11 +137,10 @@ class SocketTransport:
                     return Need.READ
                 except OSError:  # gone, or closed (fileno -1)
                     return None
-                if len(data) == RECEIVE_BYTES:
-                    # Readiness is edge-triggered: a full read may have left bytes behind, and
-                    # no new edge would come for them. The next wait returns at once (still a
-                    # checkpoint, so a flooding client cannot starve the others).
-                    self._readiness.wake(self._socket.fileno())
+                # Readiness is edge-triggered: a full read may have left bytes behind, and no
+                # new edge would come for them. The next wait returns at once (still a
+                # checkpoint, so a flooding client cannot starve the others).
+                self._full = len(data) == RECEIVE_BYTES
             if not data:
                 return None
             self.last_heard = trio.current_time()
@@ -148,9 +154,26 @@ class SocketTransport:
                 decoded.reverse()
                 self._pending = decoded
 
-    def readable(self) -> Awaitable[None]:
+    def readable(self, inline: Callable[[], bool]) -> Awaitable[None]:
         self._waited = True  # the caller awaits this before it asks again: read then
+        if self._full:
+            self._full = False
+            return trio.lowlevel.checkpoint()  # noqa: ASYNC105 (the caller awaits it)
+        self._inline = inline
         return self._readiness.wait(self._socket.fileno())
+
+    def on_readable(self) -> bool:
+        """The readiness set's ``Reader``: the session takes the bytes inline. After a full
+        read its own task goes on (its wait returns at once): it reads the rest."""
+        inline = self._inline
+        if inline is None:
+            return False
+        self._waited = True
+        if inline() and not self._full:
+            self._waited = True  # still waiting: the next edge reads again
+            return True
+        self._inline = None
+        return False
 
     def interrupt(self) -> None:
         """End a wait in progress (or the next receive): the session is closing."""
@@ -185,6 +208,7 @@ class SocketTransport:
             await trio.lowlevel.wait_writable(self._socket)
 
     def abort(self) -> None:
+        self._inline = None  # the session's method: no cycle left to collect
         fd = self._socket.fileno()
         if fd != -1:  # once: the number may be another socket's later
             self._readiness.forget(fd)

@@ -81,7 +81,7 @@ async def test_wake_and_forget_end_a_wait_and_cancel_leaves_nothing_behind(readi
 async def test_a_full_read_is_read_again_after_a_checkpoint_not_an_edge(readiness, pair) -> None:
     """Three messages filling more than one read arrive in one write: one edge for all."""
     ours, theirs = pair
-    transport = SocketTransport(trio.socket.from_stdlib_socket(ours), readiness, 1 << 20)
+    transport = SocketTransport(ours, readiness, 1 << 20)
     payload = "y" * (RECEIVE_BYTES // 2)
     theirs.sendall(b"".join(masked(0x81, payload.encode()) for _ in range(3)))
     outbox = Outbox(transport, 16, lambda writer: None)
@@ -91,10 +91,44 @@ async def test_a_full_read_is_read_again_after_a_checkpoint_not_an_edge(readines
             message = transport.receive_nowait(outbox)
             if message is Need.READ:
                 waits += 1
-                await transport.readable()
+                await transport.readable(lambda: False)  # nothing taken inline
             else:
                 received.append(message)
     assert received == [payload] * 3
     # Before each read a wait (a checkpoint): the one for the edge, then one that returns at
     # once for the bytes the full read left behind. A flood cannot read without yielding.
     assert waits == 2
+
+
+async def test_a_waiting_transport_takes_bytes_inline_and_its_task_stays_parked(
+    readiness, pair
+) -> None:
+    """The reader runs in the readiness task; the waiting task wakes only when it says so."""
+    ours, theirs = pair
+    transport = SocketTransport(ours, readiness, 1 << 20)
+    outbox = Outbox(transport, 16, lambda writer: None)
+    taken: list[object] = []
+    woken = trio.Event()
+
+    def inline() -> bool:
+        while (message := transport.receive_nowait(outbox)) is not Need.READ:
+            if message == "stop":
+                return False
+            taken.append(message)
+        return True
+
+    async def session() -> None:
+        assert transport.receive_nowait(outbox) is Need.READ
+        await transport.readable(inline)
+        woken.set()
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session)
+            await trio.testing.wait_all_tasks_blocked()
+            for text in ("a", "b"):  # one edge each, both taken inline
+                theirs.sendall(masked(0x81, text.encode()))
+                await trio.testing.wait_all_tasks_blocked()
+            assert taken == ["a", "b"] and not woken.is_set()
+            theirs.sendall(masked(0x81, b"stop"))
+            await woken.wait()

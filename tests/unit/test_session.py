@@ -5,7 +5,7 @@ dispatch table and the heartbeat."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -35,6 +35,7 @@ class FakeSocket:
         self.aborted = False
         self.interrupted = False
         self._inbox: list[str | None] = []  # what the client sent; None: the connection ended
+        self._inline: Callable[[], bool] | None = None  # the session's, while it waits
         self._arrived = trio.Event()
         self._more = trio.Event()
 
@@ -55,7 +56,13 @@ class FakeSocket:
         return [json.loads(payload) for opcode, payload in self.frames() if opcode == 1]
 
     def _arrive(self, message: str | None) -> None:
+        """As the readiness set does: a waiting session takes a message inline, in the
+        sender's task; the session's own task wakes only when that says so."""
         self._inbox.append(message)
+        inline, self._inline = self._inline, None
+        if message is not None and inline is not None and inline():
+            self._inline = inline
+            return
         self._arrived.set()
         self._arrived = trio.Event()
 
@@ -65,7 +72,8 @@ class FakeSocket:
             return None
         return self._inbox.pop(0) if self._inbox else Need.READ
 
-    def readable(self) -> Awaitable[None]:
+    def readable(self, inline: Callable[[], bool]) -> Awaitable[None]:
+        self._inline = inline
         return self._arrived.wait()
 
     def interrupt(self) -> None:
@@ -208,6 +216,32 @@ async def test_a_slow_reader_is_cut_at_the_bound_and_resumes_without_loss(servic
     assert welcome["resumed"] is True and welcome["peer"] == bob_welcome["peer"]
     signals = [m["data"] for m in again.messages() if m["type"] == "signal"]
     assert signals == list(range(40))  # the outbox's unsent frames first, then the broker's
+
+
+@pytest.mark.parametrize("immediate", [True, False])
+async def test_signals_relay_in_order_whether_the_broker_delivers_at_once_or_is_awaited(
+    service, nursery, immediate
+) -> None:
+    """The embedded broker's deliver_now, or Broker.deliver awaited in the session's task (as
+    with Redis): the same frames, the same order, the same refusal."""
+    if not immediate:
+        service.deliver_now = None
+    alice, _ = await connect(service, nursery)
+    bob, bob_welcome = await connect(service, nursery)
+    for sock in (alice, bob):
+        sock.send({"type": "join", "room": "r"})
+    await trio.testing.wait_all_tasks_blocked()
+    for index in range(5):
+        alice.send({"type": "signal", "to": bob_welcome["peer"], "data": index})
+    alice.send({"type": "signal", "to": "nobody", "data": 0, "id": 7})
+    alice.send({"type": "ping", "id": 8})
+    await trio.testing.wait_all_tasks_blocked()
+    assert [m["data"] for m in bob.messages() if m["type"] == "signal"] == list(range(5))
+    replies = [m for m in alice.messages() if "re" in m]
+    assert [(m["type"], m.get("code"), m["re"]) for m in replies] == [
+        ("error", p.PEER_NOT_FOUND, 7),
+        ("pong", None, 8),
+    ]
 
 
 async def test_heartbeat_pings_a_live_client_and_drops_a_silent_one(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
+import pytest
+
 from harness.processes import ROOT
 from tallow.http.clients import client_address
 from tallow.signaling import protocol
@@ -66,3 +68,17 @@ def test_every_error_and_close_code_is_documented() -> None:
         protocol.CLOSE_SUPERSEDED,
     ):
         assert str(close) in doc, close
+
+
+def test_relayed_frames_are_what_encode_writes_for_the_same_message() -> None:
+    sender = "Qx_3-k9"  # peer ids are URL-safe base64
+    for data in ({"sdp": "v=0\r\n", "n": [1, 2.5, None]}, 'é \u2028 "quoted"', 0, [[[]]]):
+        for kind in ("signal", "broadcast"):
+            expected = protocol.encode({"type": kind, "from": sender, "data": data})
+            assert protocol.relayed(kind, sender, data) == expected
+    deep: list[object] = []
+    for _ in range(300):  # orjson reads this deep but does not write it
+        deep = [deep]
+    with pytest.raises(protocol.ProtocolError) as refused:
+        protocol.relayed("signal", sender, deep)
+    assert refused.value.code == protocol.BAD_MESSAGE

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import socket
 
-import trio
-
 from tallow.signaling.transport import SocketTransport
 
 
@@ -26,7 +24,7 @@ def drain(theirs: socket.socket) -> bytes:
 
 async def test_owed_bytes_go_first_whole_and_once_through_partial_writes(readiness, pair) -> None:
     ours, theirs = pair
-    transport = SocketTransport(trio.socket.from_stdlib_socket(ours), readiness, 1 << 20)
+    transport = SocketTransport(ours, readiness, 1 << 20)
     owed = b"HTTP/1.1 101 \r\n" + b"x" * 3_000_000  # more than the socket takes at once
     frame = b"the first frame"
     transport.write_first(owed)
