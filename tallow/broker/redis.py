@@ -58,7 +58,8 @@ from tallow.broker.base import (
     RoomFull,
 )
 from tallow.broker.redis_batch import ScriptBatch
-from tallow.broker.redis_connect import Client, open_client
+from tallow.broker.redis_connect import Client, channel_node, open_client
+from tallow.broker.redis_pubsub import subscribe
 from tallow.config import Settings
 from tallow.observability.logs import event
 
@@ -102,7 +103,6 @@ _DELIVERY = {
     b"full": Delivery.QUEUE_FULL,
     b"gone": Delivery.NOT_FOUND,
 }
-_DROPPED = ("unsubscribe", "sunsubscribe")  # pub/sub messages that end a subscription
 _HERE = b"here:"  # a script result: published to this very replica's channel, for that conn
 
 _SCRIPTS = {
@@ -233,48 +233,31 @@ class RedisBroker:
                 self._client = None
 
     async def _subscribe_forever(self, subscribed: trio.Event) -> None:
-        assert self._client is not None
+        client = self._connected()
         channel = self._key("ch", self._node)
+        sharded = isinstance(client, coredis.RedisCluster)
         while True:
             try:
-                try:
-                    async with self._subscription(channel) as pubsub:
-                        await self._check_subscription()
-                        subscribed.set()
-                        event(log, logging.INFO, "redis subscription ready", channel=channel)
-                        # Frames published while we were not subscribed wait in queues, and
-                        # Redis may have lost state (restart, failover): reconcile now. Echoes
-                        # published meanwhile are lost: the resync settles each peer afresh.
-                        for local in self._local.values():
-                            local.blocked, local.echoes = True, set()
-                        self._resync_needed = True
-                        with contextlib.suppress(BrokerUnavailable):
-                            await self._reconcile()
-                        async for message in pubsub:
-                            if message["type"] in _DROPPED:
-                                # Redis ended the subscription itself: in a cluster, the slot
-                                # moved (a failover, a resharding). Subscribe where it is now.
-                                raise BrokerUnavailable("subscription dropped by Redis")
-                            data = message["data"]
-                            if message["type"] == "message" and isinstance(data, bytes):
-                                await self._on_message(data)
-                except* anyio.ClosedResourceError:
-                    # Tearing down a subscription whose connection is already gone (Redis
-                    # restarted, or shutdown cancels it): split off so a cancellation in the
-                    # same group still ends the task cleanly instead of failing the process.
-                    self._trouble("subscription closed", BrokerUnavailable("connection closed"))
-            except Exception as error:  # coredis wraps connection loss in exception groups
+                with trio.fail_after(OP_TIMEOUT):
+                    node = await channel_node(self._url, client, channel, OP_TIMEOUT)
+                async with subscribe(node, channel, sharded=sharded, within=OP_TIMEOUT) as sub:
+                    await self._check_subscription()
+                    subscribed.set()
+                    event(log, logging.INFO, "redis subscription ready", channel=channel)
+                    # Frames published while we were not subscribed wait in queues, and
+                    # Redis may have lost state (restart, failover): reconcile now. Echoes
+                    # published meanwhile are lost: the resync settles each peer afresh.
+                    for local in self._local.values():
+                        local.blocked, local.echoes = True, set()
+                    self._resync_needed = True
+                    with contextlib.suppress(BrokerUnavailable):
+                        await self._reconcile()
+                    while True:
+                        for data in await sub.receive():
+                            await self._on_message(data)
+            except Exception as error:
                 self._trouble("subscription lost", error)
             await trio.sleep(RESUBSCRIBE_DELAY)
-
-    def _subscription(self, channel: str) -> Any:
-        """This replica's channel: sharded pub/sub in a cluster, where it lives on the keys' slot;
-        the subscription fails (and is made again) when that slot's primary fails or moves."""
-        options: dict[str, Any] = {"retry_policy": None}
-        if isinstance(self._client, coredis.RedisCluster):
-            return self._client.sharded_pubsub(channels=[channel], **options)
-        assert self._client is not None
-        return self._client.pubsub(channels=[channel], **options)
 
     async def _check_subscription(self) -> None:
         """In a cluster, fail unless this replica's subscription sits on its slot's primary.
