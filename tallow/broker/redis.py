@@ -16,7 +16,9 @@ back through the channel (the numbered ``D`` *echoes*). Until then frames take t
 a sender's in-process frame never overtakes its own earlier frame still inside Redis.
 
 Script calls go through a ``ScriptBatch``: those issued in the same scheduler tick reach Redis
-as one pipeline (``redis_batch``).
+as one pipeline (``redis_batch``). The two hot paths, that pipeline and the subscription, run on
+connections of their own with raw RESP (``redis_link``, ``redis_pubsub``); coredis finds the
+node they connect to and carries everything else.
 
 Replicas heartbeat into a sorted set; one silent for ``NODE_TIMEOUT`` is dead and any replica's
 ``expired()`` hands its peers the resume grace (counted from its last heartbeat) and then removes
@@ -57,8 +59,9 @@ from tallow.broker.base import (
     Member,
     RoomFull,
 )
-from tallow.broker.redis_batch import ScriptBatch
-from tallow.broker.redis_connect import Client, channel_node, open_client
+from tallow.broker.redis_batch import Script, ScriptBatch
+from tallow.broker.redis_connect import Client, node_for, open_client
+from tallow.broker.redis_link import Endpoint
 from tallow.broker.redis_pubsub import subscribe
 from tallow.config import Settings
 from tallow.observability.logs import event
@@ -94,6 +97,8 @@ UNAVAILABLE = (
     OSError,
     anyio.ClosedResourceError,
     anyio.BrokenResourceError,
+    trio.ClosedResourceError,  # the broker's own connections (redis_link): TLS refused, ...
+    trio.BrokenResourceError,
     trio.TooSlowError,
 )
 
@@ -194,7 +199,7 @@ class RedisBroker:
         self._context = [context[name] for name in lua.CONTEXT]
         self._client: Client | None = None
         self._batch: ScriptBatch | None = None
-        self._scripts: dict[str, Any] = {}
+        self._scripts: dict[str, Script] = {}
         self._local: dict[str, _Local] = {}
         self._here: dict[str, set[str]] = {}  # room -> peers attached here that are in it
         self._echo_numbers = itertools.count()
@@ -212,13 +217,16 @@ class RedisBroker:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with open_client(self._url, op_timeout=OP_TIMEOUT) as client:
             self._client = client
-            self._scripts = {
-                name: client.register_script(lua.full(body)) for name, body in _SCRIPTS.items()
-            }
+            route = self._key("epoch")  # every script declares this key: in a cluster, its slot
+
+            async def locate() -> Endpoint:
+                return await node_for(self._url, client, route, OP_TIMEOUT)
+
+            batch = self._batch = ScriptBatch(locate, OP_TIMEOUT, [route])
+            self._scripts = {name: batch.register(lua.full(s)) for name, s in _SCRIPTS.items()}
             try:
                 async with trio.open_nursery() as nursery:
-                    self._batch = ScriptBatch(client, OP_TIMEOUT, [self._key("epoch")])
-                    await nursery.start(self._batch.run)
+                    await nursery.start(batch.run)
                     subscribed = trio.Event()
                     nursery.start_soon(self._subscribe_forever, subscribed)
                     nursery.start_soon(self._heartbeat_forever)
@@ -227,8 +235,8 @@ class RedisBroker:
                         await subscribed.wait()
                     task_status.started()
             finally:
-                self._batch = None  # its task has ended: the goodbye goes on its own
-                with trio.CancelScope(shield=True), trio.move_on_after(OP_TIMEOUT):
+                # The batch's task has ended: the goodbye goes alone.
+                with trio.CancelScope(shield=True), trio.move_on_after(2 * OP_TIMEOUT):
                     await self._goodbye()
                 self._client = None
 
@@ -239,7 +247,7 @@ class RedisBroker:
         while True:
             try:
                 with trio.fail_after(OP_TIMEOUT):
-                    node = await channel_node(self._url, client, channel, OP_TIMEOUT)
+                    node = await node_for(self._url, client, channel, OP_TIMEOUT)
                 async with subscribe(node, channel, sharded=sharded, within=OP_TIMEOUT) as sub:
                     await self._check_subscription()
                     subscribed.set()
@@ -630,27 +638,32 @@ class RedisBroker:
 
     async def _script(self, name: str, *args: str | bytes | int) -> Any:
         self._connected()
-        script, full_args = self._scripts[name], [*self._context, *args]
-        if self._batch is None:
-            return await self._guard(script(keys=[self._key("epoch")], args=full_args))
-        # The batch bounds each call (the pipeline before it, then its own).
-        return await self._guard(self._batch.call(script, full_args), 2 * OP_TIMEOUT)
+        assert self._batch is not None
+        try:
+            # Bounded and not cancellable by the batch itself: no scope of our own (it would
+            # cost more than the call; docs/performance.md).
+            return await self._batch.call(self._scripts[name], [*self._context, *args])
+        except (*UNAVAILABLE, BrokerUnavailable) as error:
+            raise self._unavailable(error) from error
 
-    async def _guard(self, request: Any, seconds: float = OP_TIMEOUT) -> Any:
+    async def _guard(self, request: Any) -> Any:
         """Await one Redis request; trouble of any kind becomes BrokerUnavailable.
 
         Shielded (and bounded): a caller cancelled meanwhile must not leave half an operation
         behind, such as a join whose announcement never went out.
         """
         try:
-            with trio.CancelScope(shield=True), trio.fail_after(seconds):
+            with trio.CancelScope(shield=True), trio.fail_after(OP_TIMEOUT):
                 return await request
         except UNAVAILABLE as error:
             if isinstance(error, redis_errors.ReadOnlyError) and self._client is not None:
                 # A primary demoted by a failover: reconnect, asking Sentinel where to.
                 self._client.connection_pool.disconnect()
-            self._trouble("redis unavailable", error)
-            raise BrokerUnavailable(_describe(error)) from error
+            raise self._unavailable(error) from error
+
+    def _unavailable(self, error: BaseException) -> BrokerUnavailable:
+        self._trouble("redis unavailable", error)
+        return BrokerUnavailable(_describe(error))
 
     def _trouble(self, what: str, error: BaseException) -> None:
         if isinstance(self._client, coredis.RedisCluster):

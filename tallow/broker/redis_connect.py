@@ -25,7 +25,7 @@ from coredis.connection import TCPLocation
 from coredis.retry import NoRetryPolicy
 
 from tallow.broker.base import BrokerUnavailable
-from tallow.broker.redis_pubsub import Endpoint
+from tallow.broker.redis_link import Endpoint
 from tallow.redis_url import RedisURL
 
 
@@ -85,14 +85,19 @@ def _sentinel(url: RedisURL, op_timeout: float) -> coredis.Sentinel[bytes]:
     return coredis.Sentinel(hosts, sentinel_kwargs=sentinel_kwargs, **node_kwargs)
 
 
-async def channel_node(url: RedisURL, client: Client, channel: str, op_timeout: float) -> Endpoint:
-    """The node to subscribe to ``channel`` on: the one Redis, the primary Sentinel names now,
-    or in a cluster the primary serving the channel's slot (as some node sees it: a stale
-    answer fails the broker's subscription check, and it asks again)."""
+async def node_for(url: RedisURL, client: Client, key: str, op_timeout: float) -> Endpoint:
+    """The node that holds ``key`` (or its channel): the one Redis, the primary Sentinel names
+    now, or in a cluster the primary serving the key's slot as some node sees it (a stale
+    answer fails the broker's subscription check or the script calls, and it asks again)."""
     host, port = url.hosts[0]
     if isinstance(client, coredis.RedisCluster):
-        slot = await client.cluster_keyslot(channel)
-        for (first, last), nodes in (await client.cluster_slots()).items():
+        # Asked of a random node; one that is down comes back as its error, not raised.
+        slot, slots = await client.cluster_keyslot(key), await client.cluster_slots()
+        answers: tuple[object, ...] = (slot, slots)  # whatever the annotations say
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                raise answer
+        for (first, last), nodes in slots.items():
             if first <= slot <= last:
                 host, port = nodes[0]["host"], nodes[0]["port"]
                 break
@@ -103,7 +108,7 @@ async def channel_node(url: RedisURL, client: Client, channel: str, op_timeout: 
         async with _sentinel(url, op_timeout) as sentinel:
             host, port = await sentinel.discover_primary(url.service)
     tls = _tls_context(url.options) if url.tls else None
-    return Endpoint(host, port, tls, url.username, url.password)
+    return Endpoint(host, port, tls, url.username, url.password, url.db)
 
 
 def _cluster(url: RedisURL, options: dict[str, Any]) -> coredis.RedisCluster[bytes]:

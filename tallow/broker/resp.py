@@ -1,6 +1,6 @@
 """RESP2, the Redis wire format: commands encoded, replies split off a byte stream.
 
-Only what the broker's own connections need (``redis_pubsub``): commands are arrays of bulk
+Only what the broker's own connections need (``redis_link``): commands are arrays of bulk
 strings; replies are simple strings, errors, integers, bulk strings and arrays of them. A reply
 may arrive split across reads, and one read may carry many: ``RespReader.feed`` returns every
 complete one and keeps the rest for the next read.

@@ -9,7 +9,8 @@ import trio
 from harness.redis import RedisServer
 from tallow.broker.base import BrokerUnavailable
 from tallow.broker.redis_connect import open_client
-from tallow.broker.redis_pubsub import READ_SIZE, Endpoint, subscribe
+from tallow.broker.redis_link import READ_SIZE, Endpoint
+from tallow.broker.redis_pubsub import subscribe
 from tallow.redis_url import parse_redis_url
 
 CHANNEL = "tallow:ch:test"

@@ -8,7 +8,8 @@ import trio
 import trio.testing
 
 from tallow.broker.base import BrokerUnavailable
-from tallow.broker.redis_pubsub import Endpoint, Subscription, start
+from tallow.broker.redis_link import Endpoint, Link
+from tallow.broker.redis_pubsub import Subscription, start
 from tallow.broker.resp import ProtocolError, ReplyError, RespReader, encode
 
 CHANNEL = "tallow:ch:node-1"
@@ -71,7 +72,7 @@ async def handshake(
 
     async def subscriber() -> None:
         try:
-            result.append(await start(ours, endpoint, CHANNEL, sharded=sharded))
+            result.append(await start(Link(ours), endpoint, CHANNEL, sharded=sharded))
         except BrokerUnavailable as error:
             result.append(error)
 
