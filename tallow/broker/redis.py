@@ -222,7 +222,7 @@ class RedisBroker:
             async def locate() -> Endpoint:
                 return await node_for(self._url, client, route, OP_TIMEOUT)
 
-            batch = self._batch = ScriptBatch(locate, OP_TIMEOUT, [route])
+            batch = self._batch = ScriptBatch(locate, OP_TIMEOUT, [route], self._context)
             self._scripts = {name: batch.register(lua.full(s)) for name, s in _SCRIPTS.items()}
             try:
                 async with trio.open_nursery() as nursery:
@@ -238,7 +238,9 @@ class RedisBroker:
                 # The batch's task has ended: the goodbye goes alone.
                 with trio.CancelScope(shield=True), trio.move_on_after(2 * OP_TIMEOUT):
                     await self._goodbye()
-                self._client = None
+                self._client = None  # no script call starts after this
+                with trio.CancelScope(shield=True):
+                    await batch.aclose()
 
     async def _subscribe_forever(self, subscribed: trio.Event) -> None:
         client = self._connected()
@@ -642,7 +644,7 @@ class RedisBroker:
         try:
             # Bounded and not cancellable by the batch itself: no scope of our own (it would
             # cost more than the call; docs/performance.md).
-            return await self._batch.call(self._scripts[name], [*self._context, *args])
+            return await self._batch.call(self._scripts[name], args)
         except (*UNAVAILABLE, BrokerUnavailable) as error:
             raise self._unavailable(error) from error
 

@@ -28,7 +28,7 @@ import trio
 
 from tallow.broker.base import BrokerUnavailable
 from tallow.broker.redis_link import Endpoint, Link, connect
-from tallow.broker.resp import Reply, ReplyError, encode
+from tallow.broker.resp import Reply, ReplyError, bulk, encode
 
 MAX_BATCH = 256  # calls per pipeline; more wait for the next one
 # Error replies that mean "not here, not now" (a failover, a slot moving, Redis starting):
@@ -40,6 +40,8 @@ _UNAVAILABLE = ("READONLY", "MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN", "LOADING"
 class Script:
     body: str
     sha: str
+    head: bytes  # EVALSHA, its sha, the keys and the leading arguments, encoded once
+    arity: int  # how many arguments the head holds
 
 
 @attrs.define(eq=False)
@@ -55,12 +57,17 @@ class ScriptBatch:
     that task has ended (shutdown), each call goes alone, in its caller's task."""
 
     def __init__(
-        self, locate: Callable[[], Awaitable[Endpoint]], timeout: float, route: Sequence[str] = ()
+        self,
+        locate: Callable[[], Awaitable[Endpoint]],
+        timeout: float,
+        route: Sequence[str] = (),
+        context: Sequence[str | int] = (),
     ) -> None:
+        """``route``: the keys every call declares (a cluster routes by them); ``context``: the
+        arguments every call starts with."""
         self._locate = locate
         self._timeout = timeout
-        # The keys every call declares (a cluster routes by them), as EVALSHA takes them.
-        self._route: list[str | bytes | int] = [len(route), *route]
+        self._lead: list[str | bytes | int] = [len(route), *route, *context]
         self._scripts: dict[str, Script] = {}  # sha -> script: loaded on each new connection
         self._link: Link | None = None
         self._waiting: list[_Call] = []
@@ -69,7 +76,9 @@ class ScriptBatch:
         self._alone = trio.Lock()  # after that, one call at a time on the connection
 
     def register(self, body: str) -> Script:
-        script = Script(body, hashlib.sha1(body.encode()).hexdigest())
+        sha = hashlib.sha1(body.encode()).hexdigest()
+        lead = ["EVALSHA", sha, *self._lead]
+        script = Script(body, sha, bulk(lead), len(lead))
         self._scripts[script.sha] = script
         return script
 
@@ -146,7 +155,8 @@ class ScriptBatch:
         return outcome.Error(reply)
 
     def _evalsha(self, request: _Call) -> bytes:
-        return encode("EVALSHA", request.script.sha, *self._route, *request.args)
+        script, args = request.script, request.args
+        return b"*%d\r\n" % (script.arity + len(args)) + script.head + bulk(args)
 
     async def _connected(self) -> Link:
         if self._link is None:
@@ -160,6 +170,10 @@ class ScriptBatch:
                 raise
             self._link = link
         return self._link
+
+    async def aclose(self) -> None:
+        """Close the connection (after the last call)."""
+        await self._drop()
 
     async def _drop(self) -> None:
         link, self._link = self._link, None

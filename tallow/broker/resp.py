@@ -8,6 +8,7 @@ complete one and keeps the rest for the next read.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TypeAlias
 
 CRLF = b"\r\n"
@@ -26,8 +27,13 @@ Reply: TypeAlias = "bytes | int | ReplyError | list[Reply] | None"
 
 def encode(*command: str | bytes | int) -> bytes:
     """One command as a RESP array of bulk strings."""
-    parts = [b"*%d\r\n" % len(command)]
-    for argument in command:
+    return b"*%d\r\n" % len(command) + bulk(command)
+
+
+def bulk(arguments: Sequence[str | bytes | int]) -> bytes:
+    """Arguments as RESP bulk strings, to follow an array's header (``encode`` writes both)."""
+    parts = []
+    for argument in arguments:
         data = argument if isinstance(argument, bytes) else str(argument).encode()
         parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(parts)
