@@ -229,9 +229,10 @@ async def cluster_failover(start: Callable[..., TallowProcess], workdir: Path) -
 
 
 async def script_call_cost(calls: int = 3000, batch: int = 50) -> None:
-    """Client CPU per EVALSHA through coredis: one at a time, then ScriptBatch pipelines."""
+    """Client CPU per EVALSHA through coredis one at a time, then in ScriptBatch pipelines."""
     from tallow.broker.redis_batch import ScriptBatch
-    from tallow.broker.redis_connect import open_client
+    from tallow.broker.redis_connect import node_for, open_client
+    from tallow.broker.redis_link import Endpoint
 
     def cpu() -> float:
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -252,14 +253,21 @@ async def script_call_cost(calls: int = 3000, batch: int = 50) -> None:
                 _report(
                     "EVALSHA one at a time, client CPU", f"{(cpu() - started) / calls * 1e6:.0f} us"
                 )
-                runner = ScriptBatch(client, 2.0)
+
+                async def locate() -> Endpoint:
+                    assert url is not None
+                    return await node_for(url, client, "cost", 2.0)
+
+                runner = ScriptBatch(locate, 2.0)
+                registered = runner.register("return ARGV[1]")
                 async with trio.open_nursery() as nursery:
                     await nursery.start(runner.run)
+                    await runner.call(registered, args)
                     started = cpu()
                     for _ in range(calls // batch):
                         async with trio.open_nursery() as callers:
                             for _ in range(batch):
-                                callers.start_soon(runner.call, script, args)
+                                callers.start_soon(runner.call, registered, args)
                     per_call = (cpu() - started) / (calls // batch * batch) * 1e6
                     _report(
                         f"EVALSHA {batch} per pipeline (ScriptBatch), client CPU",

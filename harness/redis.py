@@ -93,6 +93,10 @@ class RedisServer:
     def scan_keys(self, pattern: str = "*") -> list[str]:
         return sorted(line for line in self.cli("--scan", "--pattern", pattern).splitlines())
 
+    def channels(self, pattern: str = "*") -> list[str]:
+        """Pub/sub channels matching ``pattern`` that have a subscriber right now."""
+        return sorted(self.cli("PUBSUB", "CHANNELS", pattern).splitlines())
+
 
 @attrs.define
 class Sentinel:
@@ -247,6 +251,11 @@ class RedisCluster:
 
     def scan_keys(self, pattern: str = "*") -> list[str]:
         return sorted(key for node in self.primary_nodes() for key in node.scan_keys(pattern))
+
+    def channels(self, pattern: str = "*") -> list[str]:
+        """Sharded channels matching ``pattern`` that have a subscriber right now."""
+        found = (node.cli("PUBSUB", "SHARDCHANNELS", pattern) for node in self.primary_nodes())
+        return sorted(channel for lines in found for channel in lines.splitlines())
 
     def kill(self) -> None:
         for node in self.nodes:

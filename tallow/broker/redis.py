@@ -16,7 +16,9 @@ back through the channel (the numbered ``D`` *echoes*). Until then frames take t
 a sender's in-process frame never overtakes its own earlier frame still inside Redis.
 
 Script calls go through a ``ScriptBatch``: those issued in the same scheduler tick reach Redis
-as one pipeline (``redis_batch``).
+as one pipeline (``redis_batch``). The two hot paths, that pipeline and the subscription, run on
+connections of their own with raw RESP (``redis_link``, ``redis_pubsub``); coredis finds the
+node they connect to and carries everything else.
 
 Replicas heartbeat into a sorted set; one silent for ``NODE_TIMEOUT`` is dead and any replica's
 ``expired()`` hands its peers the resume grace (counted from its last heartbeat) and then removes
@@ -57,8 +59,10 @@ from tallow.broker.base import (
     Member,
     RoomFull,
 )
-from tallow.broker.redis_batch import ScriptBatch
-from tallow.broker.redis_connect import Client, open_client
+from tallow.broker.redis_batch import Script, ScriptBatch
+from tallow.broker.redis_connect import Client, node_for, open_client
+from tallow.broker.redis_link import Endpoint
+from tallow.broker.redis_pubsub import subscribe
 from tallow.config import Settings
 from tallow.observability.logs import event
 
@@ -93,6 +97,8 @@ UNAVAILABLE = (
     OSError,
     anyio.ClosedResourceError,
     anyio.BrokenResourceError,
+    trio.ClosedResourceError,  # the broker's own connections (redis_link): TLS refused, ...
+    trio.BrokenResourceError,
     trio.TooSlowError,
 )
 
@@ -102,7 +108,6 @@ _DELIVERY = {
     b"full": Delivery.QUEUE_FULL,
     b"gone": Delivery.NOT_FOUND,
 }
-_DROPPED = ("unsubscribe", "sunsubscribe")  # pub/sub messages that end a subscription
 _HERE = b"here:"  # a script result: published to this very replica's channel, for that conn
 
 _SCRIPTS = {
@@ -194,7 +199,7 @@ class RedisBroker:
         self._context = [context[name] for name in lua.CONTEXT]
         self._client: Client | None = None
         self._batch: ScriptBatch | None = None
-        self._scripts: dict[str, Any] = {}
+        self._scripts: dict[str, Script] = {}
         self._local: dict[str, _Local] = {}
         self._here: dict[str, set[str]] = {}  # room -> peers attached here that are in it
         self._echo_numbers = itertools.count()
@@ -212,13 +217,16 @@ class RedisBroker:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with open_client(self._url, op_timeout=OP_TIMEOUT) as client:
             self._client = client
-            self._scripts = {
-                name: client.register_script(lua.full(body)) for name, body in _SCRIPTS.items()
-            }
+            route = self._key("epoch")  # every script declares this key: in a cluster, its slot
+
+            async def locate() -> Endpoint:
+                return await node_for(self._url, client, route, OP_TIMEOUT)
+
+            batch = self._batch = ScriptBatch(locate, OP_TIMEOUT, [route], self._context)
+            self._scripts = {name: batch.register(lua.full(s)) for name, s in _SCRIPTS.items()}
             try:
                 async with trio.open_nursery() as nursery:
-                    self._batch = ScriptBatch(client, OP_TIMEOUT, [self._key("epoch")])
-                    await nursery.start(self._batch.run)
+                    await nursery.start(batch.run)
                     subscribed = trio.Event()
                     nursery.start_soon(self._subscribe_forever, subscribed)
                     nursery.start_soon(self._heartbeat_forever)
@@ -227,54 +235,39 @@ class RedisBroker:
                         await subscribed.wait()
                     task_status.started()
             finally:
-                self._batch = None  # its task has ended: the goodbye goes on its own
-                with trio.CancelScope(shield=True), trio.move_on_after(OP_TIMEOUT):
+                # The batch's task has ended: the goodbye goes alone.
+                with trio.CancelScope(shield=True), trio.move_on_after(2 * OP_TIMEOUT):
                     await self._goodbye()
-                self._client = None
+                self._client = None  # no script call starts after this
+                with trio.CancelScope(shield=True):
+                    await batch.aclose()
 
     async def _subscribe_forever(self, subscribed: trio.Event) -> None:
-        assert self._client is not None
+        client = self._connected()
         channel = self._key("ch", self._node)
+        sharded = isinstance(client, coredis.RedisCluster)
         while True:
             try:
-                try:
-                    async with self._subscription(channel) as pubsub:
-                        await self._check_subscription()
-                        subscribed.set()
-                        event(log, logging.INFO, "redis subscription ready", channel=channel)
-                        # Frames published while we were not subscribed wait in queues, and
-                        # Redis may have lost state (restart, failover): reconcile now. Echoes
-                        # published meanwhile are lost: the resync settles each peer afresh.
-                        for local in self._local.values():
-                            local.blocked, local.echoes = True, set()
-                        self._resync_needed = True
-                        with contextlib.suppress(BrokerUnavailable):
-                            await self._reconcile()
-                        async for message in pubsub:
-                            if message["type"] in _DROPPED:
-                                # Redis ended the subscription itself: in a cluster, the slot
-                                # moved (a failover, a resharding). Subscribe where it is now.
-                                raise BrokerUnavailable("subscription dropped by Redis")
-                            data = message["data"]
-                            if message["type"] == "message" and isinstance(data, bytes):
-                                await self._on_message(data)
-                except* anyio.ClosedResourceError:
-                    # Tearing down a subscription whose connection is already gone (Redis
-                    # restarted, or shutdown cancels it): split off so a cancellation in the
-                    # same group still ends the task cleanly instead of failing the process.
-                    self._trouble("subscription closed", BrokerUnavailable("connection closed"))
-            except Exception as error:  # coredis wraps connection loss in exception groups
+                with trio.fail_after(OP_TIMEOUT):
+                    node = await node_for(self._url, client, channel, OP_TIMEOUT)
+                async with subscribe(node, channel, sharded=sharded, within=OP_TIMEOUT) as sub:
+                    await self._check_subscription()
+                    subscribed.set()
+                    event(log, logging.INFO, "redis subscription ready", channel=channel)
+                    # Frames published while we were not subscribed wait in queues, and
+                    # Redis may have lost state (restart, failover): reconcile now. Echoes
+                    # published meanwhile are lost: the resync settles each peer afresh.
+                    for local in self._local.values():
+                        local.blocked, local.echoes = True, set()
+                    self._resync_needed = True
+                    with contextlib.suppress(BrokerUnavailable):
+                        await self._reconcile()
+                    while True:
+                        for data in await sub.receive():
+                            await self._on_message(data)
+            except Exception as error:
                 self._trouble("subscription lost", error)
             await trio.sleep(RESUBSCRIBE_DELAY)
-
-    def _subscription(self, channel: str) -> Any:
-        """This replica's channel: sharded pub/sub in a cluster, where it lives on the keys' slot;
-        the subscription fails (and is made again) when that slot's primary fails or moves."""
-        options: dict[str, Any] = {"retry_policy": None}
-        if isinstance(self._client, coredis.RedisCluster):
-            return self._client.sharded_pubsub(channels=[channel], **options)
-        assert self._client is not None
-        return self._client.pubsub(channels=[channel], **options)
 
     async def _check_subscription(self) -> None:
         """In a cluster, fail unless this replica's subscription sits on its slot's primary.
@@ -647,27 +640,32 @@ class RedisBroker:
 
     async def _script(self, name: str, *args: str | bytes | int) -> Any:
         self._connected()
-        script, full_args = self._scripts[name], [*self._context, *args]
-        if self._batch is None:
-            return await self._guard(script(keys=[self._key("epoch")], args=full_args))
-        # The batch bounds each call (the pipeline before it, then its own).
-        return await self._guard(self._batch.call(script, full_args), 2 * OP_TIMEOUT)
+        assert self._batch is not None
+        try:
+            # Bounded and not cancellable by the batch itself: no scope of our own (it would
+            # cost more than the call; docs/performance.md).
+            return await self._batch.call(self._scripts[name], args)
+        except (*UNAVAILABLE, BrokerUnavailable) as error:
+            raise self._unavailable(error) from error
 
-    async def _guard(self, request: Any, seconds: float = OP_TIMEOUT) -> Any:
+    async def _guard(self, request: Any) -> Any:
         """Await one Redis request; trouble of any kind becomes BrokerUnavailable.
 
         Shielded (and bounded): a caller cancelled meanwhile must not leave half an operation
         behind, such as a join whose announcement never went out.
         """
         try:
-            with trio.CancelScope(shield=True), trio.fail_after(seconds):
+            with trio.CancelScope(shield=True), trio.fail_after(OP_TIMEOUT):
                 return await request
         except UNAVAILABLE as error:
             if isinstance(error, redis_errors.ReadOnlyError) and self._client is not None:
                 # A primary demoted by a failover: reconnect, asking Sentinel where to.
                 self._client.connection_pool.disconnect()
-            self._trouble("redis unavailable", error)
-            raise BrokerUnavailable(_describe(error)) from error
+            raise self._unavailable(error) from error
+
+    def _unavailable(self, error: BaseException) -> BrokerUnavailable:
+        self._trouble("redis unavailable", error)
+        return BrokerUnavailable(_describe(error))
 
     def _trouble(self, what: str, error: BaseException) -> None:
         if isinstance(self._client, coredis.RedisCluster):

@@ -1,95 +1,191 @@
-"""Script calls issued in the same scheduler tick go to Redis as one pipeline: one write, one read.
+"""Script calls issued in the same scheduler tick go to Redis as one pipeline: one write, one read,
+on a connection of the batch's own (``redis_link``) with the commands encoded straight to RESP.
 
-Through coredis a lone EVALSHA costs about 0.23 ms of client CPU on a development machine, 50
-per pipeline about 0.04 ms each (``bench/redis_fanout.py --script-cost``, docs/scaling.md).
-Sessions call ``ScriptBatch.call`` as they would the script itself; the batch's task sends
-whatever piled up while it was busy, in arrival order, on one connection, so calls one task
-makes one after another still run in that order.
+Through coredis a pipelined EVALSHA cost about 0.04 ms of client CPU at 50 per pipeline (its
+command objects, response futures, writer and reader tasks); written as bytes and parsed in one
+pass, 0.01 ms (``bench/redis_fanout.py --script-cost``, docs/scaling.md). Sessions call
+``ScriptBatch.call`` as they would the script itself; the batch's task sends whatever piled up
+while it was busy, in arrival order, so calls one task makes one after another run in that order.
+
+A call cannot be cancelled once issued: its script runs anyway, and the caller must see what it
+did (a join whose announcement went out). The batch bounds it instead: within the pipeline
+before it and its own, each ``timeout`` at most. The connection is made on first use, to the
+node ``locate`` names, and again after any failure (Redis restarted, a failover moved the
+primary); every registered script is loaded on it first, so a Redis that restarted empty does
+not answer NOSCRIPT to half a pipeline (a ``SCRIPT FLUSH`` meanwhile is still survived: such a
+call is loaded and run again, alone).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
 import outcome
 import trio
-from coredis.commands.script import Script
-from coredis.exceptions import NoScriptError
 
-from tallow.broker.redis_connect import Client
+from tallow.broker.base import BrokerUnavailable
+from tallow.broker.redis_link import Endpoint, Link, connect
+from tallow.broker.resp import Reply, ReplyError, bulk, encode
 
 MAX_BATCH = 256  # calls per pipeline; more wait for the next one
+# Error replies that mean "not here, not now" (a failover, a slot moving, Redis starting):
+# the connection is made again, to wherever ``locate`` says, and the callers hear of an outage.
+_UNAVAILABLE = ("READONLY", "MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN", "LOADING", "MASTERDOWN")
+
+
+@attrs.frozen
+class Script:
+    body: str
+    sha: str
+    head: bytes  # EVALSHA, its sha, the keys and the leading arguments, encoded once
+    arity: int  # how many arguments the head holds
 
 
 @attrs.define(eq=False)
 class _Call:
-    script: Script[bytes]
+    script: Script
     args: Sequence[str | bytes | int]
+    task: trio.lowlevel.Task
     result: outcome.Outcome[Any] | None = None
-    done: trio.Event = attrs.Factory(trio.Event)
 
 
 class ScriptBatch:
-    """Runs script calls in pipelines from its own task (``run``), one pipeline at a time."""
+    """Runs script calls in pipelines from its own task (``run``), one pipeline at a time; once
+    that task has ended (shutdown), each call goes alone, in its caller's task."""
 
-    def __init__(self, client: Client, timeout: float, route: Sequence[str] = ()) -> None:
-        self._client = client
+    def __init__(
+        self,
+        locate: Callable[[], Awaitable[Endpoint]],
+        timeout: float,
+        route: Sequence[str] = (),
+        context: Sequence[str | int] = (),
+    ) -> None:
+        """``route``: the keys every call declares (a cluster routes by them); ``context``: the
+        arguments every call starts with."""
+        self._locate = locate
         self._timeout = timeout
-        self._route = list(route)  # the keys every call declares: in a cluster, they pick the node
+        self._lead: list[str | bytes | int] = [len(route), *route, *context]
+        self._scripts: dict[str, Script] = {}  # sha -> script: loaded on each new connection
+        self._link: Link | None = None
         self._waiting: list[_Call] = []
         self._wake = trio.Event()
+        self._stopped = False  # run() has ended
+        self._alone = trio.Lock()  # after that, one call at a time on the connection
 
-    async def call(self, script: Script[bytes], args: Sequence[str | bytes | int]) -> Any:
-        """The script's reply, or what it raised; every call ends within two pipelines' time."""
-        request = _Call(script, args)
+    def register(self, body: str) -> Script:
+        sha = hashlib.sha1(body.encode()).hexdigest()
+        lead = ["EVALSHA", sha, *self._lead]
+        script = Script(body, sha, bulk(lead), len(lead))
+        self._scripts[script.sha] = script
+        return script
+
+    async def call(self, script: Script, args: Sequence[str | bytes | int]) -> Any:
+        """The script's reply, or what it raised: ReplyError for an error of the script itself,
+        BrokerUnavailable or an OSError for Redis out of reach."""
+        request = _Call(script, args, trio.lowlevel.current_task())
+        if self._stopped:
+            async with self._alone:
+                await self._send([request])
+            assert request.result is not None
+            return request.result.unwrap()
         self._waiting.append(request)
         self._wake.set()
-        await request.done.wait()
-        assert request.result is not None
-        return request.result.unwrap()
+        return await trio.lowlevel.wait_task_rescheduled(_not_cancellable)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
-        while True:
-            await self._wake.wait()
-            self._wake = trio.Event()
-            while self._waiting:
-                batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
-                try:
-                    await self._send(batch)
-                finally:
-                    for request in batch:  # also on cancellation: nobody waits forever
-                        if request.result is None:
-                            request.result = outcome.Error(trio.TooSlowError())
-                        request.done.set()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                while self._waiting:
+                    batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+                    try:
+                        await self._send(batch)
+                    finally:
+                        _answer(batch)  # also on cancellation: nobody waits forever
+        finally:
+            self._stopped = True
+            _answer(self._waiting)
+            self._waiting = []
 
     async def _send(self, batch: list[_Call]) -> None:
+        data = b"".join([self._evalsha(request) for request in batch])
         try:
-            with trio.fail_after(self._timeout):
-                async with self._client.pipeline(transaction=False, raise_on_error=False) as pipe:
-                    replies = [
-                        pipe.evalsha(request.script.sha, keys=self._route, args=request.args)
-                        for request in batch
-                    ]
+            replies = await self._exchange(data, len(batch))
         except Exception as error:  # the connection failed: every call in it did
             for request in batch:
                 request.result = outcome.Error(error)
             return
         for request, reply in zip(batch, replies, strict=True):
-            request.result = await outcome.acapture(_await, reply)
-            if isinstance(request.result, outcome.Error) and isinstance(
-                request.result.error, NoScriptError
-            ):
-                # Redis restarted empty: the script object loads it and runs it again. Later
-                # calls of this batch failed the same way and run again after it, in order.
-                request.result = await outcome.acapture(self._alone, request)
+            if isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
+                # Flushed meanwhile: load it and run it again. Later calls of this batch that
+                # failed the same way run again after it, in order.
+                request.result = await outcome.acapture(self._load_and_run, request)
+            else:
+                request.result = await self._result(reply)
 
-    async def _alone(self, request: _Call) -> Any:
-        with trio.fail_after(self._timeout):
-            return await request.script(keys=self._route, args=request.args)
+    async def _load_and_run(self, request: _Call) -> Any:
+        load = encode("SCRIPT", "LOAD", request.script.body)
+        _, reply = await self._exchange(load + self._evalsha(request), 2)
+        return (await self._result(reply)).unwrap()
+
+    async def _exchange(self, data: bytes, count: int) -> list[Reply]:
+        """Write ``data``, read ``count`` replies, within the timeout."""
+        try:
+            with trio.fail_after(self._timeout):
+                link = await self._connected()
+                await link.send(data)
+                return await link.replies(count)
+        except BaseException:
+            # Replies may be left unread, or half written: the connection is never used again.
+            with trio.CancelScope(shield=True):
+                await self._drop()
+            raise
+
+    async def _result(self, reply: Any) -> outcome.Outcome[Any]:
+        if not isinstance(reply, ReplyError):
+            return outcome.Value(reply)
+        if str(reply).startswith(_UNAVAILABLE):
+            await self._drop()
+            return outcome.Error(BrokerUnavailable(str(reply)))
+        return outcome.Error(reply)
+
+    def _evalsha(self, request: _Call) -> bytes:
+        script, args = request.script, request.args
+        return b"*%d\r\n" % (script.arity + len(args)) + script.head + bulk(args)
+
+    async def _connected(self) -> Link:
+        if self._link is None:
+            endpoint = await self._locate()
+            link = await connect(endpoint)
+            try:
+                loads = [encode("SCRIPT", "LOAD", script.body) for script in self._scripts.values()]
+                await link.log_in(endpoint, *loads)
+            except BaseException:
+                await link.aclose()
+                raise
+            self._link = link
+        return self._link
+
+    async def aclose(self) -> None:
+        """Close the connection (after the last call)."""
+        await self._drop()
+
+    async def _drop(self) -> None:
+        link, self._link = self._link, None
+        if link is not None:
+            await link.aclose()
 
 
-async def _await(reply: Any) -> Any:
-    return await reply
+def _not_cancellable(_: Any) -> trio.lowlevel.Abort:
+    return trio.lowlevel.Abort.FAILED
+
+
+def _answer(batch: list[_Call]) -> None:
+    for request in batch:
+        result = request.result or outcome.Error(BrokerUnavailable("script batch stopped"))
+        trio.lowlevel.reschedule(request.task, result)

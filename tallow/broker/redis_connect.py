@@ -24,6 +24,8 @@ import coredis
 from coredis.connection import TCPLocation
 from coredis.retry import NoRetryPolicy
 
+from tallow.broker.base import BrokerUnavailable
+from tallow.broker.redis_link import Endpoint
 from tallow.redis_url import RedisURL
 
 
@@ -56,6 +58,12 @@ async def open_client(url: RedisURL, *, op_timeout: float) -> AsyncIterator[Clie
             yield client
         return
     assert url.service is not None  # parse_redis_url requires it for Sentinel
+    sentinel = _sentinel(url, op_timeout)
+    async with sentinel, sentinel.primary_for(url.service) as client:
+        yield client
+
+
+def _sentinel(url: RedisURL, op_timeout: float) -> coredis.Sentinel[bytes]:
     query = url.options
     tls = _tls_context(query) if url.tls else None
     sentinel_kwargs: dict[str, Any] = {"connect_timeout": op_timeout, "stream_timeout": op_timeout}
@@ -74,9 +82,33 @@ async def open_client(url: RedisURL, *, op_timeout: float) -> AsyncIterator[Clie
     if tls is not None:
         node_kwargs["ssl_context"] = tls
     hosts = [TCPLocation(host, port) for host, port in url.hosts]
-    sentinel = coredis.Sentinel(hosts, sentinel_kwargs=sentinel_kwargs, **node_kwargs)
-    async with sentinel, sentinel.primary_for(url.service) as client:
-        yield client
+    return coredis.Sentinel(hosts, sentinel_kwargs=sentinel_kwargs, **node_kwargs)
+
+
+async def node_for(url: RedisURL, client: Client, key: str, op_timeout: float) -> Endpoint:
+    """The node that holds ``key`` (or its channel): the one Redis, the primary Sentinel names
+    now, or in a cluster the primary serving the key's slot as some node sees it (a stale
+    answer fails the broker's subscription check or the script calls, and it asks again)."""
+    host, port = url.hosts[0]
+    if isinstance(client, coredis.RedisCluster):
+        # Asked of a random node; one that is down comes back as its error, not raised.
+        slot, slots = await client.cluster_keyslot(key), await client.cluster_slots()
+        answers: tuple[object, ...] = (slot, slots)  # whatever the annotations say
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                raise answer
+        for (first, last), nodes in slots.items():
+            if first <= slot <= last:
+                host, port = nodes[0]["host"], nodes[0]["port"]
+                break
+        else:
+            raise BrokerUnavailable(f"no node serves slot {slot}")
+    elif url.sentinel:
+        assert url.service is not None
+        async with _sentinel(url, op_timeout) as sentinel:
+            host, port = await sentinel.discover_primary(url.service)
+    tls = _tls_context(url.options) if url.tls else None
+    return Endpoint(host, port, tls, url.username, url.password, url.db)
 
 
 def _cluster(url: RedisURL, options: dict[str, Any]) -> coredis.RedisCluster[bytes]:

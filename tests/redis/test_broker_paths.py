@@ -61,8 +61,8 @@ def evalsha_calls(redis_server: RedisServer) -> int:
 async def test_join_announces_to_the_listed_members_atomically(redis_server: RedisServer) -> None:
     async with replicas(redis_server, 2) as (one, two):
         a = await joined(one, "a")
-        b = await joined(two, "b")
         assert a.frames == []  # nobody was there when a joined
+        b = await joined(two, "b")
         await eventually(lambda: a.frames == [b"+b"], 5)
         c = Connection()
         await one.attach("c", "hash-c", c)

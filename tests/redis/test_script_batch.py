@@ -8,10 +8,13 @@ from contextlib import asynccontextmanager
 import coredis
 import pytest
 import trio
+import trio.lowlevel
 
 from harness.redis import RedisServer
-from tallow.broker.redis_batch import ScriptBatch
-from tallow.broker.redis_connect import open_client
+from tallow.broker.base import BrokerUnavailable
+from tallow.broker.redis_batch import Script, ScriptBatch
+from tallow.broker.redis_connect import node_for, open_client
+from tallow.broker.redis_link import Endpoint
 from tallow.redis_url import RedisURL, parse_redis_url
 
 
@@ -29,8 +32,13 @@ APPEND = "return redis.call('RPUSH', 'batch-test', ARGV[1])"
 async def batch(
     redis_server: RedisServer,
 ) -> AsyncIterator[tuple[ScriptBatch, coredis.Redis[bytes]]]:
-    async with open_client(redis_url(redis_server.url), op_timeout=2.0) as client:
-        runner = ScriptBatch(client, 2.0)
+    url = redis_url(redis_server.url)
+    async with open_client(url, op_timeout=2.0) as client:
+
+        async def locate() -> Endpoint:
+            return await node_for(url, client, "batch-test", 2.0)
+
+        runner = ScriptBatch(locate, 2.0)
         async with trio.open_nursery() as nursery:
             await nursery.start(runner.run)
             yield runner, client
@@ -41,7 +49,7 @@ async def test_concurrent_calls_each_get_their_own_reply_in_the_order_redis_ran_
     redis_server: RedisServer,
 ) -> None:
     async with batch(redis_server) as (runner, client):
-        script = client.register_script(APPEND)
+        script = runner.register(APPEND)
         replies: dict[int, int] = {}
 
         async def call(number: int) -> None:
@@ -60,7 +68,7 @@ async def test_a_redis_that_lost_its_scripts_runs_them_again_in_order(
     redis_server: RedisServer,
 ) -> None:
     async with batch(redis_server) as (runner, client):
-        script = client.register_script(APPEND)
+        script = runner.register(APPEND)
         assert await runner.call(script, ["first"]) == 1
         redis_server.cli("SCRIPT", "FLUSH")
         issued: list[bytes] = []
@@ -76,8 +84,8 @@ async def test_a_redis_that_lost_its_scripts_runs_them_again_in_order(
 
 
 async def test_every_caller_hears_of_a_lost_connection(redis_server: RedisServer) -> None:
-    async with batch(redis_server) as (runner, client):
-        script = client.register_script(APPEND)
+    async with batch(redis_server) as (runner, _):
+        script = runner.register(APPEND)
         await runner.call(script, ["warm"])
         redis_server.kill()
         failures: list[BaseException] = []
@@ -95,3 +103,40 @@ async def test_every_caller_hears_of_a_lost_connection(redis_server: RedisServer
         assert len(failures) == 5
         with pytest.raises(Exception):  # noqa: B017 - any connection error will do
             await runner.call(script, ["still down"])
+
+
+async def test_a_restarted_redis_gets_every_script_before_the_next_pipeline(
+    redis_server: RedisServer,
+) -> None:
+    async with batch(redis_server) as (runner, client):
+        first, second = runner.register(APPEND), runner.register(APPEND + " -- another script")
+        await runner.call(first, ["warm"])
+        redis_server.restart()  # empty, without scripts
+        with pytest.raises(BrokerUnavailable):
+            await runner.call(first, ["lost"])
+        await runner.call(first, ["back"])  # had it been loaded alone, the second is not
+        issued: list[bytes] = []
+
+        async def call(script: Script, word: bytes) -> None:
+            issued.append(word)  # no checkpoint between this and joining the batch
+            await runner.call(script, [word])
+
+        async with trio.open_nursery() as nursery:  # one pipeline, both scripts in it
+            for script, word in ((second, b"a"), (first, b"b"), (second, b"c")):
+                nursery.start_soon(call, script, word)
+        assert await client.lrange("batch-test", 0, -1) == [b"back", *issued]
+        # Loaded on the new connection: none of them had to be loaded and run again.
+        assert "NOSCRIPT" not in redis_server.cli("INFO", "errorstats")
+
+
+async def test_a_cancelled_caller_still_gets_its_reply(redis_server: RedisServer) -> None:
+    async with batch(redis_server) as (runner, client):
+        script = runner.register(APPEND)
+        replies: list[int] = []
+        with trio.CancelScope() as scope:
+            scope.cancel()  # already cancelled when it calls: the script runs all the same
+            replies.append(await runner.call(script, ["done"]))
+            await trio.lowlevel.checkpoint()  # the cancellation lands here
+        assert scope.cancelled_caught
+        assert replies == [1]
+        assert await client.lrange("batch-test", 0, -1) == [b"done"]

@@ -1,0 +1,93 @@
+"""A Redis connection of the broker's own: raw RESP on a Trio stream, no client machinery.
+
+The two hot paths of the Redis broker use one each: the subscriber (``redis_pubsub``) and the
+script pipeline (``redis_batch``). coredis (``redis_connect``) still finds the node to connect
+to and runs everything else. A link logs in (AUTH, SELECT) in the same write as its first
+commands would go, and reads replies in batches: many per ``receive_some``.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+import attrs
+import trio
+
+from tallow.broker.base import BrokerUnavailable
+from tallow.broker.resp import Reply, ReplyError, RespReader, encode
+
+READ_SIZE = 256 * 1024  # bytes per read: at 100 pairs a read carries tens of replies
+
+
+@attrs.frozen
+class Endpoint:
+    """One Redis node and how to log in to it."""
+
+    host: str
+    port: int
+    tls: ssl.SSLContext | None = None
+    username: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
+    db: int = 0
+
+
+class Link:
+    """Commands written as bytes, replies read back in order."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self._reader = RespReader()
+        self._read: list[Reply] = []  # parsed, not yet taken
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def replies(self, count: int) -> list[Reply]:
+        """The next ``count`` replies."""
+        while len(self._read) < count:
+            await self.read_more()
+        taken, self._read = self._read[:count], self._read[count:]
+        return taken
+
+    async def read_more(self) -> None:
+        data = await self.stream.receive_some(READ_SIZE)
+        if not data:
+            raise BrokerUnavailable("connection closed by Redis")
+        self._read += self._reader.feed(data)
+
+    def take(self) -> list[Reply]:
+        """Every reply read so far."""
+        taken, self._read = self._read, []
+        return taken
+
+    async def log_in(self, endpoint: Endpoint, *commands: bytes) -> list[Reply]:
+        """AUTH and SELECT as ``endpoint`` needs, then ``commands``, in one write: their
+        replies; BrokerUnavailable if Redis refused any."""
+        login = []
+        if endpoint.password is not None:
+            user = (endpoint.username,) if endpoint.username else ()
+            login.append(encode("AUTH", *user, endpoint.password))
+        if endpoint.db:
+            login.append(encode("SELECT", endpoint.db))
+        await self.send(b"".join([*login, *commands]))
+        replies = await self.replies(len(login) + len(commands))
+        for reply in replies:
+            if isinstance(reply, ReplyError):
+                raise BrokerUnavailable(f"refused by Redis: {reply}")
+        return replies[len(login) :]
+
+    async def aclose(self) -> None:
+        await trio.aclose_forcefully(self.stream)
+
+
+async def connect(endpoint: Endpoint) -> Link:
+    """A TCP (or TLS) connection to ``endpoint``, not yet logged in; callers bound the time."""
+    stream: trio.abc.Stream = await trio.open_tcp_stream(endpoint.host, endpoint.port)
+    if endpoint.tls is not None:
+        stream = trio.SSLStream(stream, endpoint.tls, server_hostname=endpoint.host)
+        try:
+            await stream.do_handshake()
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+    return Link(stream)

@@ -1,0 +1,96 @@
+"""RESP2, the Redis wire format: commands encoded, replies split off a byte stream.
+
+Only what the broker's own connections need (``redis_link``): commands are arrays of bulk
+strings; replies are simple strings, errors, integers, bulk strings and arrays of them. A reply
+may arrive split across reads, and one read may carry many: ``RespReader.feed`` returns every
+complete one and keeps the rest for the next read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeAlias
+
+CRLF = b"\r\n"
+
+
+class ReplyError(Exception):
+    """An error reply (``-ERR ...``, ``-MOVED ...``): Redis refused the command."""
+
+
+class ProtocolError(Exception):
+    """Bytes that are not RESP2: the connection is beyond repair."""
+
+
+Reply: TypeAlias = "bytes | int | ReplyError | list[Reply] | None"
+
+
+def encode(*command: str | bytes | int) -> bytes:
+    """One command as a RESP array of bulk strings."""
+    return b"*%d\r\n" % len(command) + bulk(command)
+
+
+def bulk(arguments: Sequence[str | bytes | int]) -> bytes:
+    """Arguments as RESP bulk strings, to follow an array's header (``encode`` writes both)."""
+    parts = []
+    for argument in arguments:
+        data = argument if isinstance(argument, bytes) else str(argument).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+class RespReader:
+    """Replies parsed from a stream of reads, in order."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = b""  # the start of a reply not yet complete
+
+    def feed(self, data: bytes | bytearray) -> list[Reply]:
+        buffer = self._buffer + data if self._buffer else bytes(data)
+        replies: list[Reply] = []
+        position, size = 0, len(buffer)
+        while position < size:
+            parsed = _parse(buffer, position)
+            if parsed is None:  # the buffer ends inside this reply
+                break
+            reply, position = parsed
+            replies.append(reply)
+        self._buffer = buffer[position:]
+        return replies
+
+
+def _parse(buffer: bytes, position: int) -> tuple[Reply, int] | None:
+    """The reply starting at ``position`` and the position after it; None if incomplete."""
+    end = buffer.find(CRLF, position)
+    if end < 0:
+        return None
+    kind, line, after = buffer[position], buffer[position + 1 : end], end + 2
+    if kind == 36:  # $: bulk string
+        length = int(line)
+        if length < 0:
+            return None, after
+        stop = after + length
+        if len(buffer) < stop + 2:
+            return None
+        return buffer[after:stop], stop + 2
+    if kind == 42:  # *: array
+        count = int(line)
+        if count < 0:
+            return None, after
+        items: list[Reply] = []
+        for _ in range(count):
+            parsed = _parse(buffer, after)
+            if parsed is None:
+                return None
+            item, after = parsed
+            items.append(item)
+        return items, after
+    if kind == 58:  # :: integer
+        return int(line), after
+    if kind == 43:  # +: simple string
+        return line, after
+    if kind == 45:  # -: error
+        return ReplyError(line.decode(errors="replace")), after
+    raise ProtocolError(f"unexpected RESP type byte {kind!r}")
