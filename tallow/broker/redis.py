@@ -18,7 +18,10 @@ a sender's in-process frame never overtakes its own earlier frame still inside R
 Script calls go through a ``ScriptBatch``: those issued in the same scheduler tick reach Redis
 as one pipeline (``redis_batch``). The two hot paths, that pipeline and the subscription, run on
 connections of their own with raw RESP (``redis_link``, ``redis_pubsub``); coredis finds the
-node they connect to and carries everything else.
+node they connect to and carries everything else. Script replies and the channel are read from
+different connections, so either can be read first: frames the channel brings for a peer whose
+attach reply (with the older frames of its queue) is still unread wait behind those, and a ``u``
+read first is not undone by the attach's older news of a hold.
 
 Replicas heartbeat into a sorted set; one silent for ``NODE_TIMEOUT`` is dead and any replica's
 ``expired()`` hands its peers the resume grace (counted from its last heartbeat) and then removes
@@ -143,9 +146,14 @@ class _Local:
     announce: bytes = b""  # its join announcement, sent again if the others heard it leave
     # What keeps the local fast path off (module docstring): all must clear.
     attached: bool = False  # the attach script has run
-    held: bool = False  # its previous replica still releases frames to it (until ``u``)
+    # Its previous replica still releases frames to it (until ``u``); None until the attach
+    # script's reply says, which may come after the ``u`` (the two use different connections).
+    held: bool | None = None
     blocked: bool = False  # frames may wait in its Redis queue (until a flush or resync)
     echoes: set[int] = attrs.Factory(set)  # numbers of D echoes sent or seen, not yet both
+    # Frames that came through the channel before the attach script's reply, which carries
+    # older ones (its queue): they go after those.
+    early: list[bytes] = attrs.Factory(list)
 
     @property
     def settled(self) -> bool:
@@ -326,8 +334,11 @@ class RedisBroker:
             raise
         if self._local.get(peer) is local:
             self._set_room(peer, local, room.decode(), member)
-            local.attached, local.held = True, bool(held)
-        self._hand_over_all(peer, local, queued)
+        if local.held is None:
+            local.held = bool(held)
+        local.attached = True
+        early, local.early = local.early, []
+        self._hand_over_all(peer, local, [*queued, *early])
 
     async def claim(self, resume_hash: str) -> Claim | None:
         found = await self._script("claim", resume_hash)
@@ -479,6 +490,8 @@ class RedisBroker:
         release = self._releases.get(peer)
         if release is not None:
             release.frames.append(frame)
+        elif not local.attached:  # older frames come with its attach script's reply
+            local.early.append(frame)
         elif not local.inbox.offer(frame):
             self._releases[peer] = _Release([frame])  # cut off as a slow reader
 
@@ -528,6 +541,9 @@ class RedisBroker:
             release = self._releases.get(peer)
             if release is not None:
                 release.frames.extend(frames[index:])
+                return
+            if not local.attached:
+                local.early.extend(frames[index:])
                 return
             if not local.inbox.offer(frame):
                 self._releases[peer] = _Release(frames[index:])  # cut off as a slow reader

@@ -129,3 +129,69 @@ async def test_order_holds_while_the_receiver_resumes_onto_the_senders_replica(
         await one.deliver("R", "b", b"last")
         assert evalsha_calls(redis_server) - before <= 1
         assert new.frames[-1] == b"last"
+
+
+@asynccontextmanager
+async def attach_reply_read_late(
+    broker: RedisBroker, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[trio.Event, trio.Event]]:
+    """(ran, read): the broker's attach script has run in Redis; set ``read`` to let the broker
+    read its reply (what the channel brings meanwhile is read first)."""
+    script, ran, read = broker._script, trio.Event(), trio.Event()
+
+    async def late(name: str, *args: str | bytes | int) -> object:
+        result = await script(name, *args)
+        if name == "attach":
+            ran.set()
+            await read.wait()
+        return result
+
+    monkeypatch.setattr(broker, "_script", late)
+    yield ran, read
+
+
+async def test_frames_that_overtake_the_attach_reply_wait_behind_its_queue(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attach script's reply (older frames, from the peer's queue) and the channel (newer
+    ones) come over different connections: whichever is read first, the older go first."""
+    async with replicas(redis_server, 2) as (one, two):
+        await joined(one, "a")
+        await two.detach("b", await joined(two, "b"), [])  # away: frames to b wait in its queue
+        assert await one.deliver("R", "b", b"first") is Delivery.QUEUED
+        assert await two.claim("hash-b") is not None
+        new = Connection()
+        async with (
+            attach_reply_read_late(two, monkeypatch) as (ran, read),
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(two.attach, "b", "hash-b2", new)
+            await ran.wait()
+            assert await one.deliver("R", "b", b"second") is Delivery.DELIVERED
+            # Two's subscription has read "second" before the attach's reply is read.
+            await eventually(lambda: new.frames or two._local["b"].early, 5, step=0.01)
+            read.set()
+        assert new.frames == [b"first", b"second"]
+
+
+async def test_a_hold_that_ends_before_the_attach_reply_is_read_ends(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The end of a hand-over's hold (u) can be read before the reply of the attach that found
+    the hold: the peer still settles and takes the local fast path."""
+    async with replicas(redis_server, 2) as (one, two):
+        await joined(one, "a")
+        old = await joined(two, "b")
+        assert await one.claim("hash-b") is not None  # two still holds b's connection: a hold
+        new = Connection()
+        async with (
+            attach_reply_read_late(one, monkeypatch) as (ran, read),
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(one.attach, "b", "hash-b2", new)
+            await ran.wait()
+            await eventually(lambda: old.superseded, 5, step=0.01)
+            await two.detach("b", old, old.unsent)  # two lets go: the hold ends (u to one)
+            await eventually(lambda: one._local["b"].held is False, 5, step=0.01)
+            read.set()
+        await eventually(lambda: one._local["b"].settled, 5)
