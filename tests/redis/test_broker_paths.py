@@ -132,12 +132,13 @@ async def test_order_holds_while_the_receiver_resumes_onto_the_senders_replica(
 
 
 @asynccontextmanager
-async def attach_reply_read_late(
-    broker: RedisBroker, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[tuple[trio.Event, trio.Event]]:
-    """(ran, read): the broker's attach script has run in Redis; set ``read`` to let the broker
-    read its reply (what the channel brings meanwhile is read first)."""
-    script, ran, read = broker._script, trio.Event(), trio.Event()
+async def attach_read_late(
+    broker: RedisBroker, peer: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Connection]:
+    """Attach ``peer`` (a resume) whose script runs in Redis at once but whose reply the broker
+    reads only when the block ends (what the channel brings meanwhile is read first); yields its
+    connection; the attach has finished after the block."""
+    script, ran, read, new = broker._script, trio.Event(), trio.Event(), Connection()
 
     async def late(name: str, *args: str | bytes | int) -> object:
         result = await script(name, *args)
@@ -147,7 +148,11 @@ async def attach_reply_read_late(
         return result
 
     monkeypatch.setattr(broker, "_script", late)
-    yield ran, read
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(broker.attach, peer, f"hash-{peer}-resumed", new)
+        await ran.wait()
+        yield new
+        read.set()
 
 
 async def test_frames_that_overtake_the_attach_reply_wait_behind_its_queue(
@@ -160,17 +165,10 @@ async def test_frames_that_overtake_the_attach_reply_wait_behind_its_queue(
         await two.detach("b", await joined(two, "b"), [])  # away: frames to b wait in its queue
         assert await one.deliver("R", "b", b"first") is Delivery.QUEUED
         assert await two.claim("hash-b") is not None
-        new = Connection()
-        async with (
-            attach_reply_read_late(two, monkeypatch) as (ran, read),
-            trio.open_nursery() as nursery,
-        ):
-            nursery.start_soon(two.attach, "b", "hash-b2", new)
-            await ran.wait()
+        async with attach_read_late(two, "b", monkeypatch) as new:
             assert await one.deliver("R", "b", b"second") is Delivery.DELIVERED
             # Two's subscription has read "second" before the attach's reply is read.
             await eventually(lambda: new.frames or two._local["b"].early, 5, step=0.01)
-            read.set()
         assert new.frames == [b"first", b"second"]
 
 
@@ -183,15 +181,8 @@ async def test_a_hold_that_ends_before_the_attach_reply_is_read_ends(
         await joined(one, "a")
         old = await joined(two, "b")
         assert await one.claim("hash-b") is not None  # two still holds b's connection: a hold
-        new = Connection()
-        async with (
-            attach_reply_read_late(one, monkeypatch) as (ran, read),
-            trio.open_nursery() as nursery,
-        ):
-            nursery.start_soon(one.attach, "b", "hash-b2", new)
-            await ran.wait()
+        async with attach_read_late(one, "b", monkeypatch):
             await eventually(lambda: old.superseded, 5, step=0.01)
             await two.detach("b", old, old.unsent)  # two lets go: the hold ends (u to one)
             await eventually(lambda: one._local["b"].held is False, 5, step=0.01)
-            read.set()
         await eventually(lambda: one._local["b"].settled, 5)
