@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 import attrs
 import trio
@@ -147,6 +147,13 @@ class Broker(Protocol):
         """Send ``frame`` to peer ``to`` if it is a member of ``room``."""
         ...
 
+    def deliver_now(self, room: str, to: str, frame: bytes) -> Delivery | None:
+        """``deliver``, done before returning where it needs no waiting (the receiver's
+        connection is in this process and nothing sent to it earlier is still on its way): the
+        session relays with a plain call, no coroutine per message. None: nothing was done, and
+        this frame must go through ``deliver``."""
+        ...
+
     async def publish(self, room: str, frame: bytes, exclude: str | None = None) -> None:
         """Send ``frame`` to every member of ``room`` except ``exclude``."""
         ...
@@ -158,15 +165,4 @@ class Broker(Protocol):
 
     def counts(self) -> tuple[int, int]:
         """(rooms, peers) as far as this broker can see, for metrics."""
-        ...
-
-
-@runtime_checkable
-class ImmediateDelivery(Protocol):
-    """A broker that can deliver without waiting (every frame stays in this process): the
-    session relays a signal with a plain call, no coroutine per message. Brokers without it
-    are awaited through ``Broker.deliver``."""
-
-    def deliver_now(self, room: str, to: str, frame: bytes) -> Delivery:
-        """``Broker.deliver``, done before returning."""
         ...

@@ -416,11 +416,17 @@ class RedisBroker:
         if local is not None and local.room == room:
             self._set_room(peer, local, "", b"")
 
-    async def deliver(self, room: str, to: str, frame: bytes) -> Delivery:
+    def deliver_now(self, room: str, to: str, frame: bytes) -> Delivery | None:
+        """The local fast path (module docstring), or None: the frame takes the script."""
         local = self._local.get(to)
         if local is not None and local.room == room and local.settled:
             self._hand_over_here(to, local, frame)
             return Delivery.DELIVERED
+        return None
+
+    async def deliver(self, room: str, to: str, frame: bytes) -> Delivery:
+        if (delivery := self.deliver_now(room, to, frame)) is not None:
+            return delivery
         number = next(self._echo_numbers)
         result = await self._script("deliver", room, to, frame, number)
         await self._note_results(number, [to.encode(), result])

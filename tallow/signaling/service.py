@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from tallow.broker import Broker, BrokerUnavailable, Delivery, ImmediateDelivery, Interrupted
+from tallow.broker import Broker, BrokerUnavailable, Interrupted
 from tallow.config import Settings
 from tallow.observability import metrics
 from tallow.observability.logs import event
@@ -24,24 +24,12 @@ REAP_INTERVAL = 1.0  # seconds between checks for peers whose resume grace has e
 class SignalingService:
     def __init__(self, settings: Settings, broker: Broker) -> None:
         self.settings = settings
-        self.broker = broker  # sets deliver_now too
+        self.broker = broker
         self.draining = False
         self.sessions: set[Session] = set()
         self.readiness = ReadReadiness()  # the sessions' sockets: one epoll set, one task
         self._per_ip: Counter[str] = Counter()
         self._writers: trio.Nursery | None = None  # set by run()
-
-    @property
-    def broker(self) -> Broker:
-        return self._broker
-
-    @broker.setter
-    def broker(self, broker: Broker) -> None:
-        self._broker = broker
-        # Looked up once, not per message: the broker's way to relay without waiting, if any.
-        self.deliver_now: Callable[[str, str, bytes], Delivery] | None = (
-            broker.deliver_now if isinstance(broker, ImmediateDelivery) else None
-        )
 
     def refusal(self, client_ip: str) -> str | None:
         """Why a new connection from ``client_ip`` must be refused, or None to admit it."""

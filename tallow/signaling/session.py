@@ -340,10 +340,10 @@ class Session:
         room = self._require_room()
         to, data = p.target(message), p.payload(message)
         frame = p.relayed("signal", self.peer, data)
-        deliver_now = self.service.deliver_now
-        if deliver_now is None:
+        delivery = self.service.broker.deliver_now(room, to, frame)
+        if delivery is None:
             return self._deliver(room, to, frame)
-        _delivered(deliver_now(room, to, frame))
+        _delivered(delivery)
         return None
 
     async def _deliver(self, room: str, to: str, frame: bytes) -> None:

@@ -12,7 +12,7 @@ import pytest
 import trio
 import trio.testing
 
-from tallow.broker import Member, MemoryBroker
+from tallow.broker import Delivery, Member, MemoryBroker
 from tallow.config import load
 from tallow.signaling import protocol as p
 from tallow.signaling.codec import CLOSE, PING
@@ -222,10 +222,21 @@ async def test_a_slow_reader_is_cut_at_the_bound_and_resumes_without_loss(servic
 async def test_signals_relay_in_order_whether_the_broker_delivers_at_once_or_is_awaited(
     service, nursery, immediate
 ) -> None:
-    """The embedded broker's deliver_now, or Broker.deliver awaited in the session's task (as
-    with Redis): the same frames, the same order, the same refusal."""
+    """The broker's deliver_now, or Broker.deliver awaited in the session's task (as Redis
+    does for a receiver not settled on this replica): the same frames, order and refusal."""
+
+    class AwaitedBroker(MemoryBroker):
+        def deliver_now(self, room: str, to: str, frame: bytes) -> None:
+            return None
+
+        async def deliver(self, room: str, to: str, frame: bytes) -> Delivery:
+            await trio.lowlevel.checkpoint()  # as a round trip to Redis would
+            delivery = super().deliver_now(room, to, frame)
+            assert delivery is not None
+            return delivery
+
     if not immediate:
-        service.deliver_now = None
+        service.broker = AwaitedBroker(service.settings)
     alice, _ = await connect(service, nursery)
     bob, bob_welcome = await connect(service, nursery)
     for sock in (alice, bob):
