@@ -543,17 +543,8 @@ class RedisBroker:
             await self._script("reroute", peer, frame)
 
     def _hand_over_all(self, peer: str, local: _Local, frames: list[bytes]) -> None:
-        for index, frame in enumerate(frames):
-            release = self._releases.get(peer)
-            if release is not None:
-                release.frames.extend(frames[index:])
-                return
-            if not local.attached:
-                local.early.extend(frames[index:])
-                return
-            if not local.inbox.offer(frame):
-                self._releases[peer] = _Release(frames[index:])  # cut off as a slow reader
-                return
+        for frame in frames:  # once one goes to a release (or waits), the rest follow it
+            self._hand_over_here(peer, local, frame)
 
     async def _flush(self, peer: str) -> None:
         local = self._local.get(peer)
