@@ -156,10 +156,10 @@ async def read_head(sock: socket.socket, within: float) -> bytes | None:
         buffer += sock.recv(RECEIVE_BYTES)
         if not buffer:
             return None
-        if b"\r\n\r\n" in buffer or len(buffer) > HEAD_LIMIT:
+        if _head_read(buffer):
             return bytes(buffer)
     with trio.move_on_after(within):
-        while b"\r\n\r\n" not in buffer and len(buffer) <= HEAD_LIMIT:
+        while not _head_read(buffer):
             await trio.lowlevel.wait_readable(sock)
             try:
                 chunk = sock.recv(RECEIVE_BYTES)
@@ -170,6 +170,11 @@ async def read_head(sock: socket.socket, within: float) -> bytes | None:
             buffer += chunk
         return bytes(buffer)
     return None
+
+
+def _head_read(buffer: bytearray) -> bool:
+    """The head is complete, or already longer than any head may be."""
+    return b"\r\n\r\n" in buffer or len(buffer) > HEAD_LIMIT
 
 
 def head_too_large(head: bytes) -> bool:
