@@ -14,6 +14,7 @@ from tallow.broker.base import (
     Expired,
     Inbox,
     Interrupted,
+    Later,
     Member,
     RoomFull,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "Expired",
     "Inbox",
     "Interrupted",
+    "Later",
     "Member",
     "MemoryBroker",
     "RoomFull",

@@ -28,7 +28,7 @@ Ordering obligations, which every implementation keeps and the signaling layer r
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -37,6 +37,12 @@ import trio
 
 class BrokerUnavailable(Exception):
     """The broker cannot be reached right now (for example Redis is down)."""
+
+
+# Where ``deliver`` sends a result it could not give at once: a Delivery, or the exception the
+# delivery failed with (BrokerUnavailable, or a bug). Called from the broker's task: it must
+# neither raise nor wait.
+Later = Callable[["Delivery | Exception"], object]
 
 
 class RoomFull(Exception):
@@ -143,15 +149,13 @@ class Broker(Protocol):
         """Remove ``peer`` from ``room``."""
         ...
 
-    async def deliver(self, room: str, to: str, frame: bytes) -> Delivery:
-        """Send ``frame`` to peer ``to`` if it is a member of ``room``."""
-        ...
-
-    def deliver_now(self, room: str, to: str, frame: bytes) -> Delivery | None:
-        """``deliver``, done before returning where it needs no waiting (the receiver's
-        connection is in this process and nothing sent to it earlier is still on its way): the
-        session relays with a plain call, no coroutine per message. None: nothing was done, and
-        this frame must go through ``deliver``."""
+    def deliver(self, room: str, to: str, frame: bytes, later: Later) -> Delivery | None:
+        """Send ``frame`` to peer ``to`` if it is a member of ``room``: the result now, where it
+        needs no waiting (the receiver's connection is in this process and nothing sent to it
+        earlier is still on its way), or None and the result later, through ``later`` (once,
+        from the broker's own task). Either way the sender's next call keeps rule 1, and the
+        session relays with plain calls: no coroutine, no task switch per message.
+        Raises BrokerUnavailable when it cannot even start."""
         ...
 
     async def publish(self, room: str, frame: bytes, exclude: str | None = None) -> None:

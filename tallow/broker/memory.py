@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 import attrs
 import trio
 
-from tallow.broker.base import Claim, Delivery, Expired, Inbox, Member, RoomFull
+from tallow.broker.base import Claim, Delivery, Expired, Inbox, Later, Member, RoomFull
 from tallow.config import Settings
 
 
@@ -111,10 +111,8 @@ class MemoryBroker:
         if state is not None and state.room == room:
             state.room = None
 
-    async def deliver(self, room: str, to: str, frame: bytes) -> Delivery:
-        return self.deliver_now(room, to, frame)
-
-    def deliver_now(self, room: str, to: str, frame: bytes) -> Delivery:
+    def deliver(self, room: str, to: str, frame: bytes, later: Later) -> Delivery:
+        """Always at once: every connection is in this process."""
         if to not in self._rooms.get(room, ()):
             return Delivery.NOT_FOUND
         return self._send(self._peers[to], frame)

@@ -42,6 +42,7 @@ import itertools
 import logging
 import secrets
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import anyio
@@ -50,6 +51,7 @@ import coredis
 import orjson
 import trio
 from coredis import exceptions as redis_errors
+from outcome import Outcome
 
 from tallow.broker import redis_scripts as lua
 from tallow.broker.base import (
@@ -59,10 +61,11 @@ from tallow.broker.base import (
     Expired,
     Inbox,
     Interrupted,
+    Later,
     Member,
     RoomFull,
 )
-from tallow.broker.redis_batch import Script, ScriptBatch
+from tallow.broker.redis_batch import Done, Script, ScriptBatch
 from tallow.broker.redis_connect import Client, node_for, open_client
 from tallow.broker.redis_link import Endpoint
 from tallow.broker.redis_pubsub import subscribe
@@ -122,6 +125,7 @@ _SCRIPTS = {
     "join": lua.JOIN,
     "leave": lua.LEAVE,
     "deliver": lua.DELIVER,
+    "notice": lua.NOTICE,
     "publish": lua.PUBLISH,
     "reroute": lua.REROUTE,
     "flush": lua.FLUSH,
@@ -403,7 +407,7 @@ class RedisBroker:
             raise RoomFull(room)
         count = reply[0]
         present, results = reply[1 : count + 1], reply[count + 1 :]
-        await self._note_results(number, results)
+        self._note_results(number, results)
         local = self._local.get(member.peer)
         if local is not None:
             self._set_room(member.peer, local, room, record)
@@ -416,21 +420,29 @@ class RedisBroker:
         if local is not None and local.room == room:
             self._set_room(peer, local, "", b"")
 
-    def deliver_now(self, room: str, to: str, frame: bytes) -> Delivery | None:
-        """The local fast path (module docstring), or None: the frame takes the script."""
+    def deliver(self, room: str, to: str, frame: bytes, later: Later) -> Delivery | None:
+        """At once on the local fast path (module docstring); else the script, whose reply the
+        batch's task hands to ``_delivered``."""
         local = self._local.get(to)
         if local is not None and local.room == room and local.settled:
             self._hand_over_here(to, local, frame)
             return Delivery.DELIVERED
+        number = next(self._echo_numbers)
+        done = partial(self._delivered, number, to, later)
+        self._submit("deliver", (room, to, frame, number), done)
         return None
 
-    async def deliver(self, room: str, to: str, frame: bytes) -> Delivery:
-        if (delivery := self.deliver_now(room, to, frame)) is not None:
-            return delivery
-        number = next(self._echo_numbers)
-        result = await self._script("deliver", room, to, frame, number)
-        await self._note_results(number, [to.encode(), result])
-        return Delivery.DELIVERED if result.startswith(_HERE) else _DELIVERY[result]
+    def _delivered(self, number: int, to: str, later: Later, reply: Outcome[Any]) -> None:
+        try:
+            result = reply.unwrap()
+        except (*UNAVAILABLE, BrokerUnavailable) as error:
+            later(self._unavailable(error))
+            return
+        except Exception as error:  # the script failed: a bug, which the session reports
+            later(error)
+            return
+        self._note_results(number, [to.encode(), result])
+        later(Delivery.DELIVERED if result.startswith(_HERE) else _DELIVERY[result])
 
     async def publish(self, room: str, frame: bytes, exclude: str | None = None) -> None:
         handed = [exclude] if exclude else []
@@ -442,7 +454,7 @@ class RedisBroker:
         # Membership lives in Redis: the script finds the members elsewhere (or not settled).
         number = next(self._echo_numbers)
         results = await self._script("publish", room, frame, number, *handed)
-        await self._note_results(number, results)
+        self._note_results(number, results)
 
     async def expired(self) -> list[Expired | Interrupted]:
         # Right after an outage every replica's heartbeat looks old: judge others only once this
@@ -474,7 +486,7 @@ class RedisBroker:
         if room:
             self._here.setdefault(room, set()).add(peer)
 
-    async def _note_results(self, number: int, results: list[bytes]) -> None:
+    def _note_results(self, number: int, results: list[bytes]) -> None:
         """Script results (peer, result, ...) that concern peers attached here."""
         for raw_peer, result in zip(results[::2], results[1::2], strict=True):
             local = self._local.get(raw_peer.decode())
@@ -484,12 +496,12 @@ class RedisBroker:
                 if local.conn == result[len(_HERE) :].decode():
                     local.echo(number)
             elif result == b"queued" and not local.held and not local.blocked:
-                # It may wait in the Redis queue: a flush through this replica's own channel
-                # (ordered with what arrives there) takes it, then the fast path may resume.
+                # It may wait in the Redis queue: a flush notice through this replica's own
+                # channel (ordered with what arrives there) takes it, then the fast path may
+                # resume. A notice lost in an outage is made good by the resync after it.
                 local.blocked = True
                 with contextlib.suppress(BrokerUnavailable):
-                    channel = self._key("ch", self._node)
-                    await self._guard(self._send_to_channel(channel, b"f " + raw_peer + b"\n"))
+                    self._submit("notice", (raw_peer,), _ignore)
 
     def _hand_over_here(self, peer: str, local: _Local, frame: bytes) -> None:
         """Offer ``frame`` to a peer attached here, or to its release if it is being let go."""
@@ -640,16 +652,16 @@ class RedisBroker:
     def _key(self, *parts: str) -> str:
         return ":".join((self._prefix, *parts))
 
-    def _send_to_channel(self, channel: str, message: bytes) -> Any:
-        client = self._connected()
-        if isinstance(client, coredis.RedisCluster):
-            return client.spublish(channel, message)
-        return client.publish(channel, message)
-
     def _connected(self) -> Client:
         if self._client is None:
             raise BrokerUnavailable("not connected to Redis")
         return self._client
+
+    def _submit(self, name: str, args: Sequence[str | bytes | int], done: Done) -> None:
+        """Queue a script call whose reply goes to ``done`` (``ScriptBatch.submit``)."""
+        self._connected()
+        assert self._batch is not None
+        self._batch.submit(self._scripts[name], args, done)
 
     async def _script(self, name: str, *args: str | bytes | int) -> Any:
         self._connected()
@@ -691,6 +703,10 @@ class RedisBroker:
         self._healthy_since = None
         self._seen_outage = True
         self._resync_needed = True
+
+
+def _ignore(_: Outcome[Any]) -> None:
+    """A script call nobody waits for (its failure is an outage, handled by the reconcile)."""
 
 
 def _pairs(flat: list[bytes]) -> zip[tuple[bytes, bytes]]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any
 
 import attrs
@@ -44,11 +45,15 @@ class Script:
     arity: int  # how many arguments the head holds
 
 
+# What a submitted call's result goes to, in the batch's task: it must not raise or wait.
+Done = Callable[[outcome.Outcome[Any]], object]
+
+
 @attrs.define(eq=False)
 class _Call:
     script: Script
     args: Sequence[str | bytes | int]
-    task: trio.lowlevel.Task
+    done: Done  # the awaiting task's reschedule, or the submitter's callback
     result: outcome.Outcome[Any] | None = None
 
 
@@ -85,15 +90,27 @@ class ScriptBatch:
     async def call(self, script: Script, args: Sequence[str | bytes | int]) -> Any:
         """The script's reply, or what it raised: ReplyError for an error of the script itself,
         BrokerUnavailable or an OSError for Redis out of reach."""
-        request = _Call(script, args, trio.lowlevel.current_task())
+        request = _Call(
+            script, args, partial(trio.lowlevel.reschedule, trio.lowlevel.current_task())
+        )
         if self._stopped:
             async with self._alone:
                 await self._send([request])
             assert request.result is not None
             return request.result.unwrap()
+        self._queue(request)
+        return await trio.lowlevel.wait_task_rescheduled(_not_cancellable)
+
+    def submit(self, script: Script, args: Sequence[str | bytes | int], done: Done) -> None:
+        """Queue a call; its result (as ``call`` would return or raise it) goes to ``done``.
+        Raises BrokerUnavailable once the batch's task has ended: nothing would send it."""
+        if self._stopped:
+            raise BrokerUnavailable("script batch stopped")
+        self._queue(_Call(script, args, done))
+
+    def _queue(self, request: _Call) -> None:
         self._waiting.append(request)
         self._wake.set()
-        return await trio.lowlevel.wait_task_rescheduled(_not_cancellable)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -121,7 +138,9 @@ class ScriptBatch:
                 request.result = outcome.Error(error)
             return
         for request, reply in zip(batch, replies, strict=True):
-            if isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
+            if not isinstance(reply, ReplyError):
+                request.result = outcome.Value(reply)
+            elif str(reply).startswith("NOSCRIPT"):
                 # Flushed meanwhile: load it and run it again. Later calls of this batch that
                 # failed the same way run again after it, in order.
                 request.result = await outcome.acapture(self._load_and_run, request)
@@ -187,5 +206,4 @@ def _not_cancellable(_: Any) -> trio.lowlevel.Abort:
 
 def _answer(batch: list[_Call]) -> None:
     for request in batch:
-        result = request.result or outcome.Error(BrokerUnavailable("script batch stopped"))
-        trio.lowlevel.reschedule(request.task, result)
+        request.done(request.result or outcome.Error(BrokerUnavailable("script batch stopped")))

@@ -308,6 +308,12 @@ if redis.call('HEXISTS', P .. ':room:' .. A[1], A[2]) == 0 then return 'gone' en
 return send({A[2]}, A[3], BOUND, A[4])[1]
 """
 
+# A: peer: frames wait in its queue; this replica's channel says so (f), behind what it carries.
+NOTICE = """
+redis.call(PUB, P .. ':ch:' .. NODE, 'f ' .. A[1] .. '\\n')
+return 1
+"""
+
 # A: room, frame, echo, excluded peers... -> {peer, result, ...} for every peer it was sent to
 PUBLISH = """
 local skip = {}

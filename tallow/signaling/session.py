@@ -10,6 +10,7 @@ ones. An idle session holds no task of its own beyond the connection's, and no c
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import logging
 import secrets
@@ -35,9 +36,18 @@ log = logging.getLogger("tallow.signaling")
 
 CLOSE_TIMEOUT = 5.0  # seconds to hand over the close frame before giving up on a client
 
-# A handler answers at once, or returns what it must still wait for (for its session's task).
+# A handler answers at once, or returns what it must still wait for (for its session's task),
+# or PAUSE: a result comes later (``Session._on_delivery``), and the session reads nothing more
+# until then, its task parked as if waiting to read.
 Waiting = Coroutine[Any, Any, None]
-Handler = Callable[["Session", dict[str, Any], "str | int | None"], "Waiting | None"]
+
+
+class Pause(enum.Enum):
+    PAUSE = "pause"
+
+
+PAUSE = Pause.PAUSE
+Handler = Callable[["Session", dict[str, Any], "str | int | None"], "Waiting | Pause | None"]
 
 
 def token_hash(token: str) -> str:
@@ -46,6 +56,8 @@ def token_hash(token: str) -> str:
 
 class Session:
     __slots__ = (
+        "_awaited_re",
+        "_awaiting",
         "_bucket",
         "_carry",
         "_close_code",
@@ -71,6 +83,8 @@ class Session:
         self._bucket = TokenBucket(settings.rate_limit, settings.rate_burst)
         self._strikes = 0
         self._carry: Waiting | Need | None = Need.READ  # what _inline left for the task
+        self._awaiting = False  # a delivery result (PAUSE), for the signal of this request id:
+        self._awaited_re: str | int | None = None
         self._closing = False
         self._close_code = p.CLOSE_GOING_AWAY
         self._close_reason = "bye"
@@ -147,10 +161,11 @@ class Session:
             event(log, logging.DEBUG, "session open", peer=self.peer, resumed=resumed)
             step = self._step()
             while step is not None:
-                if step is Need.READ:
+                if step is Need.READ or step is PAUSE:
                     # Awaited here, not in a coroutine of the transport's: one frame less per idle
                     # task. Closed or interrupted, it ends too, and None comes next. Meanwhile
-                    # the readiness task may run _inline: then go on with what it left.
+                    # the readiness task (or a delivery result) may run _inline: then go on with
+                    # what it left.
                     await self.transport.readable(self._inline)
                     step, self._carry = self._carry, Need.READ
                     if step is Need.READ:
@@ -163,13 +178,16 @@ class Session:
         finally:
             if self._carry is not Need.READ and self._carry is not None:
                 self._carry.close()  # cancelled before it could be awaited
+            self._carry = None  # ended: a delivery result that comes now is only answered
             with trio.CancelScope(shield=True):
                 await self._part()
             self.service.closed(self)
 
-    def _step(self) -> Waiting | Need | None:
+    def _step(self) -> Waiting | Need | Pause | None:
         """Handle every message there is now, with plain calls; then what to wait for:
-        ``Need.READ``, what a handler must wait for, or None (the end)."""
+        ``Need.READ``, what a handler must wait for, PAUSE, or None (the end)."""
+        if self._awaiting:
+            return PAUSE  # the next message waits until the last one's result is answered
         limit = self.service.settings.max_message_bytes
         while (frame := self.transport.receive_nowait(self._outbox)) is not None:
             if frame is Need.READ:
@@ -195,7 +213,7 @@ class Session:
         except Exception:  # as in run(): this session ends, the readiness task goes on
             self._crashed()
             step = None
-        if step is Need.READ:
+        if step is Need.READ or step is PAUSE:
             return True
         self._carry = step
         return False
@@ -234,7 +252,7 @@ class Session:
         if self._strikes >= self.service.settings.abuse_strikes:
             self.close_soon(close_code, f"too many {code} messages")
 
-    def _handle(self, text: str) -> Waiting | None:
+    def _handle(self, text: str) -> Waiting | Pause | None:
         """Handle one message with plain calls; what must wait (a broker that is not in this
         process, a join, a leave) comes back as an awaitable for the caller to await."""
         re: str | int | None = None
@@ -246,6 +264,9 @@ class Session:
         except Exception as error:
             self._failed(error, re)
             return None
+        if waiting is PAUSE:
+            self._awaiting, self._awaited_re = True, re
+            return PAUSE
         if waiting is not None:
             return self._finish(waiting, kind, re)
         _HANDLED[kind] += 1
@@ -336,18 +357,31 @@ class Session:
         finally:
             self._outbox.release(joined_reply)
 
-    def _on_signal(self, message: dict[str, Any], re: str | int | None) -> Waiting | None:
+    def _on_signal(self, message: dict[str, Any], re: str | int | None) -> Pause | None:
         room = self._require_room()
         to, data = p.target(message), p.payload(message)
         frame = p.relayed("signal", self.peer, data)
-        delivery = self.service.broker.deliver_now(room, to, frame)
+        delivery = self.service.broker.deliver(room, to, frame, self._on_delivery)
         if delivery is None:
-            return self._deliver(room, to, frame)
+            return PAUSE
         _delivered(delivery)
         return None
 
-    async def _deliver(self, room: str, to: str, frame: bytes) -> None:
-        _delivered(await self.service.broker.deliver(room, to, frame))
+    def _on_delivery(self, delivery: Delivery | Exception) -> None:
+        """The broker's result for the signal the session paused on (from the broker's task):
+        answer it, then go on with what the client sent meanwhile, as the readiness task would."""
+        self._awaiting = False
+        if self._carry is None:  # the session has ended: nobody to answer
+            return
+        try:
+            if isinstance(delivery, Exception):
+                raise delivery
+            _delivered(delivery)
+        except Exception as error:
+            self._failed(error, self._awaited_re)
+        else:
+            _HANDLED["signal"] += 1
+        self.transport.proceed()
 
     def _on_broadcast(self, message: dict[str, Any], re: str | int | None) -> Waiting:
         room = self._require_room()

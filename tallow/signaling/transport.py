@@ -64,6 +64,12 @@ class Transport(Wire, Protocol):
         False to end the wait."""
         ...
 
+    def proceed(self) -> None:
+        """What the session waited on besides the client has come (from another task): run the
+        waiting session's ``inline`` as bytes arriving would, reading only what came; end the
+        wait if it says False."""
+        ...
+
     def interrupt(self) -> None:
         """Make receive_nowait() return None from now on, and end a wait in progress."""
         ...
@@ -165,12 +171,21 @@ class SocketTransport:
     def on_readable(self) -> bool:
         """The readiness set's ``Reader``: the session takes the bytes inline. After a full
         read its own task goes on (its wait returns at once): it reads the rest."""
+        self._waited = True
+        return self._go_on()
+
+    def proceed(self) -> None:
+        if not self._go_on():
+            fd = self._socket.fileno()
+            if fd != -1:
+                self._readiness.wake(fd)
+
+    def _go_on(self) -> bool:
+        """The waiting session's ``inline``; True if its task waits on."""
         inline = self._inline
         if inline is None:
             return False
-        self._waited = True
         if inline() and not self._full:
-            self._waited = True  # still waiting: the next edge reads again
             return True
         self._inline = None
         return False

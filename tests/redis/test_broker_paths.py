@@ -17,6 +17,7 @@ from harness.redis import RedisServer, eventually
 from tallow.broker import Delivery, Member, RoomFull
 from tallow.broker.redis import RedisBroker
 from tallow.config import load
+from tests.delivery import deliver
 from tests.unit.test_memory_broker import Inbox
 
 
@@ -78,18 +79,18 @@ async def test_same_replica_signals_skip_redis_once_settled(redis_server: RedisS
         b = await joined(one, "b")
         # a's join announcement went to nobody, b's reached a through Redis (an echo): b is
         # settled at once, a once the echo is back.
-        assert await one.deliver("R", "b", b"first") is Delivery.DELIVERED
+        assert await deliver(one, "R", "b", b"first") is Delivery.DELIVERED
         assert b.frames == [b"first"]
         await eventually(lambda: one._local["a"].settled, 5)
         before = evalsha_calls(redis_server)
         for number in range(200):
-            assert await one.deliver("R", "b", b"%d" % number) is Delivery.DELIVERED
+            assert await deliver(one, "R", "b", b"%d" % number) is Delivery.DELIVERED
         assert evalsha_calls(redis_server) - before <= 2  # a heartbeat may fall in between
         assert b.frames == [b"first", *(b"%d" % number for number in range(200))]
         await eventually(lambda: a.frames == [b"+b"], 5)
         # Delivery does not need Redis at all: it keeps working while Redis is down.
         redis_server.kill()
-        assert await one.deliver("R", "b", b"no redis") is Delivery.DELIVERED
+        assert await deliver(one, "R", "b", b"no redis") is Delivery.DELIVERED
         assert b.frames[-1] == b"no redis"
 
 
@@ -105,7 +106,7 @@ async def test_order_holds_while_the_receiver_resumes_onto_the_senders_replica(
 
         async def send_all() -> None:
             for frame in sent:
-                assert await one.deliver("R", "b", frame) is not Delivery.NOT_FOUND
+                assert await deliver(one, "R", "b", frame) is not Delivery.NOT_FOUND
                 await trio.lowlevel.checkpoint()
 
         async def resume_midway() -> None:
@@ -126,7 +127,7 @@ async def test_order_holds_while_the_receiver_resumes_onto_the_senders_replica(
         # Once settled on the sender's replica, the rest went without Redis.
         await eventually(lambda: one._local["b"].settled, 5)
         before = evalsha_calls(redis_server)
-        await one.deliver("R", "b", b"last")
+        await deliver(one, "R", "b", b"last")
         assert evalsha_calls(redis_server) - before <= 1
         assert new.frames[-1] == b"last"
 
@@ -163,10 +164,10 @@ async def test_frames_that_overtake_the_attach_reply_wait_behind_its_queue(
     async with replicas(redis_server, 2) as (one, two):
         await joined(one, "a")
         await two.detach("b", await joined(two, "b"), [])  # away: frames to b wait in its queue
-        assert await one.deliver("R", "b", b"first") is Delivery.QUEUED
+        assert await deliver(one, "R", "b", b"first") is Delivery.QUEUED
         assert await two.claim("hash-b") is not None
         async with attach_read_late(two, "b", monkeypatch) as new:
-            assert await one.deliver("R", "b", b"second") is Delivery.DELIVERED
+            assert await deliver(one, "R", "b", b"second") is Delivery.DELIVERED
             # Two's subscription has read "second" before the attach's reply is read.
             await eventually(lambda: new.frames or two._local["b"].early, 5, step=0.01)
         assert new.frames == [b"first", b"second"]

@@ -6,6 +6,7 @@ import pytest
 
 from tallow.broker import Delivery, Member, MemoryBroker, RoomFull
 from tallow.config import load
+from tests.delivery import deliver
 
 
 class Inbox:
@@ -65,11 +66,11 @@ async def test_join_announces_to_exactly_the_members_it_lists(broker) -> None:
 async def test_delivery_queue_resume_and_order(broker, clock) -> None:
     a = await peer(broker, "a")
     b = await peer(broker, "b")
-    assert await broker.deliver("R", "b", b"1") is Delivery.DELIVERED
+    assert await deliver(broker, "R", "b", b"1") is Delivery.DELIVERED
     await broker.detach("b", b, unsent=[b"0"])
-    assert await broker.deliver("R", "b", b"2") is Delivery.QUEUED
-    assert await broker.deliver("R", "b", b"3") is Delivery.QUEUED
-    assert await broker.deliver("R", "b", b"4") is Delivery.QUEUE_FULL
+    assert await deliver(broker, "R", "b", b"2") is Delivery.QUEUED
+    assert await deliver(broker, "R", "b", b"3") is Delivery.QUEUED
+    assert await deliver(broker, "R", "b", b"4") is Delivery.QUEUE_FULL
     await broker.publish("R", b"all", exclude="a")
     assert a.frames == [b"+b"]  # b's join announcement, not its own broadcast
     claim = await broker.claim("hash-b")
@@ -78,7 +79,7 @@ async def test_delivery_queue_resume_and_order(broker, clock) -> None:
     again = Inbox()
     await broker.attach("b", "hash-b2", again)
     assert again.frames == [b"0", b"2", b"3"]
-    assert await broker.deliver("R", "nobody", b"x") is Delivery.NOT_FOUND
+    assert await deliver(broker, "R", "nobody", b"x") is Delivery.NOT_FOUND
 
 
 async def test_grace_expiry_removes_the_peer(broker, clock) -> None:
@@ -90,7 +91,7 @@ async def test_grace_expiry_removes_the_peer(broker, clock) -> None:
     clock[0] += 2
     gone = await broker.expired()
     assert [(g.peer, g.room) for g in gone] == [("b", "R")]
-    assert await broker.deliver("R", "b", b"x") is Delivery.NOT_FOUND
+    assert await deliver(broker, "R", "b", b"x") is Delivery.NOT_FOUND
     assert broker.counts() == (1, 1)
     assert await broker.claim("hash-b") is None
 
@@ -101,7 +102,7 @@ async def test_stale_detach_after_resume_is_ignored(broker) -> None:
     new = Inbox()
     await broker.attach("b", "hash-new", new)
     await broker.detach("b", old)  # the old connection's late cleanup
-    assert await broker.deliver("R", "b", b"x") is Delivery.DELIVERED
+    assert await deliver(broker, "R", "b", b"x") is Delivery.DELIVERED
     assert new.frames == [b"x"]
 
 
@@ -113,8 +114,8 @@ async def test_claim_supersedes_a_live_connection(broker) -> None:
 
 async def test_slow_inbox_is_cut_and_its_frames_wait(broker) -> None:
     cut = await peer(broker, "b", capacity=1)
-    assert await broker.deliver("R", "b", b"1") is Delivery.DELIVERED
-    assert await broker.deliver("R", "b", b"2") is Delivery.QUEUED  # cut off, kept for resume
+    assert await deliver(broker, "R", "b", b"1") is Delivery.DELIVERED
+    assert await deliver(broker, "R", "b", b"2") is Delivery.QUEUED  # cut off, kept for resume
     assert cut.frames == [b"1"]
     fresh = Inbox()
     await broker.claim("hash-b")
@@ -126,5 +127,5 @@ async def test_forget_drops_at_once(broker) -> None:
     b = await peer(broker, "b")
     gone = await broker.forget("b", b)
     assert gone is not None and gone.room == "R"
-    assert await broker.deliver("R", "b", b"x") is Delivery.NOT_FOUND
+    assert await deliver(broker, "R", "b", b"x") is Delivery.NOT_FOUND
     assert broker.counts() == (0, 0)

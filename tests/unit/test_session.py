@@ -12,7 +12,7 @@ import pytest
 import trio
 import trio.testing
 
-from tallow.broker import Delivery, Member, MemoryBroker
+from tallow.broker import Later, Member, MemoryBroker
 from tallow.config import load
 from tallow.signaling import protocol as p
 from tallow.signaling.codec import CLOSE, PING
@@ -59,10 +59,13 @@ class FakeSocket:
         """As the readiness set does: a waiting session takes a message inline, in the
         sender's task; the session's own task wakes only when that says so."""
         self._inbox.append(message)
-        inline, self._inline = self._inline, None
-        if message is not None and inline is not None and inline():
-            self._inline = inline
-            return
+        if message is None:
+            self._wake()
+        else:
+            self.proceed()
+
+    def _wake(self) -> None:
+        self._inline = None
         self._arrived.set()
         self._arrived = trio.Event()
 
@@ -75,6 +78,13 @@ class FakeSocket:
     def readable(self, inline: Callable[[], bool]) -> Awaitable[None]:
         self._inline = inline
         return self._arrived.wait()
+
+    def proceed(self) -> None:
+        inline, self._inline = self._inline, None
+        if inline is not None and inline():
+            self._inline = inline
+        else:
+            self._wake()
 
     def interrupt(self) -> None:
         if not self.interrupted:
@@ -219,24 +229,23 @@ async def test_a_slow_reader_is_cut_at_the_bound_and_resumes_without_loss(servic
 
 
 @pytest.mark.parametrize("immediate", [True, False])
-async def test_signals_relay_in_order_whether_the_broker_delivers_at_once_or_is_awaited(
+async def test_signals_relay_in_order_whether_the_broker_delivers_at_once_or_later(
     service, nursery, immediate
 ) -> None:
-    """The broker's deliver_now, or Broker.deliver awaited in the session's task (as Redis
-    does for a receiver not settled on this replica): the same frames, order and refusal."""
+    """The broker's result at once, or later from a task of the broker's (as Redis gives it for
+    a receiver not settled on this replica), while the client's next messages wait: the same
+    frames, order and refusal, the error before the next reply."""
 
-    class AwaitedBroker(MemoryBroker):
-        def deliver_now(self, room: str, to: str, frame: bytes) -> None:
-            return None
+    class LaterBroker(MemoryBroker):
+        def deliver(self, room: str, to: str, frame: bytes, later: Later) -> None:
+            async def round_trip() -> None:
+                await trio.lowlevel.checkpoint()  # as a round trip to Redis would
+                later(super(LaterBroker, self).deliver(room, to, frame, later))
 
-        async def deliver(self, room: str, to: str, frame: bytes) -> Delivery:
-            await trio.lowlevel.checkpoint()  # as a round trip to Redis would
-            delivery = super().deliver_now(room, to, frame)
-            assert delivery is not None
-            return delivery
+            nursery.start_soon(round_trip)
 
     if not immediate:
-        service.broker = AwaitedBroker(service.settings)
+        service.broker = LaterBroker(service.settings)
     alice, _ = await connect(service, nursery)
     bob, bob_welcome = await connect(service, nursery)
     for sock in (alice, bob):
