@@ -137,6 +137,10 @@ _SCRIPTS = {
     "probe": lua.PROBE,
 }
 
+# The scripts whose calls next to each other in a pipeline run as one (every signal that
+# crosses replicas is a DELIVER: Redis' fixed cost per script run comes once per pipeline).
+_MERGING = {"deliver"}
+
 
 @attrs.define(eq=False)
 class _Local:
@@ -235,7 +239,10 @@ class RedisBroker:
                 return await node_for(self._url, client, route, OP_TIMEOUT)
 
             batch = self._batch = ScriptBatch(locate, OP_TIMEOUT, [route], self._context)
-            self._scripts = {name: batch.register(lua.full(s)) for name, s in _SCRIPTS.items()}
+            self._scripts = {
+                name: batch.register(lua.full(body), merges=name in _MERGING)
+                for name, body in _SCRIPTS.items()
+            }
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(batch.run)

@@ -43,6 +43,9 @@ class Script:
     sha: str
     head: bytes  # EVALSHA, its sha, the keys and the leading arguments, encoded once
     arity: int  # how many arguments the head holds
+    # Calls of it next to each other in a pipeline run as one EVALSHA, their arguments one
+    # after another; the script answers with one reply per call, in a list.
+    merges: bool = False
 
 
 # What a submitted call's result goes to, in the batch's task: it must not raise or wait.
@@ -80,10 +83,13 @@ class ScriptBatch:
         self._stopped = False  # run() has ended
         self._alone = trio.Lock()  # after that, one call at a time on the connection
 
-    def register(self, body: str) -> Script:
+    def register(self, body: str, *, merges: bool = False) -> Script:
+        """A script for ``call`` and ``submit``. ``merges``: its calls next to each other in a
+        pipeline may run as one (``Script.merges``): Redis' fixed cost of a script run, the
+        head's bytes and the context's arguments come once for all of them."""
         sha = hashlib.sha1(body.encode()).hexdigest()
         lead = ["EVALSHA", sha, *self._lead]
-        script = Script(body, sha, bulk(lead), len(lead))
+        script = Script(body, sha, bulk(lead), len(lead), merges)
         self._scripts[script.sha] = script
         return script
 
@@ -130,26 +136,28 @@ class ScriptBatch:
             self._waiting = []
 
     async def _send(self, batch: list[_Call]) -> None:
-        data = b"".join([self._evalsha(request) for request in batch])
+        commands = _merged(batch)
+        data = b"".join([self._evalsha(calls) for calls in commands])
         try:
-            replies = await self._exchange(data, len(batch))
+            replies = await self._exchange(data, len(commands))
         except Exception as error:  # the connection failed: every call in it did
             for request in batch:
                 request.result = outcome.Error(error)
             return
-        for request, reply in zip(batch, replies, strict=True):
+        for calls, reply in zip(commands, replies, strict=True):
             if not isinstance(reply, ReplyError):
-                request.result = outcome.Value(reply)
+                result: outcome.Outcome[Any] = outcome.Value(reply)
             elif str(reply).startswith("NOSCRIPT"):
                 # Flushed meanwhile: load it and run it again. Later calls of this batch that
                 # failed the same way run again after it, in order.
-                request.result = await outcome.acapture(self._load_and_run, request)
+                result = await outcome.acapture(self._load_and_run, calls)
             else:
-                request.result = await self._result(reply)
+                result = await self._result(reply)
+            _settle(calls, result)
 
-    async def _load_and_run(self, request: _Call) -> Any:
-        load = encode("SCRIPT", "LOAD", request.script.body)
-        _, reply = await self._exchange(load + self._evalsha(request), 2)
+    async def _load_and_run(self, calls: list[_Call]) -> Any:
+        load = encode("SCRIPT", "LOAD", calls[0].script.body)
+        _, reply = await self._exchange(load + self._evalsha(calls), 2)
         return (await self._result(reply)).unwrap()
 
     async def _exchange(self, data: bytes, count: int) -> list[Reply]:
@@ -173,9 +181,15 @@ class ScriptBatch:
             return outcome.Error(BrokerUnavailable(str(reply)))
         return outcome.Error(reply)
 
-    def _evalsha(self, request: _Call) -> bytes:
-        script, args = request.script, request.args
-        return b"*%d\r\n" % (script.arity + len(args)) + script.head + bulk(args)
+    def _evalsha(self, calls: list[_Call]) -> bytes:
+        """One EVALSHA for ``calls`` (one call, or several of a script that merges)."""
+        script = calls[0].script
+        if len(calls) == 1:
+            args = calls[0].args
+            return b"*%d\r\n" % (script.arity + len(args)) + script.head + bulk(args)
+        count = sum(len(request.args) for request in calls)
+        parts = [bulk(request.args) for request in calls]
+        return b"*%d\r\n" % (script.arity + count) + script.head + b"".join(parts)
 
     async def _connected(self) -> Link:
         if self._link is None:
@@ -198,6 +212,31 @@ class ScriptBatch:
         link, self._link = self._link, None
         if link is not None:
             await link.aclose()
+
+
+def _merged(batch: list[_Call]) -> list[list[_Call]]:
+    """The calls each EVALSHA of the pipeline carries, in order."""
+    commands: list[list[_Call]] = []
+    for request in batch:
+        if request.script.merges and commands and commands[-1][0].script is request.script:
+            commands[-1].append(request)
+        else:
+            commands.append([request])
+    return commands
+
+
+def _settle(calls: list[_Call], result: outcome.Outcome[Any]) -> None:
+    """Each call's share of its EVALSHA's result: its own reply of a merged script's list."""
+    if isinstance(result, outcome.Error):
+        for request in calls:  # an outcome is unwrapped once: one each
+            request.result = outcome.Error(result.error)
+        return
+    if not calls[0].script.merges:
+        calls[0].result = result
+        return
+    replies = result.unwrap()
+    for request, reply in zip(calls, replies, strict=True):
+        request.result = outcome.Value(reply)
 
 
 def _not_cancellable(_: Any) -> trio.lowlevel.Abort:

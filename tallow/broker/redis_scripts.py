@@ -302,10 +302,18 @@ end
 return 1
 """
 
-# A: room, to, frame, echo -> delivered | here:<conn> | queued | full | gone
+# A: room, to, frame, echo; as many times over as deliveries were merged into this run
+# (ScriptBatch.register) -> a list, for each: delivered | here:<conn> | queued | full | gone
 DELIVER = """
-if redis.call('HEXISTS', P .. ':room:' .. A[1], A[2]) == 0 then return 'gone' end
-return send({A[2]}, A[3], BOUND, A[4])[1]
+local results = {}
+for i = 1, #A, 4 do
+  if redis.call('HEXISTS', P .. ':room:' .. A[i], A[i + 1]) == 0 then
+    results[#results + 1] = 'gone'
+  else
+    results[#results + 1] = send({A[i + 1]}, A[i + 2], BOUND, A[i + 3])[1]
+  end
+end
+return results
 """
 
 # A: peer: frames wait in its queue; this replica's channel says so (f), behind what it carries.

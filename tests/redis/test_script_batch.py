@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import coredis
+import outcome
 import pytest
 import trio
 import trio.lowlevel
@@ -15,6 +17,7 @@ from tallow.broker.base import BrokerUnavailable
 from tallow.broker.redis_batch import Script, ScriptBatch
 from tallow.broker.redis_connect import node_for, open_client
 from tallow.broker.redis_link import Endpoint
+from tallow.broker.resp import ReplyError
 from tallow.redis_url import RedisURL, parse_redis_url
 
 
@@ -140,3 +143,61 @@ async def test_a_cancelled_caller_still_gets_its_reply(redis_server: RedisServer
         assert scope.cancelled_caught
         assert replies == [1]
         assert await client.lrange("batch-test", 0, -1) == [b"done"]
+
+
+# Appends each of its arguments; one reply (the list's length after it) per argument, or an
+# error for all of them if one is "bad": a script whose calls merge (one argument per call).
+APPEND_EACH = """
+local replies = {}
+for i = 1, #ARGV do
+  if ARGV[i] == 'bad' then return redis.error_reply('bad argument') end
+  replies[#replies + 1] = redis.call('RPUSH', 'batch-test', ARGV[i])
+end
+return replies
+"""
+
+
+def script_runs(redis_server: RedisServer) -> int:
+    stats = redis_server.cli("INFO", "commandstats")
+    line = next(line for line in stats.splitlines() if line.startswith("cmdstat_evalsha:"))
+    return int(line.split("calls=")[1].split(",")[0])
+
+
+async def test_calls_of_a_merging_script_run_as_one_and_each_gets_its_own_reply(
+    redis_server: RedisServer,
+) -> None:
+    async with batch(redis_server) as (runner, client):
+        merging, alone = runner.register(APPEND_EACH, merges=True), runner.register(APPEND)
+        replies: dict[int, int] = {}
+
+        async def call(number: int) -> None:
+            # Every tenth call is of another script: the merged runs stop and start around it.
+            script = alone if number % 10 == 9 else merging
+            replies[number] = await runner.call(script, [number])
+
+        async with trio.open_nursery() as nursery:
+            for number in range(300):  # more than one pipeline holds
+                nursery.start_soon(call, number)
+        assert sorted(replies.values()) == list(range(1, 301))
+        stored = [int(item) for item in await client.lrange("batch-test", 0, -1)]
+        assert stored == sorted(replies, key=replies.__getitem__)
+        # 30 calls of the other script, each between two merged runs: about 60 runs, not 300.
+        assert script_runs(redis_server) <= 70
+
+
+async def test_an_error_of_a_merged_run_reaches_each_of_its_calls(
+    redis_server: RedisServer,
+) -> None:
+    async with batch(redis_server) as (runner, client):
+        merging = runner.register(APPEND_EACH, merges=True)
+        outcomes: dict[str, outcome.Outcome[object]] = {}
+        for word in ("a", "bad", "c"):  # submitted without a checkpoint between: one run
+            runner.submit(merging, [word], partial(outcomes.__setitem__, word))
+        with trio.fail_after(5):
+            while len(outcomes) < 3:
+                await trio.sleep(0.01)
+        for word in ("a", "bad", "c"):
+            with pytest.raises(ReplyError, match="bad argument"):
+                outcomes[word].unwrap()
+        assert await client.lrange("batch-test", 0, -1) == [b"a"]  # the run stopped at "bad"
+        assert await runner.call(merging, ["next"]) == 2  # the batch goes on
