@@ -41,7 +41,7 @@ import contextlib
 import itertools
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from functools import partial
 from typing import Any
 
@@ -283,7 +283,8 @@ class RedisBroker:
                         await self._reconcile()
                     while True:
                         for data in await sub.receive():
-                            await self._on_message(data)
+                            if (waiting := self._on_message(data)) is not None:
+                                await waiting
             except Exception as error:
                 self._trouble("subscription lost", error)
             await trio.sleep(RESUBSCRIBE_DELAY)
@@ -522,18 +523,20 @@ class RedisBroker:
 
     # --- frames arriving on this replica's channel ----------------------------------------
 
-    async def _on_message(self, data: bytes) -> None:
+    def _on_message(self, data: bytes) -> Awaitable[None] | None:
+        """One message of the channel, handled with plain calls; what must wait for Redis
+        first (a flush, a release) comes back to be awaited before the next message."""
         header, _, frame = data.partition(b"\n")
         kind, *args = header.decode().split(" ")
         try:
             if kind == "d":
                 for peer in args:
-                    await self._hand_over(peer, frame)
+                    self._hand_over(peer, frame)
             elif kind == "D":  # an echo: sent by a session here, through Redis
                 number = int(args[0])
                 for target in args[1:]:
                     peer, _, conn = target.partition("/")
-                    await self._hand_over(peer, frame)
+                    self._hand_over(peer, frame)
                     local = self._local.get(peer)
                     if local is not None and local.conn == conn:
                         local.echo(number)
@@ -542,24 +545,40 @@ class RedisBroker:
                 if local is not None and local.conn == args[1]:
                     local.held = False
             elif kind == "f":
-                await self._flush(args[0])
+                return self._logged(kind, self._flush(args[0]))
             elif kind == "s":  # a resume took the peer: close its connection here
                 self._supersede(*args)
-                await self._marker(args[0])
+                return self._logged(kind, self._marker(args[0]))
             elif kind == "m":  # the hand-over marker: nothing older for the peer is on its way
-                await self._marker(args[0])
+                return self._logged(kind, self._marker(args[0]))
         except BrokerUnavailable as error:
-            event(log, logging.WARNING, "frame not handed over", kind=kind, error=str(error))
+            _not_handed_over(kind, error)
+        return None
 
-    async def _hand_over(self, peer: str, frame: bytes) -> None:
+    async def _logged(self, kind: str, waiting: Awaitable[None]) -> None:
+        try:
+            await waiting
+        except BrokerUnavailable as error:
+            _not_handed_over(kind, error)
+
+    def _hand_over(self, peer: str, frame: bytes) -> None:
         local = self._local.get(peer)
         if local is not None:
             self._hand_over_here(peer, local, frame)
         elif (release := self._releases.get(peer)) is not None:
             release.frames.append(frame)
         else:
-            # The peer moved on (resumed elsewhere, gone): Redis knows where it is now.
-            await self._script("reroute", peer, frame)
+            # The peer moved on (resumed elsewhere, gone): Redis knows where it is now. The
+            # batch keeps this call's place among the others: nothing here waits for it.
+            self._submit("reroute", (peer, frame), self._rerouted)
+
+    def _rerouted(self, reply: Outcome[Any]) -> None:
+        try:
+            reply.unwrap()
+        except (*UNAVAILABLE, BrokerUnavailable) as error:
+            _not_handed_over("reroute", self._unavailable(error))
+        except Exception:  # the script failed: a bug, not a reason to stop the batch's task
+            log.exception("reroute failed")
 
     def _hand_over_all(self, peer: str, local: _Local, frames: list[bytes]) -> None:
         for frame in frames:  # once one goes to a release (or waits), the rest follow it
@@ -710,6 +729,10 @@ class RedisBroker:
         self._healthy_since = None
         self._seen_outage = True
         self._resync_needed = True
+
+
+def _not_handed_over(kind: str, error: BrokerUnavailable) -> None:
+    event(log, logging.WARNING, "frame not handed over", kind=kind, error=str(error))
 
 
 def _ignore(_: Outcome[Any]) -> None:
