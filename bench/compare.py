@@ -207,7 +207,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first")
     parser.add_argument("--payload", type=int, default=300, help="signal payload bytes")
     parser.add_argument("--inflight", type=int, default=1, help="signals in flight per pair")
-    parser.add_argument("--idle-connections", type=int, default=10_000)
+    parser.add_argument("--idle-connections", type=int, default=10_000, help="0 skips")
     parser.add_argument("--startup-runs", type=int, default=3, help="0 skips the zipapp")
     parser.add_argument("--redis-pairs", type=counts, default=[1, 100], help="empty skips")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "performance.md")
@@ -243,7 +243,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tallow-compare-") as scratch:
         workdir = Path(scratch)
         data["rates"] = relay_rates(args, workdir)
-        data["memory"] = idle_memory(args, workdir)
+        data["memory"] = idle_memory(args, workdir) if args.idle_connections else []
         data["startup"] = start_up(args) if args.startup_runs else None
         data["redis"] = None
         if args.redis_pairs:

@@ -249,7 +249,7 @@ def markdown(data: dict[str, Any], plot_name: str) -> str:
         "minus the resident memory before, after a first batch of 100 connections warmed the "
         "server up.",
         "",
-        *_memory_table(data["memory"]),
+        *(_memory_table(data["memory"]) if data["memory"] else ["Not measured in this run."]),
         "",
         "### Zipapp start-up",
         "",
