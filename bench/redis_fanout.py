@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.redis_fanout [--samples 1000] [--seconds 5] [--pairs 20]
     .venv/bin/python -m bench.redis_fanout --relay [--pairs 100] [--runs 3] [--seconds 8]
+        [--trees TREE,TREE]
     .venv/bin/python -m bench.redis_fanout --script-cost
 
 Starts its own redis-server, redis-sentinel and Tallow processes on free loopback ports (as the
@@ -12,7 +13,8 @@ tests do) and prints one line per figure. Not a test: the numbers depend on the 
 between the embedded broker, Redis with both peers on one replica, Redis with every signal
 crossing replicas, and the same across a Redis Cluster (3 primaries, one replica each); with
 Redis CPU per relayed message from INFO CPU (summed over the cluster's primaries), and the
-medians' ratios.
+medians' ratios. ``--trees`` alternates source trees too (``git worktree add`` the commits to
+compare): each tree's replicas run with its directory first on PYTHONPATH.
 """
 
 from __future__ import annotations
@@ -287,78 +289,96 @@ LAYOUTS = (
 
 
 def relay(args: argparse.Namespace) -> None:
-    """Alternated generator runs over the three layouts; medians and ratios to embedded."""
+    """Alternated generator runs over the four layouts (and the source trees, with --trees);
+    medians and ratios to the same tree's embedded broker."""
     from bench import servers  # the Node generator's harness (imports the test helpers)
 
     servers.ensure_node_packages()
-    figures: dict[str, list[dict[str, float]]] = {layout: [] for layout in LAYOUTS}
+    trees: list[str] = args.trees.split(",") if args.trees else [""]
+    figures: dict[tuple[str, str], list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as folder, contextlib.ExitStack() as stack:
         workdir = Path(folder)
         redis = stack.enter_context(servers.redis(workdir / "redis"))
-        memory = stack.enter_context(servers.tallow(workdir / "memory"))
-        env = {"REDIS_URL": redis.url}
-        one = stack.enter_context(servers.tallow(workdir / "one", env))
-        two = stack.enter_context(servers.tallow(workdir / "two", env))
         cluster = RedisCluster(workdir / "cluster").start()
         stack.callback(cluster.kill)
         primaries = cluster.primary_nodes()
-        env = {"REDIS_URL": cluster.url}
-        three = stack.enter_context(servers.tallow(workdir / "three", env))
-        four = stack.enter_context(servers.tallow(workdir / "four", env))
-        urls = {
-            LAYOUTS[0]: (memory, memory, [redis]),
-            LAYOUTS[1]: (one, one, [redis]),
-            LAYOUTS[2]: (one, two, [redis]),
-            LAYOUTS[3]: (three, four, primaries),
-        }
+        layouts: dict[str, dict[str, tuple[Any, Any, list[RedisServer]]]] = {}
+        for index, tree in enumerate(trees):
+            # Each tree's replicas run its own code (PYTHONPATH first) and keep their own keys.
+            own = {"PYTHONPATH": tree, "TALLOW_REDIS_PREFIX": f"tallow{index}"} if tree else {}
+            place = workdir / f"tree-{index}"
+
+            def replica(
+                name: str, url: str | None = None, own: dict[str, str] = own, place: Path = place
+            ) -> Any:
+                env = {**own, "REDIS_URL": url} if url else own
+                return stack.enter_context(servers.tallow(place / name, env))
+
+            memory = replica("memory")
+            one, two = replica("one", redis.url), replica("two", redis.url)
+            three, four = replica("three", cluster.url), replica("four", cluster.url)
+            layouts[tree] = {
+                LAYOUTS[0]: (memory, memory, [redis]),
+                LAYOUTS[1]: (one, one, [redis]),
+                LAYOUTS[2]: (one, two, [redis]),
+                LAYOUTS[3]: (three, four, primaries),
+            }
         for run in range(args.runs):
-            for layout, (first, second, nodes) in urls.items():
-                generator = ["rate", "--protocol", "tallow", "--url", first.ws_url]
-                generator += ["--url2", second.ws_url, "--pairs", str(args.pairs)]
-                generator += ["--seconds", str(args.seconds), "--warmup", "2", "--payload", "300"]
-                generator += ["--inflight", "1", "--connect-timeout", "300"]
-                pids = {first.pid, second.pid}
-                marks: dict[str, tuple[float, float]] = {}
+            for tree in trees:
+                for layout, (first, second, nodes) in layouts[tree].items():
+                    sample = _relay_run(servers, args, first, second, nodes)
+                    figures.setdefault((tree, layout), []).append(sample)
+                    _report(
+                        f"run {run + 1}, {_label(tree, layout)}, {args.pairs} pairs",
+                        f"{sample['rate']:.0f} msg/s  p99 {sample['p99']} ms  Tallow CPU "
+                        f"{sample['tallow_us']:.0f} us/msg  Redis CPU "
+                        f"{sample['redis_us']:.1f} us/msg  load {os.getloadavg()[0]:.2f}",
+                    )
+    for tree in trees:
+        base = statistics.median(sample["rate"] for sample in figures[tree, LAYOUTS[0]])
+        base_p99 = statistics.median(sample["p99"] for sample in figures[tree, LAYOUTS[0]])
+        for layout in LAYOUTS:
+            samples = figures[tree, layout]
+            rate = statistics.median(sample["rate"] for sample in samples)
+            p99 = statistics.median(sample["p99"] for sample in samples)
+            tallow_us = statistics.median(sample["tallow_us"] for sample in samples)
+            redis_us = statistics.median(sample["redis_us"] for sample in samples)
+            _report(
+                f"median, {_label(tree, layout)}",
+                f"{rate:.0f} msg/s ({rate / base:.2f}x)  p99 {p99:.1f} ms ({p99 / base_p99:.2f}x)"
+                f"  Tallow CPU {tallow_us:.0f} us/msg  Redis CPU {redis_us:.1f} us/msg",
+            )
 
-                def on_event(
-                    event: dict[str, Any],
-                    pids: set[int] = pids,
-                    marks: dict[str, tuple[float, float]] = marks,
-                    nodes: list[RedisServer] = nodes,
-                ) -> None:
-                    tallow_cpu = sum(servers.cpu_seconds(pid) for pid in pids)
-                    marks[event["event"]] = (tallow_cpu, _redis_stats(*nodes)[0])
 
-                result = servers.run_generator(generator, on_event)
-                relayed = result["relayed_messages"]
-                tallow_cpu, redis_cpu = (
-                    after - before
-                    for after, before in zip(marks["stop"], marks["start"], strict=True)
-                )
-                sample = {
-                    "rate": result["messages_per_second"],
-                    "p99": result["rtt_ms"]["p99"],
-                    "tallow_us": tallow_cpu / relayed * 1e6,
-                    "redis_us": redis_cpu / relayed * 1e6,
-                }
-                figures[layout].append(sample)
-                _report(
-                    f"run {run + 1}, {layout}, {args.pairs} pairs",
-                    f"{sample['rate']:.0f} msg/s  p99 {sample['p99']} ms  Tallow CPU "
-                    f"{sample['tallow_us']:.0f} us/msg  Redis CPU {sample['redis_us']:.1f} us/msg"
-                    f"  load {os.getloadavg()[0]:.2f}",
-                )
-    base = statistics.median(sample["rate"] for sample in figures[LAYOUTS[0]])
-    base_p99 = statistics.median(sample["p99"] for sample in figures[LAYOUTS[0]])
-    for layout, samples in figures.items():
-        rate = statistics.median(sample["rate"] for sample in samples)
-        p99 = statistics.median(sample["p99"] for sample in samples)
-        redis_us = statistics.median(sample["redis_us"] for sample in samples)
-        _report(
-            f"median, {layout}",
-            f"{rate:.0f} msg/s ({rate / base:.2f}x)  p99 {p99:.1f} ms ({p99 / base_p99:.2f}x)  "
-            f"Redis CPU {redis_us:.1f} us/msg",
-        )
+def _label(tree: str, layout: str) -> str:
+    return f"{tree}: {layout}" if tree else layout
+
+
+def _relay_run(
+    servers: Any, args: argparse.Namespace, first: Any, second: Any, nodes: list[RedisServer]
+) -> dict[str, float]:
+    """One generator run between ``first`` and ``second``: its rate, p99 and CPU per message."""
+    generator = ["rate", "--protocol", "tallow", "--url", first.ws_url, "--url2", second.ws_url]
+    generator += ["--pairs", str(args.pairs), "--seconds", str(args.seconds), "--warmup", "2"]
+    generator += ["--payload", "300", "--inflight", "1", "--connect-timeout", "300"]
+    pids = {first.pid, second.pid}
+    marks: dict[str, tuple[float, float]] = {}
+
+    def on_event(event: dict[str, Any]) -> None:
+        tallow_cpu = sum(servers.cpu_seconds(pid) for pid in pids)
+        marks[event["event"]] = (tallow_cpu, _redis_stats(*nodes)[0])
+
+    result = servers.run_generator(generator, on_event)
+    relayed = result["relayed_messages"]
+    tallow_cpu, redis_cpu = (
+        after - before for after, before in zip(marks["stop"], marks["start"], strict=True)
+    )
+    return {
+        "rate": result["messages_per_second"],
+        "p99": result["rtt_ms"]["p99"],
+        "tallow_us": tallow_cpu / relayed * 1e6,
+        "redis_us": redis_cpu / relayed * 1e6,
+    }
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -455,6 +475,10 @@ if __name__ == "__main__":
     parser.add_argument("--pairs", type=int, default=20, help="sender/receiver pairs")
     parser.add_argument("--relay", action="store_true", help="only the generator comparison")
     parser.add_argument("--runs", type=int, default=3, help="alternated runs (--relay)")
+    parser.add_argument(
+        "--trees",
+        help="comma-separated source trees (checkouts) to alternate run by run (--relay): an A/B",
+    )
     parser.add_argument("--script-cost", action="store_true", help="only EVALSHA client CPU")
     arguments = parser.parse_args()
     if arguments.relay:
