@@ -30,6 +30,23 @@ def redis_url(text: str) -> RedisURL:
 # Appends its argument to a list and returns the list's length: order made visible.
 APPEND = "return redis.call('RPUSH', 'batch-test', ARGV[1])"
 
+# Appends each of its arguments; one reply (the list's length after it) per argument, or an
+# error for all of them if one is "bad": a script whose calls merge (one argument per call).
+APPEND_EACH = """
+local replies = {}
+for i = 1, #ARGV do
+  if ARGV[i] == 'bad' then return redis.error_reply('bad argument') end
+  replies[#replies + 1] = redis.call('RPUSH', 'batch-test', ARGV[i])
+end
+return replies
+"""
+
+
+def script_runs(redis_server: RedisServer) -> int:
+    stats = redis_server.cli("INFO", "commandstats")
+    line = next(line for line in stats.splitlines() if line.startswith("cmdstat_evalsha:"))
+    return int(line.split("calls=")[1].split(",")[0])
+
 
 @asynccontextmanager
 async def batch(
@@ -48,14 +65,19 @@ async def batch(
             nursery.cancel_scope.cancel()
 
 
+@pytest.mark.parametrize("merging", [False, True])
 async def test_concurrent_calls_each_get_their_own_reply_in_the_order_redis_ran_them(
-    redis_server: RedisServer,
+    redis_server: RedisServer, merging: bool
 ) -> None:
+    """Merging: most calls are of a script that merges (Script.merges), every tenth of another,
+    so the merged runs stop and start around it."""
     async with batch(redis_server) as (runner, client):
-        script = runner.register(APPEND)
+        alone = runner.register(APPEND)
+        merges = runner.register(APPEND_EACH, merges=True)
         replies: dict[int, int] = {}
 
         async def call(number: int) -> None:
+            script = merges if merging and number % 10 != 9 else alone
             replies[number] = await runner.call(script, [number])
 
         async with trio.open_nursery() as nursery:
@@ -65,6 +87,8 @@ async def test_concurrent_calls_each_get_their_own_reply_in_the_order_redis_ran_
         # Redis ran them in the order they were issued, and each caller got its own reply.
         stored = [int(item) for item in await client.lrange("batch-test", 0, -1)]
         assert stored == sorted(replies, key=replies.__getitem__)
+        if merging:  # 30 calls of the other script, each between two merged runs: about 60
+            assert script_runs(redis_server) <= 70
 
 
 async def test_a_redis_that_lost_its_scripts_runs_them_again_in_order(
@@ -143,46 +167,6 @@ async def test_a_cancelled_caller_still_gets_its_reply(redis_server: RedisServer
         assert scope.cancelled_caught
         assert replies == [1]
         assert await client.lrange("batch-test", 0, -1) == [b"done"]
-
-
-# Appends each of its arguments; one reply (the list's length after it) per argument, or an
-# error for all of them if one is "bad": a script whose calls merge (one argument per call).
-APPEND_EACH = """
-local replies = {}
-for i = 1, #ARGV do
-  if ARGV[i] == 'bad' then return redis.error_reply('bad argument') end
-  replies[#replies + 1] = redis.call('RPUSH', 'batch-test', ARGV[i])
-end
-return replies
-"""
-
-
-def script_runs(redis_server: RedisServer) -> int:
-    stats = redis_server.cli("INFO", "commandstats")
-    line = next(line for line in stats.splitlines() if line.startswith("cmdstat_evalsha:"))
-    return int(line.split("calls=")[1].split(",")[0])
-
-
-async def test_calls_of_a_merging_script_run_as_one_and_each_gets_its_own_reply(
-    redis_server: RedisServer,
-) -> None:
-    async with batch(redis_server) as (runner, client):
-        merging, alone = runner.register(APPEND_EACH, merges=True), runner.register(APPEND)
-        replies: dict[int, int] = {}
-
-        async def call(number: int) -> None:
-            # Every tenth call is of another script: the merged runs stop and start around it.
-            script = alone if number % 10 == 9 else merging
-            replies[number] = await runner.call(script, [number])
-
-        async with trio.open_nursery() as nursery:
-            for number in range(300):  # more than one pipeline holds
-                nursery.start_soon(call, number)
-        assert sorted(replies.values()) == list(range(1, 301))
-        stored = [int(item) for item in await client.lrange("batch-test", 0, -1)]
-        assert stored == sorted(replies, key=replies.__getitem__)
-        # 30 calls of the other script, each between two merged runs: about 60 runs, not 300.
-        assert script_runs(redis_server) <= 70
 
 
 async def test_an_error_of_a_merged_run_reaches_each_of_its_calls(
