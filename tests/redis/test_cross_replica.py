@@ -114,3 +114,26 @@ async def test_per_sender_order_across_replicas(replicas) -> None:
         got = [(await bob.recv())["data"] for _ in range(300)]
         assert [n for tag, n in got if tag == "a"] == list(range(150))
         assert [n for tag, n in got if tag == "c"] == list(range(150))
+
+
+async def test_a_signal_waiting_for_redis_keeps_the_replies_behind_it_in_order(replicas) -> None:
+    """A signal that crosses replicas pauses its session until Redis has answered it: what the
+    client sent right behind it is handled after, so its error comes before the next reply."""
+    one, two = replicas(2)
+    async with connect(one.ws_url) as alice, connect(two.ws_url) as bob:
+        await alice.join("paused")
+        await bob.join("paused")
+        assert (await alice.recv())["type"] == "peer-joined"
+        for _ in range(20):
+            for message in (
+                {"type": "signal", "to": bob.peer, "data": 1},
+                {"type": "signal", "to": "nobody", "data": 2, "id": 7},
+                {"type": "ping", "id": 8},
+                {"type": "signal", "to": bob.peer, "data": 3},
+            ):
+                await alice.send(message)
+            replies = [await alice.recv(), await alice.recv()]
+            order = [(reply["type"], reply["re"]) for reply in replies]
+            assert order == [("error", 7), ("pong", 8)]
+            assert replies[0]["code"] == "peer-not-found"
+            assert [(await bob.recv())["data"] for _ in range(2)] == [1, 3]
