@@ -43,6 +43,8 @@ Waiting = Coroutine[Any, Any, None]
 
 
 class Pause(enum.Enum):
+    """A handler's answer when its result comes later, from the broker's task."""
+
     PAUSE = "pause"
 
 
@@ -83,8 +85,8 @@ class Session:
         self._bucket = TokenBucket(settings.rate_limit, settings.rate_burst)
         self._strikes = 0
         self._carry: Waiting | Need | None = Need.READ  # what _inline left for the task
-        self._awaiting = False  # a delivery result (PAUSE), for the signal of this request id:
-        self._awaited_re: str | int | None = None
+        self._awaiting = False  # paused (PAUSE) until a delivery result comes
+        self._awaited_re: str | int | None = None  # the request id of the signal it is for
         self._closing = False
         self._close_code = p.CLOSE_GOING_AWAY
         self._close_reason = "bye"
@@ -253,8 +255,9 @@ class Session:
             self.close_soon(close_code, f"too many {code} messages")
 
     def _handle(self, text: str) -> Waiting | Pause | None:
-        """Handle one message with plain calls; what must wait (a broker that is not in this
-        process, a join, a leave) comes back as an awaitable for the caller to await."""
+        """Handle one message with plain calls; what must wait (a join, a leave, a broadcast)
+        comes back as an awaitable for the caller to await, a signal whose result comes later
+        as PAUSE."""
         re: str | int | None = None
         try:
             message = p.decode(text)
