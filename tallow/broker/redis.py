@@ -449,7 +449,8 @@ class RedisBroker:
         except Exception as error:  # the script failed: a bug, which the session reports
             later(error)
             return
-        self._note_results(number, [to.encode(), result])
+        if result != b"delivered":  # published elsewhere: nothing to note here
+            self._note_results(number, [to.encode(), result])
         later(Delivery.DELIVERED if result.startswith(_HERE) else _DELIVERY[result])
 
     async def publish(self, room: str, frame: bytes, exclude: str | None = None) -> None:
