@@ -20,8 +20,8 @@ as one pipeline (``redis_batch``). The two hot paths, that pipeline and the subs
 connections of their own with raw RESP (``redis_link``, ``redis_pubsub``); coredis finds the
 node they connect to and carries everything else. Script replies and the channel are read from
 different connections, so either can be read first: frames the channel brings for a peer whose
-attach reply (with the older frames of its queue) is still unread wait behind those, and a ``u``
-read first is not undone by the attach's older news of a hold.
+attach (or resync) reply, with the older frames of its queue, is still unread wait behind those,
+and a ``u`` read first is not undone by the attach's older news of a hold.
 
 Replicas heartbeat into a sorted set; one silent for ``NODE_TIMEOUT`` is dead and any replica's
 ``expired()`` hands its peers the resume grace (counted from its last heartbeat) and then removes
@@ -153,14 +153,14 @@ class _Local:
     member: bytes = b""  # the member record (JSON) in ``room``
     announce: bytes = b""  # its join announcement, sent again if the others heard it leave
     # What keeps the local fast path off (module docstring): all must clear.
-    attached: bool = False  # the attach script has run
+    attached: bool = False  # the attach script has run (and no resync is running)
     # Its previous replica still releases frames to it (until ``u``); None until the attach
     # script's reply says, which may come after the ``u`` (the two use different connections).
     held: bool | None = None
     blocked: bool = False  # frames may wait in its Redis queue (until a flush or resync)
     echoes: set[int] = attrs.Factory(set)  # numbers of D echoes sent or seen, not yet both
-    # Frames that came through the channel before the attach script's reply, which carries
-    # older ones (its queue): they go after those.
+    # Frames that came through the channel before the attach (or resync) script's reply, which
+    # carries older ones (its queue): they go after those.
     early: list[bytes] = attrs.Factory(list)
 
     @property
@@ -517,7 +517,7 @@ class RedisBroker:
         release = self._releases.get(peer)
         if release is not None:
             release.frames.append(frame)
-        elif not local.attached:  # older frames come with its attach script's reply
+        elif not local.attached:  # older frames come with its attach (or resync) reply
             local.early.append(frame)
         elif not local.inbox.offer(frame):
             self._releases[peer] = _Release([frame])  # cut off as a slow reader
@@ -651,19 +651,30 @@ class RedisBroker:
         for peer, local in list(self._local.items()):
             if peer in self._releases or self._local.get(peer) is not local:
                 continue
-            status, *queued = await self._script(
-                "resync",
-                peer,
-                local.conn,
-                local.resume_hash,
-                local.room,
-                local.member,
-                local.announce if announce else b"",
-            )
+            # As for an attach: what the channel brings before the reply (this runs beside the
+            # subscriber when the heartbeat finds Redis changed) waits behind the queue it carries.
+            local.attached = False
+            reply: list[bytes] = [b"failed"]
+            try:
+                reply = await self._script(
+                    "resync",
+                    peer,
+                    local.conn,
+                    local.resume_hash,
+                    local.room,
+                    local.member,
+                    local.announce if announce else b"",
+                )
+            finally:
+                # Failed (an outage): the queue stays in Redis for the next resync, and what came
+                # meanwhile goes now; the outage has broken the order already.
+                local.attached = True
+                early, local.early = local.early, []
+                self._hand_over_all(peer, local, [*reply[1:], *early])
+            status = reply[0]
             if status == b"lost":  # resumed on another connection meanwhile
                 self._supersede(peer, local.conn)
             elif self._local.get(peer) is local:
-                self._hand_over_all(peer, local, queued)
                 local.blocked = False
         client = self._connected()
         listed = await self._guard(client.smembers(self._key("node", self._node)))

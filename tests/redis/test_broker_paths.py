@@ -36,8 +36,10 @@ class Connection(Inbox):
 
 
 @asynccontextmanager
-async def replicas(redis_server: RedisServer, count: int) -> AsyncIterator[list[RedisBroker]]:
-    settings = load({"REDIS_URL": redis_server.url, "TALLOW_RESUME_SECONDS": "5"})
+async def replicas(
+    redis_server: RedisServer, count: int, resume_seconds: int = 5
+) -> AsyncIterator[list[RedisBroker]]:
+    settings = load({"REDIS_URL": redis_server.url, "TALLOW_RESUME_SECONDS": str(resume_seconds)})
     brokers = [RedisBroker(settings) for _ in range(count)]
     async with trio.open_nursery() as nursery:
         for broker in brokers:
@@ -187,3 +189,42 @@ async def test_a_hold_that_ends_before_the_attach_reply_is_read_ends(
             await two.detach("b", old, old.unsent)  # two lets go: the hold ends (u to one)
             await eventually(lambda: one._local["b"].held is False, 5, step=0.01)
         await eventually(lambda: one._local["b"].settled, 5)
+
+
+async def test_frames_that_overtake_a_resync_reply_wait_behind_its_queue(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis took replica two for dead (its peer away, frames to it queued); two's heartbeat
+    finds out and its resync takes the peer back with its queue, beside the subscriber: a frame
+    the channel brings before that reply is read waits behind the queue."""
+    async with replicas(redis_server, 2, resume_seconds=60) as (one, two):
+        await joined(one, "a")
+        bob = await joined(two, "b")
+        script, queued, ran, read = two._script, trio.Event(), trio.Event(), trio.Event()
+
+        async def late(name: str, *args: str | bytes | int) -> object:
+            if name != "resync" or args[0] != "b":
+                return await script(name, *args)
+            await queued.wait()
+            result = await script(name, *args)
+            ran.set()
+            await read.wait()
+            return result
+
+        monkeypatch.setattr(two, "_script", late)
+        await eventually(lambda: one._healthy_since is not None, 5)  # one may judge others
+        record = two._key("peer", "b")
+        while redis_server.cli("HGET", record, "conn"):  # two's heartbeat may come in between
+            seconds, _ = redis_server.cli("TIME").split()
+            silent = (int(seconds) - 10) * 1000  # two's last heartbeat, as Redis will see it
+            redis_server.cli("ZADD", two._key("nodes"), str(silent), two._node)
+            await one.expired()  # one reaps two: b is away, within its grace
+        assert await deliver(one, "R", "b", b"first") is Delivery.QUEUED
+        queued.set()
+        with trio.fail_after(10):
+            await ran.wait()  # two's heartbeat noticed, and the resync ran in Redis
+        assert await deliver(one, "R", "b", b"second") is Delivery.DELIVERED
+        await eventually(lambda: bob.frames[-1:] == [b"second"] or two._local["b"].early, 5)
+        read.set()
+        await eventually(lambda: {b"first", b"second"} <= set(bob.frames), 5)
+        assert bob.frames[-2:] == [b"first", b"second"]
