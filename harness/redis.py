@@ -93,6 +93,13 @@ class RedisServer:
     def scan_keys(self, pattern: str = "*") -> list[str]:
         return sorted(line for line in self.cli("--scan", "--pattern", pattern).splitlines())
 
+    def calls(self, command: str) -> int:
+        """How many times this server has run ``command`` (INFO commandstats), e.g. evalsha."""
+        prefix = f"cmdstat_{command.lower()}:"
+        stats = self.cli("INFO", "commandstats").splitlines()
+        line = next((line for line in stats if line.startswith(prefix)), "calls=0,")
+        return int(line.split("calls=")[1].split(",")[0])
+
     def channels(self, pattern: str = "*") -> list[str]:
         """Pub/sub channels matching ``pattern`` that have a subscriber right now."""
         return sorted(self.cli("PUBSUB", "CHANNELS", pattern).splitlines())

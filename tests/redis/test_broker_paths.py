@@ -55,12 +55,6 @@ async def joined(broker: RedisBroker, peer: str, room: str = "R") -> Connection:
     return inbox
 
 
-def evalsha_calls(redis_server: RedisServer) -> int:
-    stats = redis_server.cli("INFO", "commandstats")
-    line = next(line for line in stats.splitlines() if line.startswith("cmdstat_evalsha:"))
-    return int(line.split("calls=")[1].split(",")[0])
-
-
 async def test_join_announces_to_the_listed_members_atomically(redis_server: RedisServer) -> None:
     async with replicas(redis_server, 2) as (one, two):
         a = await joined(one, "a")
@@ -84,10 +78,10 @@ async def test_same_replica_signals_skip_redis_once_settled(redis_server: RedisS
         assert await deliver(one, "R", "b", b"first") is Delivery.DELIVERED
         assert b.frames == [b"first"]
         await eventually(lambda: one._local["a"].settled, 5)
-        before = evalsha_calls(redis_server)
+        before = redis_server.calls("evalsha")
         for number in range(200):
             assert await deliver(one, "R", "b", b"%d" % number) is Delivery.DELIVERED
-        assert evalsha_calls(redis_server) - before <= 2  # a heartbeat may fall in between
+        assert redis_server.calls("evalsha") - before <= 2  # a heartbeat may fall in between
         assert b.frames == [b"first", *(b"%d" % number for number in range(200))]
         await eventually(lambda: a.frames == [b"+b"], 5)
         # Delivery does not need Redis at all: it keeps working while Redis is down.
@@ -128,9 +122,9 @@ async def test_order_holds_while_the_receiver_resumes_onto_the_senders_replica(
         assert old.frames + new.frames == sent
         # Once settled on the sender's replica, the rest went without Redis.
         await eventually(lambda: one._local["b"].settled, 5)
-        before = evalsha_calls(redis_server)
+        before = redis_server.calls("evalsha")
         await deliver(one, "R", "b", b"last")
-        assert evalsha_calls(redis_server) - before <= 1
+        assert redis_server.calls("evalsha") - before <= 1
         assert new.frames[-1] == b"last"
 
 

@@ -42,12 +42,6 @@ return replies
 """
 
 
-def script_runs(redis_server: RedisServer) -> int:
-    stats = redis_server.cli("INFO", "commandstats")
-    line = next(line for line in stats.splitlines() if line.startswith("cmdstat_evalsha:"))
-    return int(line.split("calls=")[1].split(",")[0])
-
-
 @asynccontextmanager
 async def batch(
     redis_server: RedisServer,
@@ -88,7 +82,7 @@ async def test_concurrent_calls_each_get_their_own_reply_in_the_order_redis_ran_
         stored = [int(item) for item in await client.lrange("batch-test", 0, -1)]
         assert stored == sorted(replies, key=replies.__getitem__)
         if merging:  # 30 calls of the other script, each between two merged runs: about 60
-            assert script_runs(redis_server) <= 70
+            assert redis_server.calls("evalsha") <= 70
 
 
 async def test_a_redis_that_lost_its_scripts_runs_them_again_in_order(
