@@ -38,7 +38,8 @@ CLOSE_TIMEOUT = 5.0  # seconds to hand over the close frame before giving up on 
 
 # A handler answers at once, or returns what it must still wait for (for its session's task),
 # or PAUSE: a result comes later (``Session._on_delivery``), and the session reads nothing more
-# until then, its task parked as if waiting to read.
+# until then, its task parked as if waiting to read (``Need.READ``: the result goes on from there
+# as arriving bytes would).
 Waiting = Coroutine[Any, Any, None]
 
 
@@ -163,7 +164,7 @@ class Session:
             event(log, logging.DEBUG, "session open", peer=self.peer, resumed=resumed)
             step = self._step()
             while step is not None:
-                if step is Need.READ or step is PAUSE:
+                if step is Need.READ:
                     # Awaited here, not in a coroutine of the transport's: one frame less per idle
                     # task. Closed or interrupted, it ends too, and None comes next. Meanwhile
                     # the readiness task (or a delivery result) may run _inline: then go on with
@@ -185,11 +186,11 @@ class Session:
                 await self._part()
             self.service.closed(self)
 
-    def _step(self) -> Waiting | Need | Pause | None:
+    def _step(self) -> Waiting | Need | None:
         """Handle every message there is now, with plain calls; then what to wait for:
-        ``Need.READ``, what a handler must wait for, PAUSE, or None (the end)."""
+        ``Need.READ`` (also while paused), what a handler must wait for, or None (the end)."""
         if self._awaiting:
-            return PAUSE  # the next message waits until the last one's result is answered
+            return Need.READ  # paused: the next message waits for the last one's result
         limit = self.service.settings.max_message_bytes
         while (frame := self.transport.receive_nowait(self._outbox)) is not None:
             if frame is Need.READ:
@@ -215,7 +216,7 @@ class Session:
         except Exception:  # as in run(): this session ends, the readiness task goes on
             self._crashed()
             step = None
-        if step is Need.READ or step is PAUSE:
+        if step is Need.READ:
             return True
         self._carry = step
         return False
@@ -254,7 +255,7 @@ class Session:
         if self._strikes >= self.service.settings.abuse_strikes:
             self.close_soon(close_code, f"too many {code} messages")
 
-    def _handle(self, text: str) -> Waiting | Pause | None:
+    def _handle(self, text: str) -> Waiting | Need | None:
         """Handle one message with plain calls; what must wait (a join, a leave, a broadcast)
         comes back as an awaitable for the caller to await, a signal whose result comes later
         as PAUSE."""
@@ -269,7 +270,7 @@ class Session:
             return None
         if waiting is PAUSE:
             self._awaiting, self._awaited_re = True, re
-            return PAUSE
+            return Need.READ
         if waiting is not None:
             return self._finish(waiting, kind, re)
         _HANDLED[kind] += 1
