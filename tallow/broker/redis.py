@@ -348,9 +348,7 @@ class RedisBroker:
             self._set_room(peer, local, room.decode(), member)
         if local.held is None:
             local.held = bool(held)
-        local.attached = True
-        early, local.early = local.early, []
-        self._hand_over_all(peer, local, [*queued, *early])
+        self._attached(peer, local, queued)
 
     async def claim(self, resume_hash: str) -> Claim | None:
         found = await self._script("claim", resume_hash)
@@ -442,11 +440,8 @@ class RedisBroker:
 
     def _delivered(self, number: int, to: str, later: Later, reply: Outcome[Any]) -> None:
         try:
-            result = reply.unwrap()
-        except (*UNAVAILABLE, BrokerUnavailable) as error:
-            later(self._unavailable(error))
-            return
-        except Exception as error:  # the script failed: a bug, which the session reports
+            result = self._unwrap(reply)
+        except Exception as error:  # an outage, or the script failed (a bug): the session says
             later(error)
             return
         if result != b"delivered":  # published elsewhere: nothing to note here
@@ -575,11 +570,18 @@ class RedisBroker:
 
     def _rerouted(self, reply: Outcome[Any]) -> None:
         try:
-            reply.unwrap()
-        except (*UNAVAILABLE, BrokerUnavailable) as error:
-            _not_handed_over("reroute", self._unavailable(error))
+            self._unwrap(reply)
+        except BrokerUnavailable as error:
+            _not_handed_over("reroute", error)
         except Exception:  # the script failed: a bug, not a reason to stop the batch's task
             log.exception("reroute failed")
+
+    def _attached(self, peer: str, local: _Local, queued: list[bytes]) -> None:
+        """The attach (or resync) reply is read: the queue it took, then what the channel
+        brought meanwhile (``early``), go to the peer."""
+        local.attached = True
+        early, local.early = local.early, []
+        self._hand_over_all(peer, local, [*queued, *early])
 
     def _hand_over_all(self, peer: str, local: _Local, frames: list[bytes]) -> None:
         for frame in frames:  # once one goes to a release (or waits), the rest follow it
@@ -668,9 +670,7 @@ class RedisBroker:
             finally:
                 # Failed (an outage): the queue stays in Redis for the next resync, and what came
                 # meanwhile goes now; the outage has broken the order already.
-                local.attached = True
-                early, local.early = local.early, []
-                self._hand_over_all(peer, local, [*reply[1:], *early])
+                self._attached(peer, local, reply[1:])
             status = reply[0]
             if status == b"lost":  # resumed on another connection meanwhile
                 self._supersede(peer, local.conn)
@@ -700,6 +700,13 @@ class RedisBroker:
         self._connected()
         assert self._batch is not None
         self._batch.submit(self._scripts[name], args, done)
+
+    def _unwrap(self, reply: Outcome[Any]) -> Any:
+        """A submitted call's reply, as ``_script`` would return or raise it."""
+        try:
+            return reply.unwrap()
+        except (*UNAVAILABLE, BrokerUnavailable) as error:
+            raise self._unavailable(error) from error
 
     async def _script(self, name: str, *args: str | bytes | int) -> Any:
         self._connected()

@@ -184,9 +184,6 @@ class ScriptBatch:
     def _evalsha(self, calls: list[_Call]) -> bytes:
         """One EVALSHA for ``calls`` (one call, or several of a script that merges)."""
         script = calls[0].script
-        if len(calls) == 1:
-            args = calls[0].args
-            return b"*%d\r\n" % (script.arity + len(args)) + script.head + bulk(args)
         count = sum(len(request.args) for request in calls)
         parts = [bulk(request.args) for request in calls]
         return b"*%d\r\n" % (script.arity + count) + script.head + b"".join(parts)

@@ -44,8 +44,8 @@ class RespReader:
 
     ``shortcut``: the bytes every reply of one frequent shape starts with, up to the length of
     its last item, a bulk string (a subscription's messages: ``*3``, the kind, the channel,
-    ``$``). Such a reply comes back as that last item alone, split off with one search instead
-    of the general parser (0.7 instead of 3.8 us per message).
+    ``$``). Such a reply comes back as that last item alone: only it is parsed (1.0 instead of
+    3.8 us per message).
     """
 
     __slots__ = ("_buffer", "shortcut")
@@ -60,18 +60,10 @@ class RespReader:
         position, size = 0, len(buffer)
         shortcut = self.shortcut
         while position < size:
+            start = position
             if shortcut and buffer.startswith(shortcut, position):
-                start = position + len(shortcut)
-                end = buffer.find(CRLF, start)
-                if end < 0:
-                    break
-                stop = end + 2 + int(buffer[start:end])
-                if size < stop + 2:
-                    break
-                replies.append(buffer[end + 2 : stop])
-                position = stop + 2
-                continue
-            parsed = _parse(buffer, position)
+                start += len(shortcut) - 1  # at the last item's "$": parsed as a bulk string
+            parsed = _parse(buffer, start)
             if parsed is None:  # the buffer ends inside this reply
                 break
             reply, position = parsed
