@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import trio
 
-from tallow.broker import Broker, Delivery
+from tallow.broker import Broker, Delivery, Origin
 
 
-async def deliver(broker: Broker, room: str, to: str, frame: bytes) -> Delivery:
+async def deliver(
+    broker: Broker, room: str, to: str, frame: bytes, origin: Origin = ("", None)
+) -> Delivery:
     results: list[Delivery | Exception] = []
     arrived = trio.Event()
 
@@ -15,7 +17,7 @@ async def deliver(broker: Broker, room: str, to: str, frame: bytes) -> Delivery:
         results.append(result)
         arrived.set()
 
-    now = broker.deliver(room, to, frame, later)
+    now = broker.deliver(room, to, frame, later, origin)
     if now is not None:
         return now
     await arrived.wait()

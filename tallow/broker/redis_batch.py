@@ -1,5 +1,6 @@
 """Script calls issued in the same scheduler tick go to Redis as one pipeline: one write, one read,
 on a connection of the batch's own (``redis_link``) with the commands encoded straight to RESP.
+A plain command (``ScriptBatch.command``: PUBLISH) takes its place among them the same way.
 
 Through coredis a pipelined EVALSHA cost about 0.04 ms of client CPU at 50 per pipeline (its
 command objects, response futures, writer and reader tasks); written as bytes and parsed in one
@@ -38,10 +39,13 @@ _UNAVAILABLE = ("READONLY", "MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN", "LOADING"
 
 
 @attrs.frozen
-class Script:
-    body: str
+class Command:
+    """A script (``ScriptBatch.register``) or a plain command (``ScriptBatch.command``)."""
+
+    body: str  # the script's source; '' for a plain command
     sha: str
-    head: bytes  # EVALSHA, its sha, the keys and the leading arguments, encoded once
+    # EVALSHA, its sha, the keys and the leading arguments (or the command's name), encoded once
+    head: bytes
     arity: int  # how many arguments the head holds
     # Calls of it next to each other in a pipeline run as one EVALSHA, their arguments one
     # after another; the script answers with one reply per call, in a list.
@@ -54,7 +58,7 @@ Done = Callable[[outcome.Outcome[Any]], object]
 
 @attrs.define(eq=False)
 class _Call:
-    script: Script
+    script: Command
     args: Sequence[str | bytes | int]
     done: Done  # the awaiting task's reschedule, or the submitter's callback
     result: outcome.Outcome[Any] | None = None
@@ -76,24 +80,28 @@ class ScriptBatch:
         self._locate = locate
         self._timeout = timeout
         self._lead: list[str | bytes | int] = [len(route), *route, *context]
-        self._scripts: dict[str, Script] = {}  # sha -> script: loaded on each new connection
+        self._scripts: dict[str, Command] = {}  # sha -> script: loaded on each new connection
         self._link: Link | None = None
         self._waiting: list[_Call] = []
         self._wake = trio.Event()
         self._stopped = False  # run() has ended
         self._alone = trio.Lock()  # after that, one call at a time on the connection
 
-    def register(self, body: str, *, merges: bool = False) -> Script:
+    def register(self, body: str, *, merges: bool = False) -> Command:
         """A script for ``call`` and ``submit``. ``merges``: its calls next to each other in a
-        pipeline may run as one (``Script.merges``): Redis' fixed cost of a script run, the
+        pipeline may run as one (``Command.merges``): Redis' fixed cost of a script run, the
         head's bytes and the context's arguments come once for all of them."""
         sha = hashlib.sha1(body.encode()).hexdigest()
         lead = ["EVALSHA", sha, *self._lead]
-        script = Script(body, sha, bulk(lead), len(lead), merges)
+        script = Command(body, sha, bulk(lead), len(lead), merges)
         self._scripts[script.sha] = script
         return script
 
-    async def call(self, script: Script, args: Sequence[str | bytes | int]) -> Any:
+    def command(self, name: str) -> Command:
+        """A plain command for ``submit``, such as PUBLISH: its arguments follow its name."""
+        return Command("", "", bulk([name]), 1)
+
+    async def call(self, script: Command, args: Sequence[str | bytes | int]) -> Any:
         """The script's reply, or what it raised: ReplyError for an error of the script itself,
         BrokerUnavailable or an OSError for Redis out of reach."""
         request = _Call(
@@ -107,7 +115,7 @@ class ScriptBatch:
         self._queue(request)
         return await trio.lowlevel.wait_task_rescheduled(_not_cancellable)
 
-    def submit(self, script: Script, args: Sequence[str | bytes | int], done: Done) -> None:
+    def submit(self, script: Command, args: Sequence[str | bytes | int], done: Done) -> None:
         """Queue a call; its result (as ``call`` would return or raise it) goes to ``done``.
         Raises BrokerUnavailable once the batch's task has ended: nothing would send it."""
         if self._stopped:
@@ -137,7 +145,7 @@ class ScriptBatch:
 
     async def _send(self, batch: list[_Call]) -> None:
         commands = _merged(batch)
-        data = b"".join([self._evalsha(calls) for calls in commands])
+        data = b"".join([self._encoded(calls) for calls in commands])
         try:
             replies = await self._exchange(data, len(commands))
         except Exception as error:  # the connection failed: every call in it did
@@ -157,7 +165,7 @@ class ScriptBatch:
 
     async def _load_and_run(self, calls: list[_Call]) -> Any:
         load = encode("SCRIPT", "LOAD", calls[0].script.body)
-        _, reply = await self._exchange(load + self._evalsha(calls), 2)
+        _, reply = await self._exchange(load + self._encoded(calls), 2)
         return (await self._result(reply)).unwrap()
 
     async def _exchange(self, data: bytes, count: int) -> list[Reply]:
@@ -181,8 +189,8 @@ class ScriptBatch:
             return outcome.Error(BrokerUnavailable(str(reply)))
         return outcome.Error(reply)
 
-    def _evalsha(self, calls: list[_Call]) -> bytes:
-        """One EVALSHA for ``calls`` (one call, or several of a script that merges)."""
+    def _encoded(self, calls: list[_Call]) -> bytes:
+        """One command for ``calls``: one call, or several of a script that merges (one EVALSHA)."""
         script = calls[0].script
         count = sum(len(request.args) for request in calls)
         parts = [bulk(request.args) for request in calls]

@@ -137,3 +137,22 @@ async def test_a_signal_waiting_for_redis_keeps_the_replies_behind_it_in_order(r
             assert order == [("error", 7), ("pong", 8)]
             assert replies[0]["code"] == "peer-not-found"
             assert [(await bob.recv())["data"] for _ in range(2)] == [1, 3]
+
+
+async def test_a_signal_to_a_peer_that_left_after_a_route_is_refused_with_its_id(replicas) -> None:
+    """After its first signal to bob, alice's replica sends the next ones straight to bob's
+    replica (a route). Bob's leave ends the route: alice's next signal is refused with its id."""
+    one, two = replicas(2)
+    async with connect(one.ws_url) as alice, connect(two.ws_url) as bob:
+        await alice.join("routes")
+        await bob.join("routes")
+        assert (await alice.recv())["type"] == "peer-joined"
+        for number in range(3):
+            await alice.send({"type": "signal", "to": bob.peer, "data": number})
+        assert [(await bob.recv())["data"] for _ in range(3)] == [0, 1, 2]
+        assert (await bob.request({"type": "leave"}))["type"] == "left"
+        assert (await alice.recv())["type"] == "peer-left"
+        signal = {"type": "signal", "to": bob.peer, "data": 3, "id": "late"}
+        reply = await alice.expect_error(signal, "peer-not-found")
+        assert reply["re"] == "late"
+        assert await bob.nothing_pending()

@@ -14,7 +14,7 @@ import trio.lowlevel
 
 from harness.redis import RedisServer
 from tallow.broker.base import BrokerUnavailable
-from tallow.broker.redis_batch import Script, ScriptBatch
+from tallow.broker.redis_batch import Command, ScriptBatch
 from tallow.broker.redis_connect import node_for, open_client
 from tallow.broker.redis_link import Endpoint
 from tallow.broker.resp import ReplyError
@@ -138,7 +138,7 @@ async def test_a_restarted_redis_gets_every_script_before_the_next_pipeline(
         await runner.call(first, ["back"])  # had it been loaded alone, the second is not
         issued: list[bytes] = []
 
-        async def call(script: Script, word: bytes) -> None:
+        async def call(script: Command, word: bytes) -> None:
             issued.append(word)  # no checkpoint between this and joining the batch
             await runner.call(script, [word])
 

@@ -12,7 +12,7 @@ import pytest
 import trio
 import trio.testing
 
-from tallow.broker import Later, Member, MemoryBroker
+from tallow.broker import Later, Member, MemoryBroker, Origin
 from tallow.config import load
 from tallow.signaling import protocol as p
 from tallow.signaling.codec import CLOSE, PING
@@ -237,10 +237,10 @@ async def test_signals_relay_in_order_whether_the_broker_delivers_at_once_or_lat
     frames, order and refusal, the error before the next reply."""
 
     class LaterBroker(MemoryBroker):
-        def deliver(self, room: str, to: str, frame: bytes, later: Later) -> None:
+        def deliver(self, room: str, to: str, frame: bytes, later: Later, origin: Origin) -> None:
             async def round_trip() -> None:
                 await trio.lowlevel.checkpoint()  # as a round trip to Redis would
-                later(super(LaterBroker, self).deliver(room, to, frame, later))
+                later(super(LaterBroker, self).deliver(room, to, frame, later, origin))
 
             nursery.start_soon(round_trip)
 
