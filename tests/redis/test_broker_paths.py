@@ -6,7 +6,7 @@ so each test sees exactly which frame reached which connection, and in which ord
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
@@ -69,6 +69,32 @@ async def test_join_announces_to_the_listed_members_atomically(redis_server: Red
         assert a.frames == [b"+b"] and b.frames == []  # a full room announces nothing
 
 
+async def resume_while_sending(
+    send_all: Callable[[], Awaitable[None]],
+    source: tuple[RedisBroker, Connection],
+    target: tuple[RedisBroker, Connection],
+    total: int,
+) -> None:
+    """Run ``send_all``; once b's connection on the source replica has 100 frames, b resumes on
+    the target replica through the target connection; return once ``total`` frames are in."""
+    (old_replica, old), (new_replica, new) = source, target
+
+    async def resume_midway() -> None:
+        await eventually(lambda: len(old.frames) >= 100, 10, step=0.001)
+        claim = await new_replica.claim("hash-b")
+        assert claim is not None and claim.room == "R"
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(new_replica.attach, "b", "hash-b2", new)
+            await eventually(lambda: old.superseded, 5, step=0.001)
+            await old_replica.detach("b", old, old.unsent)
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send_all)
+            nursery.start_soon(resume_midway)
+        await eventually(lambda: len(old.frames) + len(new.frames) >= total, 10)
+
+
 async def test_same_replica_signals_skip_redis_once_settled(redis_server: RedisServer) -> None:
     async with replicas(redis_server, 1) as (one,):
         a = await joined(one, "a")
@@ -105,20 +131,7 @@ async def test_order_holds_while_the_receiver_resumes_onto_the_senders_replica(
                 assert await deliver(one, "R", "b", frame) is not Delivery.NOT_FOUND
                 await trio.lowlevel.checkpoint()
 
-        async def resume_midway() -> None:
-            await eventually(lambda: len(old.frames) >= 100, 10, step=0.001)
-            claim = await one.claim("hash-b")
-            assert claim is not None and claim.room == "R"
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(one.attach, "b", "hash-b2", new)
-                await eventually(lambda: old.superseded, 5, step=0.001)
-                await two.detach("b", old, old.unsent)
-
-        with trio.fail_after(20):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(send_all)
-                nursery.start_soon(resume_midway)
-            await eventually(lambda: len(old.frames) + len(new.frames) >= len(sent), 10)
+        await resume_while_sending(send_all, (two, old), (one, new), len(sent))
         assert old.frames + new.frames == sent
         # Once settled on the sender's replica, the rest went without Redis.
         await eventually(lambda: one._local["b"].settled, 5)
@@ -168,19 +181,7 @@ async def test_routed_frames_keep_their_place_when_the_receiver_moves(
                     assert await deliver(one, "R", "b", frame) is not Delivery.NOT_FOUND
                 await trio.lowlevel.checkpoint()
 
-        async def resume_midway() -> None:
-            await eventually(lambda: len(old.frames) >= 100, 10, step=0.001)
-            assert await three.claim("hash-b") is not None
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(three.attach, "b", "hash-b2", new)
-                await eventually(lambda: old.superseded, 5, step=0.001)
-                await two.detach("b", old, old.unsent)
-
-        with trio.fail_after(20):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(send_all)
-                nursery.start_soon(resume_midway)
-            await eventually(lambda: len(old.frames) + len(new.frames) >= 1 + len(sent), 10)
+        await resume_while_sending(send_all, (two, old), (three, new), 1 + len(sent))
         assert old.frames + new.frames == [b"route", *sent]
         assert new.frames  # the move happened while frames were still coming
 
