@@ -73,10 +73,10 @@ async def resume_while_sending(
     send_all: Callable[[], Awaitable[None]],
     source: tuple[RedisBroker, Connection],
     target: tuple[RedisBroker, Connection],
-    total: int,
+    total: Callable[[], int],
 ) -> None:
     """Run ``send_all``; once b's connection on the source replica has 100 frames, b resumes on
-    the target replica through the target connection; return once ``total`` frames are in."""
+    the target replica through the target connection; return once ``total()`` frames are in."""
     (old_replica, old), (new_replica, new) = source, target
 
     async def resume_midway() -> None:
@@ -92,7 +92,7 @@ async def resume_while_sending(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(send_all)
             nursery.start_soon(resume_midway)
-        await eventually(lambda: len(old.frames) + len(new.frames) >= total, 10)
+        await eventually(lambda: len(old.frames) + len(new.frames) >= total(), 10)
 
 
 async def test_same_replica_signals_skip_redis_once_settled(redis_server: RedisServer) -> None:
@@ -131,7 +131,7 @@ async def test_order_holds_while_the_receiver_resumes_onto_the_senders_replica(
                 assert await deliver(one, "R", "b", frame) is not Delivery.NOT_FOUND
                 await trio.lowlevel.checkpoint()
 
-        await resume_while_sending(send_all, (two, old), (one, new), len(sent))
+        await resume_while_sending(send_all, (two, old), (one, new), lambda: len(sent))
         assert old.frames + new.frames == sent
         # Once settled on the sender's replica, the rest went without Redis.
         await eventually(lambda: one._local["b"].settled, 5)
@@ -171,17 +171,21 @@ async def test_routed_frames_keep_their_place_when_the_receiver_moves(
         await joined(one, "a")
         old, new = await joined(two, "b"), Connection()
         assert await deliver(one, "R", "b", b"route") is Delivery.DELIVERED
-        sent = [b"%d" % number for number in range(400)]
+        sent: list[bytes] = []
 
         async def send_all() -> None:
-            for number, frame in enumerate(sent):
-                if number % 5 == 0:
+            after_move = 0
+            while after_move < 200:  # and 200 more once the move began, however fast this runs
+                frame = b"%d" % len(sent)
+                sent.append(frame)
+                if len(sent) % 5 == 0:
                     await one.publish("R", frame, exclude="a")
                 else:
                     assert await deliver(one, "R", "b", frame) is not Delivery.NOT_FOUND
+                after_move += old.superseded
                 await trio.lowlevel.checkpoint()
 
-        await resume_while_sending(send_all, (two, old), (three, new), 1 + len(sent))
+        await resume_while_sending(send_all, (two, old), (three, new), lambda: 1 + len(sent))
         assert old.frames + new.frames == [b"route", *sent]
         assert new.frames  # the move happened while frames were still coming
 
