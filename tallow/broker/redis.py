@@ -233,8 +233,7 @@ class RedisBroker:
         self._context = [context[name] for name in lua.CONTEXT]
         self._client: Client | None = None
         self._batch: ScriptBatch | None = None
-        self._scripts: dict[str, Command] = {}
-        self._publish_command: Command | None = None
+        self._commands: dict[str, Command] = {}  # the scripts by name, and two plain PUBLISHes
         self._local: dict[str, _Local] = {}
         self._routes: dict[str, str] = {}  # peer -> the replica its frames go to with a PUBLISH
         # Counts x messages (and outages): a route learnt from a script reply is kept only if
@@ -262,11 +261,13 @@ class RedisBroker:
                 return await node_for(self._url, client, route, OP_TIMEOUT)
 
             batch = self._batch = ScriptBatch(locate, OP_TIMEOUT, [route], self._context)
-            self._scripts = {
+            self._commands = {
                 name: batch.register(lua.full(body), merges=name in _MERGING)
                 for name, body in _SCRIPTS.items()
             }
-            self._publish_command = batch.command(self._publish)
+            # Routed frames next to each other for one replica go as one PUBLISH (one line each).
+            self._commands["route"] = batch.command(self._publish, joins=True)
+            self._commands["message"] = batch.command(self._publish)
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(batch.run)
@@ -463,7 +464,7 @@ class RedisBroker:
             self._hand_over_here(to, local, frame)
             return Delivery.DELIVERED
         node = self._routes.get(to)
-        if node is not None:
+        if node is not None and b"\n" not in frame:  # (JSON frames never hold one: one line)
             sender, re = origin
             routed = b"r %s %s %s %s\n%s\n%s" % (
                 to.encode(),
@@ -474,7 +475,7 @@ class RedisBroker:
                 frame,
             )
             done = partial(self._routed, room, to, frame, node, origin)
-            self._submit_command((self._key("ch", node), routed), done)
+            self._submit("route", (self._key("ch", node), routed), done)
             return Delivery.DELIVERED
         self._deliver_by_script(room, to, frame, later)
         return None
@@ -608,10 +609,8 @@ class RedisBroker:
             if kind == "d":
                 for peer in args:
                     self._hand_over(peer, frame)
-            elif kind == "r":  # a frame sent on a route: the request id, then the frame
-                peer, room, node, sender = args
-                re, _, frame = frame.partition(b"\n")
-                self._hand_over_routed(peer, room, node, sender, re, frame)
+            elif kind == "r":  # frames sent on routes
+                self._hand_over_routed(args, frame.split(b"\n"))
             elif kind == "D":  # an echo: sent by a session here, through Redis
                 number = int(args[0])
                 for target in args[1:]:
@@ -673,7 +672,21 @@ class RedisBroker:
         if refused is not None and result in _REFUSALS:
             refused(result)
 
-    def _hand_over_routed(
+    def _hand_over_routed(self, header: list[str], lines: list[bytes]) -> None:
+        """Frames sent here on routes, one ``r`` message: the first one's header (split), then
+        its request id and frame, then for each one joined to it a header line, request id and
+        frame (``Command.joins``)."""
+        position = 0
+        while True:
+            peer, room, node, sender = header
+            self._hand_over_one_routed(peer, room, node, sender, *lines[position : position + 2])
+            position += 2
+            if position >= len(lines):
+                return
+            _, *header = lines[position].decode().split(" ")
+            position += 1
+
+    def _hand_over_one_routed(
         self, peer: str, room: str, node: str, sender: str, re: bytes, frame: bytes
     ) -> None:
         """A frame another replica sent here on its route to ``peer``, as a ``d`` frame if the
@@ -688,14 +701,12 @@ class RedisBroker:
         else:
             refused = partial(self._send_refusal, node, sender, re)
             self._submit("reroute", (peer, frame, room), partial(self._rerouted, refused))
-            self._submit_command((self._key("ch", node), f"x {peer} {self._node}\n"), _ignore)
+            self._submit("message", (self._key("ch", node), f"x {peer} {self._node}\n"), _ignore)
 
     def _send_refusal(self, node: str, sender: str, re: bytes, result: bytes) -> None:
         with contextlib.suppress(BrokerUnavailable):
-            self._submit_command(
-                (self._key("ch", node), b"e %s %s\n%s" % (sender.encode(), result, re)),
-                _ignore,
-            )
+            refusal = b"e %s %s\n%s" % (sender.encode(), result, re)
+            self._submit("message", (self._key("ch", node), refusal), _ignore)
 
     def _unroute(self, peer: str, node: str) -> None:
         """``peer`` left ``node``: frames for it go the scripts' way again, and ``node`` hears,
@@ -703,7 +714,7 @@ class RedisBroker:
         self._unroutes += 1
         if self._routes.get(peer) == node:
             del self._routes[peer]
-        self._submit_command((self._key("ch", node), f"y {peer}\n"), _ignore)
+        self._submit("message", (self._key("ch", node), f"y {peer}\n"), _ignore)
 
     async def _answered(self, peer: str) -> None:
         release = self._releases.get(peer)
@@ -834,16 +845,11 @@ class RedisBroker:
         return self._client
 
     def _submit(self, name: str, args: Sequence[str | bytes | int], done: Done) -> None:
-        """Queue a script call whose reply goes to ``done`` (``ScriptBatch.submit``)."""
+        """Queue a call (a script's, or a PUBLISH's) whose reply goes to ``done``
+        (``ScriptBatch.submit``)."""
         self._connected()
         assert self._batch is not None
-        self._batch.submit(self._scripts[name], args, done)
-
-    def _submit_command(self, args: tuple[str, str | bytes], done: Done) -> None:
-        """Queue a PUBLISH (channel, message) in its place among the script calls."""
-        self._connected()
-        assert self._batch is not None and self._publish_command is not None
-        self._batch.submit(self._publish_command, args, done)
+        self._batch.submit(self._commands[name], args, done)
 
     def _unwrap(self, reply: Outcome[Any]) -> Any:
         """A submitted call's reply, as ``_script`` would return or raise it."""
@@ -858,7 +864,7 @@ class RedisBroker:
         try:
             # Bounded and not cancellable by the batch itself: no scope of our own (it would
             # cost more than the call; docs/performance.md).
-            return await self._batch.call(self._scripts[name], args)
+            return await self._batch.call(self._commands[name], args)
         except (*UNAVAILABLE, BrokerUnavailable) as error:
             raise self._unavailable(error) from error
 

@@ -30,7 +30,7 @@ import trio
 
 from tallow.broker.base import BrokerUnavailable
 from tallow.broker.redis_link import Endpoint, Link, connect
-from tallow.broker.resp import Reply, ReplyError, bulk, encode
+from tallow.broker.resp import Reply, ReplyError, as_bytes, bulk, encode
 
 MAX_BATCH = 256  # calls per pipeline; more wait for the next one
 # Error replies that mean "not here, not now" (a failover, a slot moving, Redis starting):
@@ -50,6 +50,9 @@ class Command:
     # Calls of it next to each other in a pipeline run as one EVALSHA, their arguments one
     # after another; the script answers with one reply per call, in a list.
     merges: bool = False
+    # Calls of it next to each other with the same first argument (a PUBLISH's channel) go as
+    # one command, their last arguments joined by newlines; each call gets its one reply.
+    joins: bool = False
 
 
 # What a submitted call's result goes to, in the batch's task: it must not raise or wait.
@@ -97,9 +100,10 @@ class ScriptBatch:
         self._scripts[script.sha] = script
         return script
 
-    def command(self, name: str) -> Command:
-        """A plain command for ``submit``, such as PUBLISH: its arguments follow its name."""
-        return Command("", "", bulk([name]), 1)
+    def command(self, name: str, *, joins: bool = False) -> Command:
+        """A plain command for ``submit``, such as PUBLISH: its arguments follow its name.
+        ``joins``: see ``Command.joins`` (one PUBLISH of several one-line messages)."""
+        return Command("", "", bulk([name]), 1, joins=joins)
 
     async def call(self, script: Command, args: Sequence[str | bytes | int]) -> Any:
         """The script's reply, or what it raised: ReplyError for an error of the script itself,
@@ -190,8 +194,13 @@ class ScriptBatch:
         return outcome.Error(reply)
 
     def _encoded(self, calls: list[_Call]) -> bytes:
-        """One command for ``calls``: one call, or several of a script that merges (one EVALSHA)."""
+        """One command for ``calls``: one call, or several of a script that merges (one EVALSHA)
+        or of a command that joins."""
         script = calls[0].script
+        if script.joins and len(calls) > 1:
+            *lead, _ = calls[0].args
+            joined = b"\n".join([as_bytes(request.args[-1]) for request in calls])
+            calls = [_Call(script, [*lead, joined], calls[0].done)]
         count = sum(len(request.args) for request in calls)
         parts = [bulk(request.args) for request in calls]
         return b"*%d\r\n" % (script.arity + count) + script.head + b"".join(parts)
@@ -220,10 +229,15 @@ class ScriptBatch:
 
 
 def _merged(batch: list[_Call]) -> list[list[_Call]]:
-    """The calls each EVALSHA of the pipeline carries, in order."""
+    """The calls each command of the pipeline carries, in order."""
     commands: list[list[_Call]] = []
     for request in batch:
-        if request.script.merges and commands and commands[-1][0].script is request.script:
+        script, first = request.script, commands[-1][0] if commands else None
+        if (
+            first is not None
+            and first.script is script
+            and (script.merges or (script.joins and first.args[0] == request.args[0]))
+        ):
             commands[-1].append(request)
         else:
             commands.append([request])
@@ -231,13 +245,15 @@ def _merged(batch: list[_Call]) -> list[list[_Call]]:
 
 
 def _settle(calls: list[_Call], result: outcome.Outcome[Any]) -> None:
-    """Each call's share of its EVALSHA's result: its own reply of a merged script's list."""
+    """Each call's share of its command's result: its own reply of a merged script's list."""
     if isinstance(result, outcome.Error):
         for request in calls:  # an outcome is unwrapped once: one each
             request.result = outcome.Error(result.error)
         return
-    if not calls[0].script.merges:
-        calls[0].result = result
+    if not calls[0].script.merges:  # one call, or calls joined into one command: its reply
+        reply = result.unwrap()
+        for request in calls:
+            request.result = outcome.Value(reply)
         return
     replies = result.unwrap()
     for request, reply in zip(calls, replies, strict=True):

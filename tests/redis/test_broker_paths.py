@@ -145,7 +145,7 @@ async def test_signals_across_replicas_go_on_a_route_after_the_first(
     redis_server: RedisServer,
 ) -> None:
     """The script that delivers the first frame names the receiver's replica; the next frames
-    are bare PUBLISHes to it, in order."""
+    are bare PUBLISHes to it (joined when next to each other), in order."""
     async with replicas(redis_server, 2) as (one, two):
         await joined(one, "a")
         b = await joined(two, "b")
@@ -158,7 +158,8 @@ async def test_signals_across_replicas_go_on_a_route_after_the_first(
         await eventually(lambda: len(b.frames) == 1 + len(sent), 5)
         assert b.frames == [b"first", *sent]
         assert redis_server.calls("evalsha") - scripts <= 4  # heartbeats may fall in between
-        assert redis_server.calls("publish") - publishes >= len(sent)
+        # Sent in one tick: one pipeline, and the frames for one replica joined into one PUBLISH.
+        assert 1 <= redis_server.calls("publish") - publishes <= 4
 
 
 async def test_routed_frames_keep_their_place_when_the_receiver_moves(
