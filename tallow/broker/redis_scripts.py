@@ -25,7 +25,8 @@ Messages on a replica's channel, one line of header then the frame (if any):
     D <echo> <peer>/<conn>...  the same, sent by a session of that very replica, numbered: it
                            waits for these *echoes* before its local fast path takes over
     r <peer> <room> <replica> <sender>  a frame sent on a route: the header line, then the
-                           signal's request id (JSON) on a line, then the frame
+                           signal's request id (JSON) on a line, then the frame (one line of
+                           JSON); several such triples, one after another, in one message
     x <peer> <replica>     the peer left that replica: drop the route to it, then answer y
     y <peer>               a route holder's answer to x: nothing more of it is on its way here
     e <sender> <result>    a frame ``sender`` sent on a route was refused after all (full, gone):
