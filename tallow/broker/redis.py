@@ -701,12 +701,15 @@ class RedisBroker:
         else:
             refused = partial(self._send_refusal, node, sender, re)
             self._submit("reroute", (peer, frame, room), partial(self._rerouted, refused))
-            self._submit("message", (self._key("ch", node), f"x {peer} {self._node}\n"), _ignore)
+            self._tell_replica(node, f"x {peer} {self._node}\n")
 
     def _send_refusal(self, node: str, sender: str, re: bytes, result: bytes) -> None:
         with contextlib.suppress(BrokerUnavailable):
-            refusal = b"e %s %s\n%s" % (sender.encode(), result, re)
-            self._submit("message", (self._key("ch", node), refusal), _ignore)
+            self._tell_replica(node, b"e %s %s\n%s" % (sender.encode(), result, re))
+
+    def _tell_replica(self, node: str, message: str | bytes) -> None:
+        """Publish ``message`` on ``node``'s channel, in its place among the calls made here."""
+        self._submit("message", (self._key("ch", node), message), _ignore)
 
     def _unroute(self, peer: str, node: str) -> None:
         """``peer`` left ``node``: frames for it go the scripts' way again, and ``node`` hears,
@@ -714,7 +717,7 @@ class RedisBroker:
         self._unroutes += 1
         if self._routes.get(peer) == node:
             del self._routes[peer]
-        self._submit("message", (self._key("ch", node), f"y {peer}\n"), _ignore)
+        self._tell_replica(node, f"y {peer}\n")
 
     async def _answered(self, peer: str) -> None:
         release = self._releases.get(peer)

@@ -197,12 +197,12 @@ class ScriptBatch:
         """One command for ``calls``: one call, or several of a script that merges (one EVALSHA)
         or of a command that joins."""
         script = calls[0].script
+        arguments = [request.args for request in calls]
         if script.joins and len(calls) > 1:
             *lead, _ = calls[0].args
-            joined = b"\n".join([as_bytes(request.args[-1]) for request in calls])
-            calls = [_Call(script, [*lead, joined], calls[0].done)]
-        count = sum(len(request.args) for request in calls)
-        parts = [bulk(request.args) for request in calls]
+            arguments = [[*lead, b"\n".join([as_bytes(args[-1]) for args in arguments])]]
+        count = sum(len(args) for args in arguments)
+        parts = [bulk(args) for args in arguments]
         return b"*%d\r\n" % (script.arity + count) + script.head + b"".join(parts)
 
     async def _connected(self) -> Link:

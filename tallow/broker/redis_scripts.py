@@ -87,16 +87,19 @@ local function unroute(peer, node)
   return told
 end
 
+-- The peer is no longer attached on ``node``: off its list, and its route holders told (x).
+local function leave_node(peer, node)
+  redis.call('SREM', P .. ':node:' .. node, peer)
+  return unroute(peer, node)
+end
+
 -- The peer is away until ``deadline``; its keys outlive that a little, then vanish by themselves.
 -- Returns how many route holders were told it left its replica.
 local function set_away(peer, deadline)
   local rec = rec_key(peer)
   local f = redis.call('HMGET', rec, 'node', 'resume')
   local told = 0
-  if f[1] then
-    redis.call('SREM', P .. ':node:' .. f[1], peer)
-    told = unroute(peer, f[1])
-  end
+  if f[1] then told = leave_node(peer, f[1]) end
   redis.call('HSET', rec, 'conn', '')
   redis.call('ZADD', P .. ':away', deadline, peer)
   redis.call('PEXPIREAT', rec, deadline + KEEP_EXTRA)
@@ -108,10 +111,7 @@ end
 local function drop(peer)
   local rec = rec_key(peer)
   local f = redis.call('HMGET', rec, 'node', 'room', 'resume')
-  if f[1] then
-    redis.call('SREM', P .. ':node:' .. f[1], peer)
-    unroute(peer, f[1])
-  end
+  if f[1] then leave_node(peer, f[1]) end
   if f[2] and f[2] ~= '' then redis.call('HDEL', P .. ':room:' .. f[2], peer) end
   if f[3] then redis.call('DEL', P .. ':resume:' .. f[3]) end
   redis.call('DEL', rec, queue_key(peer), P .. ':held:' .. peer)
