@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import trio
 
-from tallow.broker import Broker, Delivery, Origin
+from tallow.broker import Broker, Delivery
 
 
-async def deliver(
-    broker: Broker, room: str, to: str, frame: bytes, origin: Origin = ("", None)
-) -> Delivery:
+async def deliver(broker: Broker, room: str, to: str, frame: bytes) -> Delivery:
     results: list[Delivery | Exception] = []
     arrived = trio.Event()
 
@@ -17,7 +15,7 @@ async def deliver(
         results.append(result)
         arrived.set()
 
-    now = broker.deliver(room, to, frame, later, origin)
+    now = broker.deliver(room, to, frame, later)
     if now is not None:
         return now
     await arrived.wait()

@@ -16,7 +16,6 @@ from tallow.broker.base import (
     Interrupted,
     Later,
     Member,
-    Origin,
     RoomFull,
 )
 from tallow.broker.memory import MemoryBroker
@@ -33,7 +32,6 @@ __all__ = [
     "Later",
     "Member",
     "MemoryBroker",
-    "Origin",
     "RoomFull",
     "open_broker",
 ]

@@ -34,14 +34,9 @@ def bulk(arguments: Sequence[str | bytes | int]) -> bytes:
     """Arguments as RESP bulk strings, to follow an array's header (``encode`` writes both)."""
     parts = []
     for argument in arguments:
-        data = as_bytes(argument)
+        data = argument if isinstance(argument, bytes) else str(argument).encode()
         parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(parts)
-
-
-def as_bytes(argument: str | bytes | int) -> bytes:
-    """A command argument as Redis receives it."""
-    return argument if isinstance(argument, bytes) else str(argument).encode()
 
 
 class RespReader:
