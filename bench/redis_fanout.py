@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.redis_fanout --relay [--pairs 100] [--runs 3] [--seconds 8]
         [--trees TREE,TREE]
     .venv/bin/python -m bench.redis_fanout --script-cost
+    .venv/bin/python -m bench.redis_fanout --deliver-cost [--trees TREE,TREE]
 
 Starts its own redis-server, redis-sentinel and Tallow processes on free loopback ports (as the
 tests do) and prints one line per figure. Not a test: the numbers depend on the machine.
@@ -15,6 +16,10 @@ crossing replicas, and the same across a Redis Cluster (3 primaries, one replica
 Redis CPU per relayed message from INFO CPU (summed over the cluster's primaries), and the
 medians' ratios. ``--trees`` alternates source trees too (``git worktree add`` the commits to
 compare): each tree's replicas run with its directory first on PYTHONPATH.
+
+``--deliver-cost`` measures Redis alone: its CPU per frame of one merged ``DELIVER`` run (22
+signals for peers attached to another replica, whose channel a subscriber reads), in pipelines
+of 50 runs; with ``--trees``, each tree's script in turn.
 """
 
 from __future__ import annotations
@@ -280,6 +285,68 @@ async def script_call_cost(calls: int = 3000, batch: int = 50) -> None:
             redis.kill()
 
 
+def deliver_cost(trees: list[str], frames: int = 22, runs: int = 3000, batch: int = 50) -> None:
+    """Redis CPU per frame of a merged DELIVER run (module docstring), best of three."""
+    import importlib.util
+    import socket
+    import threading
+
+    from tallow.broker.resp import RespReader, encode
+
+    frame = b'{"type":"signal","from":"' + b"p" * 22 + b'","data":"' + b"a" * 280 + b'"}'
+    context = ["tallow", "sender", 10_000, 64, 60_000, 10_000, "PUBLISH"]
+    with tempfile.TemporaryDirectory() as folder:
+        redis = RedisServer(Path(folder) / "redis").start()
+        try:
+            for index in range(frames):
+                peer, room = f"p{index}", f"room{index}"
+                redis.cli("HSET", f"tallow:peer:{peer}", "node", "B", "conn", "c", "room", room)
+                redis.cli("HSET", f"tallow:room:{room}", peer, "{}")
+            redis.cli("SADD", "tallow:joins", "B")
+            subscriber = socket.create_connection(("127.0.0.1", redis.port))
+            subscriber.sendall(encode("SUBSCRIBE", "tallow:ch:B"))
+
+            def drain() -> None:  # replica B reads its channel (Redis must not buffer it all)
+                while subscriber.recv(1 << 20):
+                    pass
+
+            threading.Thread(target=drain, daemon=True).start()
+            link = socket.create_connection(("127.0.0.1", redis.port))
+
+            def exchange(commands: list[bytes]) -> list[Any]:
+                link.sendall(b"".join(commands))
+                reader, replies = RespReader(), []
+                while len(replies) < len(commands):
+                    replies += reader.feed(link.recv(1 << 20))
+                return replies
+
+            for tree in trees or [str(Path(__file__).resolve().parents[1])]:
+                spec = importlib.util.spec_from_file_location(
+                    "scripts", Path(tree) / "tallow" / "broker" / "redis_scripts.py"
+                )
+                assert spec is not None and spec.loader is not None
+                scripts = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(scripts)
+                (sha,) = exchange([encode("SCRIPT", "LOAD", scripts.full(scripts.DELIVER))])
+                arguments: list[str | bytes | int] = []
+                for index in range(frames):
+                    arguments += [f"room{index}", f"p{index}", frame, ""]
+                command = encode("EVALSHA", sha, 1, "tallow:epoch", *context, *arguments)
+                (results,) = exchange([command])
+                assert results == [b"delivered"] * frames, results
+                best = float("inf")
+                for _ in range(3):
+                    started = _redis_stats(redis)[0]
+                    for _ in range(runs // batch):
+                        exchange([command] * batch)
+                    spent = _redis_stats(redis)[0] - started
+                    best = min(best, spent / (runs // batch * batch * frames) * 1e6)
+                label = f"DELIVER, {frames} frames per run, Redis CPU per frame"
+                _report(f"{label} ({tree})" if trees else label, f"{best:.2f} us")
+        finally:
+            redis.kill()
+
+
 LAYOUTS = (
     "embedded broker",
     "Redis, same replica",
@@ -480,10 +547,15 @@ if __name__ == "__main__":
         help="comma-separated source trees (checkouts) to alternate run by run (--relay): an A/B",
     )
     parser.add_argument("--script-cost", action="store_true", help="only EVALSHA client CPU")
+    parser.add_argument(
+        "--deliver-cost", action="store_true", help="only Redis CPU per frame of DELIVER"
+    )
     arguments = parser.parse_args()
     if arguments.relay:
         relay(arguments)
     elif arguments.script_cost:
         trio.run(script_call_cost)
+    elif arguments.deliver_cost:
+        deliver_cost(arguments.trees.split(",") if arguments.trees else [])
     else:
         trio.run(main, arguments)

@@ -523,19 +523,15 @@ class RedisBroker:
         """One message of the channel, handled with plain calls; what must wait for Redis
         first (a flush, a release) comes back to be awaited before the next message."""
         header, _, frame = data.partition(b"\n")
+        if header == b"j":  # several frames: a header line and a frame line each
+            lines = frame.split(b"\n")
+            for line, joined in zip(lines[::2], lines[1::2], strict=True):
+                self._on_frame(line.decode().split(" "), joined)
+            return None
         kind, *args = header.decode().split(" ")
         try:
-            if kind == "d":
-                for peer in args:
-                    self._hand_over(peer, frame)
-            elif kind == "D":  # an echo: sent by a session here, through Redis
-                number = int(args[0])
-                for target in args[1:]:
-                    peer, _, conn = target.partition("/")
-                    self._hand_over(peer, frame)
-                    local = self._local.get(peer)
-                    if local is not None and local.conn == conn:
-                        local.echo(number)
+            if kind in ("d", "D"):
+                self._on_frame([kind, *args], frame)
             elif kind == "u":  # its hold ended: what was held for the peer is all here now
                 local = self._local.get(args[0])
                 if local is not None and local.conn == args[1]:
@@ -550,6 +546,24 @@ class RedisBroker:
         except BrokerUnavailable as error:
             _not_handed_over(kind, error)
         return None
+
+    def _on_frame(self, header: list[str], frame: bytes) -> None:
+        """A ``d`` or ``D`` message: ``frame`` for the peers its header names."""
+        kind, *args = header
+        try:
+            if kind == "d":
+                for peer in args:
+                    self._hand_over(peer, frame)
+            else:  # D: an echo, sent by a session here through Redis
+                number = int(args[0])
+                for target in args[1:]:
+                    peer, _, conn = target.partition("/")
+                    self._hand_over(peer, frame)
+                    local = self._local.get(peer)
+                    if local is not None and local.conn == conn:
+                        local.echo(number)
+        except BrokerUnavailable as error:
+            _not_handed_over(kind, error)
 
     async def _logged(self, kind: str, waiting: Awaitable[None]) -> None:
         try:

@@ -11,6 +11,7 @@ Keys (``P`` is REDIS_PREFIX):
     P:away            zset   peer -> deadline (ms, Redis clock) of peers inside their grace period
     P:holds           zset   peer -> deadline of its hand-over (a dead replica's hold lapses)
     P:nodes           zset   replica -> last heartbeat (ms, Redis clock)
+    P:joins           set    replicas that read joined (j) messages (their heartbeat adds them)
     P:epoch           string random, set once: tells a replica taken for dead from a Redis that
                              lost its data
     P:node:<replica>  set    peers attached on that replica
@@ -26,6 +27,8 @@ Messages on a replica's channel, one line of header then the frame (if any):
     m <peer> <conn>        hand-over marker: nothing older for the peer is on its way here
     u <peer>               the peer's hold ended: everything held for it has been sent here
     p                      a probe (ignored): is the subscription on the primary?
+    j                      several d and D messages, each a header line and a frame line: what
+                           one script run sent there (a *post*, below)
 
 A replica that lets go of a peer (its connection closed, was cut off, or resumed elsewhere) may
 still have frames for it in flight on its channel. Until it has passed those on, the peer is *held*:
@@ -94,59 +97,137 @@ local function enqueue(peer, frame, bound)
   return 'queued'
 end
 
--- Hand ``frame`` to each peer of ``peers``: published to the replica it is attached to, or
--- queued while it is away. Once anything waits in a peer's queue, later frames queue behind it
--- (and its replica is told to flush), so one sender's frames never overtake each other.
--- A replica that is not subscribed (restarting, or dead and not yet noticed) gets nothing
--- published: its peers' frames wait in their queues. Returns one result per peer: 'delivered',
--- 'here:<conn>' (with an ``echo`` number: published to the calling replica itself, as a D
--- message carrying that number), 'queued', 'full' or 'gone'.
+-- Where a frame for ``peer`` goes, given its record's node, conn and hold (``f``): the replica
+-- to publish it on and the connection there, or nil and what became of it instead: 'gone', or
+-- kept for later ('queued', 'full'). Once anything waits in a peer's queue, later frames queue
+-- behind it (and its replica is told to flush), so one sender's frames never overtake each
+-- other; while its last replica still hands over, they wait in P:held.
+local function place(peer, f, frame, bound)
+  if not f[1] then return nil, 'gone' end
+  if f[3] and f[3] ~= '' then
+    local held = P .. ':held:' .. peer
+    if redis.call('LLEN', held) >= bound then return nil, 'full' end
+    redis.call('RPUSH', held, frame)
+    redis.call('PEXPIRE', held, KEEP)
+    return nil, 'queued'
+  end
+  if f[2] ~= '' and redis.call('LLEN', queue_key(peer)) == 0 then return f[1], f[2] end
+  local result = enqueue(peer, frame, bound)
+  if result == 'queued' and f[2] ~= '' then
+    redis.call(PUB, P .. ':ch:' .. f[1], 'f ' .. peer .. '\\n')
+  end
+  return nil, result
+end
+
+-- How a frame published to ``node`` names its target peer attached through ``conn`` there: a
+-- D message (``here``) names the connection too. A message's header line is its kind, then
+-- its targets.
+local function here(node, echo) return echo and node == NODE end
+local function kind(node, echo)
+  if here(node, echo) then return 'D ' .. echo end
+  return 'd'
+end
+local function target(node, echo, peer, conn)
+  if here(node, echo) then return peer .. '/' .. conn end
+  return peer
+end
+
+-- The result of a frame published to ``node`` for a connection there: 'here:<conn>' when that
+-- is the calling replica and the frame carries an ``echo`` number (a D message), else
+-- 'delivered'.
+local function published(node, conn, echo)
+  if here(node, echo) then return 'here:' .. conn end
+  return 'delivered'
+end
+
+-- Publish ``message`` on ``node``'s channel, or, if nobody hears it (the replica is not
+-- subscribed: restarting, or dead and not yet noticed), queue ``frames[k]`` for ``peers[k]``
+-- instead and note each result in ``results[slots[k]]``.
+local function publish(node, message, peers, frames, results, slots, bound)
+  if redis.call(PUB, P .. ':ch:' .. node, message) > 0 then return end
+  for k, peer in ipairs(peers) do results[slots[k]] = enqueue(peer, frames[k], bound) end
+end
+
+-- Hand ``frame`` to each peer of ``peers`` (``place``), one message per replica naming its
+-- peers. Returns one result per peer: 'delivered', 'here:<conn>' (``published``), 'queued',
+-- 'full' or 'gone'.
 local function send(peers, frame, bound, echo)
   local results, groups, order = {}, {}, {}
   for i, peer in ipairs(peers) do
     local f = redis.call('HMGET', rec_key(peer), 'node', 'conn', 'hold')
-    if not f[1] then
-      results[i] = 'gone'
-    elseif f[3] and f[3] ~= '' then
-      local held = P .. ':held:' .. peer
-      if redis.call('LLEN', held) >= bound then
-        results[i] = 'full'
-      else
-        redis.call('RPUSH', held, frame)
-        redis.call('PEXPIRE', held, KEEP)
-        results[i] = 'queued'
+    local node, conn = place(peer, f, frame, bound)
+    if node then
+      results[i] = published(node, conn, echo)
+      local group = groups[node]
+      if not group then
+        group = {targets = {}, peers = {}, frames = {}, slots = {}}
+        groups[node] = group
+        order[#order + 1] = node
       end
-    elseif f[2] ~= '' and redis.call('LLEN', queue_key(peer)) == 0 then
-      if not groups[f[1]] then groups[f[1]] = {}; order[#order + 1] = f[1] end
-      table.insert(groups[f[1]], i)
-      if echo and f[1] == NODE then
-        results[i] = 'here:' .. f[2]
-      else
-        results[i] = 'delivered'
-      end
+      local k = #group.peers + 1
+      group.targets[k] = target(node, echo, peer, conn)
+      group.peers[k], group.frames[k], group.slots[k] = peer, frame, i
     else
-      results[i] = enqueue(peer, frame, bound)
-      if results[i] == 'queued' and f[2] ~= '' then
-        redis.call(PUB, P .. ':ch:' .. f[1], 'f ' .. peer .. '\\n')
-      end
+      results[i] = conn
     end
   end
   for _, node in ipairs(order) do
-    local targets, header = {}, 'd '
-    if echo and node == NODE then
-      header = 'D ' .. echo .. ' '
-      for _, i in ipairs(groups[node]) do
-        targets[#targets + 1] = peers[i] .. '/' .. results[i]:sub(6)  -- after 'here:'
-      end
-    else
-      for _, i in ipairs(groups[node]) do targets[#targets + 1] = peers[i] end
-    end
-    header = header .. table.concat(targets, ' ') .. '\\n'
-    if redis.call(PUB, P .. ':ch:' .. node, header .. frame) == 0 then
-      for _, i in ipairs(groups[node]) do results[i] = enqueue(peers[i], frame, bound) end
-    end
+    local group = groups[node]
+    local line = kind(node, echo) .. ' ' .. table.concat(group.targets, ' ')
+    local message = line .. '\\n' .. frame
+    publish(node, message, group.peers, group.frames, results, group.slots, bound)
   end
   return results
+end
+
+-- A *post* gathers the frames a script run sends one peer at a time (``post_send``), and
+-- ``post_all`` publishes them as one message per replica: ``j``, then a header line and a
+-- frame line each, so the replica reads one message per pipeline instead of one per frame.
+-- Only to replicas that read them (P:joins, which their heartbeat keeps: a rolling upgrade has
+-- older replicas beside); a frame holding a newline (Tallow's JSON never does) goes alone,
+-- after what was gathered before it. Results go to ``results[slot]``.
+local function new_post(results, bound)
+  return {results = results, bound = bound, order = {}, replicas = {}}
+end
+
+local function post_flush(post, node)
+  local gathered = post.replicas[node]
+  local lines, count = gathered.lines, #gathered.peers
+  if count == 0 then return end
+  local message
+  if count == 1 then message = lines[2] .. '\\n' .. lines[3]
+  else message = table.concat(lines, '\\n') end
+  publish(node, message, gathered.peers, gathered.frames, post.results, gathered.slots, post.bound)
+  post.replicas[node] = {joins = gathered.joins, lines = {'j'}, peers = {}, frames = {}, slots = {}}
+end
+
+-- ``frame`` for ``peer``, whose record's node, conn and hold are ``f``.
+local function post_send(post, slot, peer, f, frame, echo)
+  local node, conn = place(peer, f, frame, post.bound)
+  if not node then
+    post.results[slot] = conn
+    return
+  end
+  post.results[slot] = published(node, conn, echo)
+  local gathered = post.replicas[node]
+  if not gathered then
+    local joins = redis.call('SISMEMBER', P .. ':joins', node) == 1
+    gathered = {joins = joins, lines = {'j'}, peers = {}, frames = {}, slots = {}}
+    post.replicas[node] = gathered
+    post.order[#post.order + 1] = node
+  end
+  local alone = not gathered.joins or string.find(frame, '\\n', 1, true)
+  if alone then post_flush(post, node) end
+  gathered = post.replicas[node]
+  local k = #gathered.peers + 1
+  gathered.lines[2 * k] = kind(node, echo) .. ' ' .. target(node, echo, peer, conn)
+  gathered.lines[2 * k + 1] = frame
+  gathered.peers[k], gathered.frames[k], gathered.slots[k] = peer, frame, slot
+  if alone then post_flush(post, node) end
+end
+
+local function post_all(post)
+  for _, node in ipairs(post.order) do post_flush(post, node) end
 end
 
 -- ``node`` still has frames in flight for ``peer``: hold new ones until it releases them.
@@ -169,10 +250,16 @@ local function release(peer, node, frames, bound)
   else
     redis.call('HSET', rec, 'hold', '')
   end
-  for _, frame in ipairs(frames) do send({peer}, frame, bound, nil) end
   local waiting = redis.call('LRANGE', held, 0, -1)
   redis.call('DEL', held)
-  for _, frame in ipairs(waiting) do send({peer}, frame, bound, nil) end
+  local post = new_post({}, bound)
+  for _, list in ipairs({frames, waiting}) do
+    for _, frame in ipairs(list) do
+      local f = redis.call('HMGET', rec, 'node', 'conn', 'hold')
+      post_send(post, #post.results + 1, peer, f, frame, nil)
+    end
+  end
+  post_all(post)
   local f = redis.call('HMGET', rec, 'node', 'conn', 'hold')
   if f[2] ~= '' and f[3] == '' then
     redis.call(PUB, P .. ':ch:' .. f[1], 'u ' .. peer .. ' ' .. f[2] .. '\\n')
@@ -303,16 +390,21 @@ return 1
 """
 
 # A: room, to, frame, echo; as many times over as deliveries were merged into this run
-# (ScriptBatch.register) -> a list, for each: delivered | here:<conn> | queued | full | gone
+# (ScriptBatch.register) -> a list, for each: delivered | here:<conn> | queued | full | gone.
+# What goes to one replica goes as one message (a post).
 DELIVER = """
 local results = {}
+local post = new_post(results, BOUND)
 for i = 1, #A, 4 do
-  if redis.call('HEXISTS', P .. ':room:' .. A[i], A[i + 1]) == 0 then
-    results[#results + 1] = 'gone'
+  local slot, room, peer = (i + 3) / 4, A[i], A[i + 1]
+  local f = redis.call('HMGET', rec_key(peer), 'node', 'conn', 'hold', 'room')
+  if f[4] == room then  -- (a peer's record names its room, as the room lists the peer)
+    post_send(post, slot, peer, f, A[i + 2], A[i + 3])
   else
-    results[#results + 1] = send({A[i + 1]}, A[i + 2], BOUND, A[i + 3])[1]
+    results[slot] = 'gone'
   end
 end
+post_all(post)
 return results
 """
 
@@ -357,6 +449,7 @@ return take_queue(A[1])
 HEARTBEAT = """
 local known = redis.call('ZSCORE', P .. ':nodes', NODE)
 redis.call('ZADD', P .. ':nodes', now_ms(), NODE)
+redis.call('SADD', P .. ':joins', NODE)
 local epoch = redis.call('GET', P .. ':epoch')
 if not epoch then
   epoch = A[1]
@@ -370,6 +463,7 @@ return {0, epoch}
 # get the grace period like any other dropped connection.
 GOODBYE = """
 redis.call('ZREM', P .. ':nodes', NODE)
+redis.call('SREM', P .. ':joins', NODE)
 local deadline = now_ms() + GRACE
 for _, peer in ipairs(redis.call('SMEMBERS', P .. ':node:' .. NODE)) do
   if redis.call('HGET', rec_key(peer), 'node') == NODE then set_away(peer, deadline) end
@@ -448,6 +542,7 @@ if A[2] == '1' then
     end
     redis.call('DEL', P .. ':node:' .. node)
     redis.call('ZREM', P .. ':nodes', node)
+    redis.call('SREM', P .. ':joins', node)
   end
 end
 for _, peer in ipairs(redis.call('ZRANGEBYSCORE', P .. ':holds', '-inf', now, 'LIMIT', 0, limit)) do

@@ -16,8 +16,10 @@ import trio.lowlevel
 from harness.redis import RedisServer, eventually
 from tallow.broker import Delivery, Member, RoomFull
 from tallow.broker.redis import RedisBroker
+from tallow.broker.redis_link import Endpoint
+from tallow.broker.redis_pubsub import Subscription, subscribe
 from tallow.config import load
-from tests.delivery import deliver
+from tests.delivery import deliver, deliver_all
 from tests.unit.test_memory_broker import Inbox
 
 
@@ -222,3 +224,73 @@ async def test_frames_that_overtake_a_resync_reply_wait_behind_its_queue(
         read.set()
         await eventually(lambda: {b"first", b"second"} <= set(bob.frames), 5)
         assert bob.frames[-2:] == [b"first", b"second"]
+
+
+@asynccontextmanager
+async def channel_of(redis_server: RedisServer, node: str) -> AsyncIterator[Subscription]:
+    """A replica's channel, read here as that replica would (for a made-up replica ``node``)."""
+    endpoint = Endpoint("127.0.0.1", redis_server.port)
+    async with subscribe(endpoint, f"tallow:ch:{node}", sharded=False, within=5) as subscription:
+        yield subscription
+
+
+def attached_elsewhere(redis_server: RedisServer, peer: str, node: str, room: str = "R") -> None:
+    """Redis' record of ``peer``, attached on replica ``node`` and in ``room``."""
+    redis_server.cli("HSET", f"tallow:peer:{peer}", "node", node, "conn", "c1", "room", room)
+    redis_server.cli("HSET", f"tallow:room:{room}", peer, "{}")
+
+
+async def messages(subscription: Subscription, count: int) -> list[bytes]:
+    received: list[bytes] = []
+    with trio.fail_after(5):
+        while len(received) < count:
+            received += await subscription.receive()
+    return received
+
+
+async def test_a_pipelines_frames_for_one_replica_go_as_one_message_to_replicas_that_read_it(
+    redis_server: RedisServer,
+) -> None:
+    async with replicas(redis_server, 1) as (one,), channel_of(redis_server, "older") as older:
+        await joined(one, "a")
+        attached_elsewhere(redis_server, "x", "older")
+        frames = [b"1", b"2", b"3"]
+        # A replica of an earlier release (not in P:joins): one message per frame, as before.
+        assert await deliver_all(one, "R", "x", frames) == [Delivery.DELIVERED] * 3
+        assert await messages(older, 3) == [b"d x\n1", b"d x\n2", b"d x\n3"]
+        # One that reads joined messages: one message for the pipeline, in order.
+        redis_server.cli("SADD", "tallow:joins", "older")
+        published = redis_server.calls("publish")
+        assert await deliver_all(one, "R", "x", frames) == [Delivery.DELIVERED] * 3
+        assert await messages(older, 1) == [b"j\nd x\n1\nd x\n2\nd x\n3"]
+        assert redis_server.calls("publish") == published + 1
+        # A frame with a newline in it goes alone, after what was gathered before it.
+        assert (
+            await deliver_all(one, "R", "x", [b"4", b"5\n5", b"6", b"7"])
+            == [Delivery.DELIVERED] * 4
+        )
+        assert await messages(older, 3) == [b"d x\n4", b"d x\n5\n5", b"j\nd x\n6\nd x\n7"]
+
+
+async def test_a_joined_message_nobody_hears_leaves_its_frames_queued_in_order(
+    redis_server: RedisServer,
+) -> None:
+    async with replicas(redis_server, 1) as (one,):
+        await joined(one, "a")
+        attached_elsewhere(redis_server, "x", "gone")  # its replica is not subscribed
+        redis_server.cli("SADD", "tallow:joins", "gone")
+        assert await deliver_all(one, "R", "x", [b"1", b"2", b"3"]) == [Delivery.QUEUED] * 3
+        assert redis_server.cli("LRANGE", "tallow:queue:x", "0", "-1").split() == ["1", "2", "3"]
+        # Once something waits in its queue, later frames queue behind it.
+        assert await deliver(one, "R", "x", b"4") is Delivery.QUEUED
+        assert redis_server.cli("LRANGE", "tallow:queue:x", "0", "-1").split()[-1] == "4"
+
+
+async def test_joined_frames_reach_a_replica_whole_and_in_order(redis_server: RedisServer) -> None:
+    async with replicas(redis_server, 2) as (one, two):
+        await joined(one, "a")
+        b = await joined(two, "b")
+        frames = [b"1", b"2\n2", b"3", b'{"x": "4"}', b"5"]
+        assert await deliver_all(one, "R", "b", frames) == [Delivery.DELIVERED] * 5
+        await eventually(lambda: len(b.frames) >= 5, 5)
+        assert b.frames == frames

@@ -115,6 +115,8 @@ async def test_killed_replica_peers_leave_within_grace_plus_ten_seconds(
         assert grace <= noticed <= grace + 10
         nodes = redis_server.cli("ZRANGE", nodes_key, "0", "-1").split()
         assert not any(node.startswith(dead_node) for node in nodes)
+        joins = redis_server.cli("SMEMBERS", f"{redis_server.key_prefix}:joins").split()
+        assert not any(node.startswith(dead_node) for node in joins)
         left = [key for key in redis_server.scan_keys() if dead_node in key or bob.peer in key]
         assert left == []
 
@@ -213,7 +215,7 @@ async def test_every_key_expires_or_goes_with_its_peer(replicas, redis_server) -
     one, two = replicas(2, TALLOW_RESUME_SECONDS="1")
     prefix = redis_server.key_prefix
     baseline = redis_server.scan_keys(f"{prefix}:*")
-    assert baseline == [f"{prefix}:epoch", f"{prefix}:nodes"]
+    assert baseline == [f"{prefix}:epoch", f"{prefix}:joins", f"{prefix}:nodes"]
     async with trio.open_nursery() as nursery:
 
         async def busy(index: int) -> None:
@@ -234,6 +236,7 @@ async def test_every_key_expires_or_goes_with_its_peer(replicas, redis_server) -
         assert ttl != -1 or key.split(":")[1] in (
             "epoch",
             "nodes",
+            "joins",
             "away",
             "holds",
             "peer",
