@@ -1,13 +1,21 @@
-"""A Redis connection of the broker's own: raw RESP on a Trio stream, no client machinery.
+"""A Redis connection of the broker's own: raw RESP on a socket, no client machinery.
 
 The two hot paths of the Redis broker use one each: the subscriber (``redis_pubsub``) and the
 script pipeline (``redis_batch``). coredis (``redis_connect``) still finds the node to connect
 to and runs everything else. A link logs in (AUTH, SELECT) in the same write as its first
-commands would go, and reads replies in batches: many per ``receive_some``.
+commands would go, and reads replies in batches: many per read.
+
+Over plain TCP a link drives its non-blocking socket itself (``PlainStream``): a read waits for
+readiness first, then reads once, so each read costs one task switch and one ``recv``, where
+Trio's ``SocketStream`` tries a read that finds nothing (the replies of a pipeline just sent
+have not come yet), waits, reads, and yields once more after it; a write that the socket takes
+whole does not yield at all (the caller waits for the replies next). With TLS it uses Trio's
+``SSLStream``.
 """
 
 from __future__ import annotations
 
+import socket
 import ssl
 
 import attrs
@@ -29,6 +37,38 @@ class Endpoint:
     username: str | None = None
     password: str | None = attrs.field(default=None, repr=False)
     db: int = 0
+
+
+class PlainStream(trio.abc.Stream):
+    """A connected TCP socket, read wait-first (module docstring)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self._socket = sock
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self._socket.send(view) :]
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(self._socket)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.wait_writable(self._socket)
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        while True:
+            await trio.lowlevel.wait_readable(self._socket)
+            try:
+                return self._socket.recv(max_bytes or READ_SIZE)
+            except BlockingIOError:
+                continue
+
+    async def aclose(self) -> None:
+        trio.lowlevel.notify_closing(self._socket)  # a task waiting on it hears at once
+        self._socket.close()
+        await trio.lowlevel.checkpoint()
 
 
 class Link:
@@ -82,12 +122,14 @@ class Link:
 
 async def connect(endpoint: Endpoint) -> Link:
     """A TCP (or TLS) connection to ``endpoint``, not yet logged in; callers bound the time."""
-    stream: trio.abc.Stream = await trio.open_tcp_stream(endpoint.host, endpoint.port)
-    if endpoint.tls is not None:
-        stream = trio.SSLStream(stream, endpoint.tls, server_hostname=endpoint.host)
-        try:
-            await stream.do_handshake()
-        except BaseException:
-            await trio.aclose_forcefully(stream)
-            raise
+    tcp = await trio.open_tcp_stream(endpoint.host, endpoint.port)
+    if endpoint.tls is None:
+        # Its own socket now (TCP_NODELAY set, as Trio sets it on every TCP stream).
+        return Link(PlainStream(socket.socket(fileno=tcp.socket.detach())))
+    stream = trio.SSLStream(tcp, endpoint.tls, server_hostname=endpoint.host)
+    try:
+        await stream.do_handshake()
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
     return Link(stream)
