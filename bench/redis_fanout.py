@@ -5,6 +5,7 @@
         [--trees TREE,TREE]
     .venv/bin/python -m bench.redis_fanout --script-cost
     .venv/bin/python -m bench.redis_fanout --deliver-cost [--trees TREE,TREE]
+    .venv/bin/python -m bench.redis_fanout --broker-path [--per-tick 20] [--trees TREE,TREE]
 
 Starts its own redis-server, redis-sentinel and Tallow processes on free loopback ports (as the
 tests do) and prints one line per figure. Not a test: the numbers depend on the machine.
@@ -19,7 +20,12 @@ compare): each tree's replicas run with its directory first on PYTHONPATH.
 
 ``--deliver-cost`` measures Redis alone: its CPU per frame of one merged ``DELIVER`` run (22
 signals for peers attached to another replica, whose channel a subscriber reads), in pipelines
-of 50 runs; with ``--trees``, each tree's script in turn.
+of 50 runs; with ``--trees``, each tree's script in turn. ``--broker-path`` measures Tallow's
+Python alone on the path of a crossing signal: two RedisBrokers in one process (the sender's and
+the receiver's replica) on a real redis-server, ``--per-tick`` signals handed to ``deliver`` per
+scheduler tick until each tick's results are back, the receiver's inboxes taking every frame;
+the process's CPU time per frame (both replicas' share, no WebSocket work); with ``--trees``,
+each tree in a process of its own, alternated, three runs each.
 """
 
 from __future__ import annotations
@@ -347,6 +353,109 @@ def deliver_cost(trees: list[str], frames: int = 22, runs: int = 3000, batch: in
             redis.kill()
 
 
+class _Countdown:
+    """An event that fires after ``count`` calls."""
+
+    def __init__(self, count: int) -> None:
+        self.left, self.done = count, trio.Event()
+
+    def __call__(self, *_: object) -> None:
+        self.left -= 1
+        if self.left == 0:
+            self.done.set()
+
+
+class _Receiver:
+    """A session's inbox that takes every frame and counts it down."""
+
+    def __init__(self, arrived: _Countdown) -> None:
+        self.arrived = arrived
+
+    def offer(self, frame: bytes) -> bool:
+        self.arrived()
+        return True
+
+    def supersede(self) -> None:
+        pass
+
+
+async def broker_path(per_tick: int, frames: int = 50_000) -> float:
+    """CPU seconds per frame of the broker path alone (module docstring)."""
+    from tallow.broker.base import Member
+    from tallow.broker.redis import RedisBroker
+    from tallow.config import load
+
+    frame = b'{"type":"signal","from":"' + b"p" * 22 + b'","data":"' + b"a" * 280 + b'"}'
+    ticks = frames // per_tick
+    with tempfile.TemporaryDirectory() as folder:
+        redis = RedisServer(Path(folder) / "redis").start()
+        try:
+            sender, receiver = (
+                RedisBroker(load({"REDIS_URL": redis.url, "TALLOW_NODE_ID": name}))
+                for name in ("sender", "receiver")
+            )
+            arrived = _Countdown(ticks * per_tick)
+            async with trio.open_nursery() as nursery:
+                for broker in (sender, receiver):
+                    await nursery.start(broker.run)
+                for index in range(per_tick):
+                    await sender.attach(f"s{index}", f"hs{index}", _Receiver(_Countdown(0)))
+                    await receiver.attach(f"r{index}", f"hr{index}", _Receiver(arrived))
+                    for broker, peer in ((sender, f"s{index}"), (receiver, f"r{index}")):
+                        await broker.join(f"room{index}", Member(peer, peer, {}), 2, b"{}")
+                started = time.process_time()
+                for _ in range(ticks):
+                    results = _Countdown(per_tick)
+                    for index in range(per_tick):
+                        sender.deliver(f"room{index}", f"r{index}", frame, results)
+                    await results.done.wait()
+                await arrived.done.wait()
+                spent = time.process_time() - started
+                nursery.cancel_scope.cancel()
+            return spent / (ticks * per_tick)
+        finally:
+            redis.kill()
+
+
+def broker_path_trees(trees: list[str], per_tick: int) -> None:
+    """--broker-path, alternated over source trees (each run a process of its own)."""
+    import subprocess
+    import sys
+
+    if not trees:
+        _report(
+            f"broker path, {per_tick} per tick, CPU per frame",
+            f"{trio.run(broker_path, per_tick) * 1e6:.1f} us",
+        )
+        return
+    # Each run: this file loaded by its path, with the tree's tallow and harness on the path.
+    child = (
+        "import importlib.util, sys, trio\n"
+        f"spec = importlib.util.spec_from_file_location('fanout', {str(Path(__file__))!r})\n"
+        "fanout = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(fanout)\n"
+        f"print(trio.run(fanout.broker_path, {per_tick}))\n"
+    )
+    measured: dict[str, list[float]] = {tree: [] for tree in trees}
+    for _ in range(3):
+        for tree in trees:
+            env = {**os.environ, "PYTHONPATH": tree}
+            output = subprocess.run(
+                [sys.executable, "-c", child],
+                cwd=tree,
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            measured[tree].append(float(output.stdout.split()[-1]))
+    for tree, seconds in measured.items():
+        _report(
+            f"broker path, {per_tick} per tick, CPU per frame ({tree})",
+            f"{statistics.median(seconds) * 1e6:.1f} us",
+        )
+
+
 LAYOUTS = (
     "embedded broker",
     "Redis, same replica",
@@ -550,11 +659,17 @@ if __name__ == "__main__":
     parser.add_argument(
         "--deliver-cost", action="store_true", help="only Redis CPU per frame of DELIVER"
     )
+    parser.add_argument(
+        "--broker-path", action="store_true", help="only the broker path's CPU, in process"
+    )
+    parser.add_argument("--per-tick", type=int, default=20, help="signals per tick (--broker-path)")
     arguments = parser.parse_args()
     if arguments.relay:
         relay(arguments)
     elif arguments.script_cost:
         trio.run(script_call_cost)
+    elif arguments.broker_path:
+        broker_path_trees(arguments.trees.split(",") if arguments.trees else [], arguments.per_tick)
     elif arguments.deliver_cost:
         deliver_cost(arguments.trees.split(",") if arguments.trees else [])
     else:
