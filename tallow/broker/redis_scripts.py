@@ -11,7 +11,8 @@ Keys (``P`` is REDIS_PREFIX):
     P:away            zset   peer -> deadline (ms, Redis clock) of peers inside their grace period
     P:holds           zset   peer -> deadline of its hand-over (a dead replica's hold lapses)
     P:nodes           zset   replica -> last heartbeat (ms, Redis clock)
-    P:joins           set    replicas that read joined (j) messages (their heartbeat adds them)
+    P:joins           set    replicas that read joined (j) messages (their heartbeat adds them,
+                             and drops those no longer in P:nodes)
     P:epoch           string random, set once: tells a replica taken for dead from a Redis that
                              lost its data
     P:node:<replica>  set    peers attached on that replica
@@ -450,6 +451,10 @@ HEARTBEAT = """
 local known = redis.call('ZSCORE', P .. ':nodes', NODE)
 redis.call('ZADD', P .. ':nodes', now_ms(), NODE)
 redis.call('SADD', P .. ':joins', NODE)
+-- A replica of an earlier release that found a newer one dead left it listed here.
+for _, node in ipairs(redis.call('SMEMBERS', P .. ':joins')) do
+  if not redis.call('ZSCORE', P .. ':nodes', node) then redis.call('SREM', P .. ':joins', node) end
+end
 local epoch = redis.call('GET', P .. ':epoch')
 if not epoch then
   epoch = A[1]

@@ -294,3 +294,14 @@ async def test_joined_frames_reach_a_replica_whole_and_in_order(redis_server: Re
         assert await deliver_all(one, "R", "b", frames) == [Delivery.DELIVERED] * 5
         await eventually(lambda: len(b.frames) >= 5, 5)
         assert b.frames == frames
+
+
+async def test_a_heartbeat_drops_replicas_that_are_gone_from_the_joined_list(
+    redis_server: RedisServer,
+) -> None:
+    async with replicas(redis_server, 1):
+        # As a replica of an earlier release leaves it after reaping a newer one.
+        redis_server.cli("SADD", "tallow:joins", "reaped")
+        await eventually(lambda: "reaped" not in redis_server.cli("SMEMBERS", "tallow:joins"), 5)
+        listed = redis_server.cli("SMEMBERS", "tallow:joins").split()
+        assert listed == redis_server.cli("ZRANGE", "tallow:nodes", "0", "-1").split()
