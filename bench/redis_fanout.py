@@ -48,6 +48,8 @@ from harness.processes import TallowProcess, launch
 from harness.redis import RedisCluster, RedisServer, Sentinel, eventually, signal_until_through
 from tallow.redis_url import parse_redis_url
 
+# A relayed signal as the broker carries it: 22-character peer id, 280 bytes of data.
+SIGNAL = b'{"type":"signal","from":"' + b"p" * 22 + b'","data":"' + b"a" * 280 + b'"}'
 WINDOW = 32  # signals a throughput sender may have on their way before it waits
 
 
@@ -299,7 +301,6 @@ def deliver_cost(trees: list[str], frames: int = 22, runs: int = 3000, batch: in
 
     from tallow.broker.resp import RespReader, encode
 
-    frame = b'{"type":"signal","from":"' + b"p" * 22 + b'","data":"' + b"a" * 280 + b'"}'
     context = ["tallow", "sender", 10_000, 64, 60_000, 10_000, "PUBLISH"]
     with tempfile.TemporaryDirectory() as folder:
         redis = RedisServer(Path(folder) / "redis").start()
@@ -336,7 +337,7 @@ def deliver_cost(trees: list[str], frames: int = 22, runs: int = 3000, batch: in
                 (sha,) = exchange([encode("SCRIPT", "LOAD", scripts.full(scripts.DELIVER))])
                 arguments: list[str | bytes | int] = []
                 for index in range(frames):
-                    arguments += [f"room{index}", f"p{index}", frame, ""]
+                    arguments += [f"room{index}", f"p{index}", SIGNAL, ""]
                 command = encode("EVALSHA", sha, 1, "tallow:epoch", *context, *arguments)
                 (results,) = exchange([command])
                 assert results == [b"delivered"] * frames, results
@@ -385,7 +386,6 @@ async def broker_path(per_tick: int, frames: int = 50_000) -> float:
     from tallow.broker.redis import RedisBroker
     from tallow.config import load
 
-    frame = b'{"type":"signal","from":"' + b"p" * 22 + b'","data":"' + b"a" * 280 + b'"}'
     ticks = frames // per_tick
     with tempfile.TemporaryDirectory() as folder:
         redis = RedisServer(Path(folder) / "redis").start()
@@ -407,7 +407,7 @@ async def broker_path(per_tick: int, frames: int = 50_000) -> float:
                 for _ in range(ticks):
                     results = _Countdown(per_tick)
                     for index in range(per_tick):
-                        sender.deliver(f"room{index}", f"r{index}", frame, results)
+                        sender.deliver(f"room{index}", f"r{index}", SIGNAL, results)
                     await results.done.wait()
                 await arrived.done.wait()
                 spent = time.process_time() - started
@@ -653,7 +653,8 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=3, help="alternated runs (--relay)")
     parser.add_argument(
         "--trees",
-        help="comma-separated source trees (checkouts) to alternate run by run (--relay): an A/B",
+        help="comma-separated source trees (checkouts) to alternate run by run (--relay, "
+        "--deliver-cost, --broker-path): an A/B",
     )
     parser.add_argument("--script-cost", action="store_true", help="only EVALSHA client CPU")
     parser.add_argument(

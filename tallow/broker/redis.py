@@ -526,12 +526,13 @@ class RedisBroker:
         if header == b"j":  # several frames: a header line and a frame line each
             lines = frame.split(b"\n")
             for line, joined in zip(lines[::2], lines[1::2], strict=True):
-                self._on_frame(line.decode().split(" "), joined)
+                kind, *args = line.decode().split(" ")
+                self._on_frame(kind, args, joined)
             return None
         kind, *args = header.decode().split(" ")
         try:
             if kind in ("d", "D"):
-                self._on_frame([kind, *args], frame)
+                self._on_frame(kind, args, frame)
             elif kind == "u":  # its hold ended: what was held for the peer is all here now
                 local = self._local.get(args[0])
                 if local is not None and local.conn == args[1]:
@@ -547,9 +548,8 @@ class RedisBroker:
             _not_handed_over(kind, error)
         return None
 
-    def _on_frame(self, header: list[str], frame: bytes) -> None:
+    def _on_frame(self, kind: str, args: list[str], frame: bytes) -> None:
         """A ``d`` or ``D`` message: ``frame`` for the peers its header names."""
-        kind, *args = header
         try:
             if kind == "d":
                 for peer in args:

@@ -191,6 +191,12 @@ local function new_post(results, bound)
   return {results = results, bound = bound, order = {}, replicas = {}}
 end
 
+-- What a post gathers for one replica: its header and frame lines (after ``j``), and for each
+-- frame its peer, the frame and the result's slot, to queue it if nobody hears the message.
+local function gathering(joins)
+  return {joins = joins, lines = {'j'}, peers = {}, frames = {}, slots = {}}
+end
+
 local function post_flush(post, node)
   local gathered = post.replicas[node]
   local lines, count = gathered.lines, #gathered.peers
@@ -199,7 +205,7 @@ local function post_flush(post, node)
   if count == 1 then message = lines[2] .. '\\n' .. lines[3]
   else message = table.concat(lines, '\\n') end
   publish(node, message, gathered.peers, gathered.frames, post.results, gathered.slots, post.bound)
-  post.replicas[node] = {joins = gathered.joins, lines = {'j'}, peers = {}, frames = {}, slots = {}}
+  post.replicas[node] = gathering(gathered.joins)
 end
 
 -- ``frame`` for ``peer``, whose record's node, conn and hold are ``f``.
@@ -212,8 +218,7 @@ local function post_send(post, slot, peer, f, frame, echo)
   post.results[slot] = published(node, conn, echo)
   local gathered = post.replicas[node]
   if not gathered then
-    local joins = redis.call('SISMEMBER', P .. ':joins', node) == 1
-    gathered = {joins = joins, lines = {'j'}, peers = {}, frames = {}, slots = {}}
+    gathered = gathering(redis.call('SISMEMBER', P .. ':joins', node) == 1)
     post.replicas[node] = gathered
     post.order[#post.order + 1] = node
   end
