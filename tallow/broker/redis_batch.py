@@ -8,17 +8,22 @@ pass, 0.01 ms (``bench/redis_fanout.py --script-cost``, docs/scaling.md). Sessio
 while it was busy, in arrival order, so calls one task makes one after another run in that order.
 
 A call cannot be cancelled once issued: its script runs anyway, and the caller must see what it
-did (a join whose announcement went out). The batch bounds it instead: within the pipeline
-before it and its own, each ``timeout`` at most. The connection is made on first use, to the
-node ``locate`` names, and again after any failure (Redis restarted, a failover moved the
-primary); every registered script is loaded on it first, so a Redis that restarted empty does
-not answer NOSCRIPT to half a pipeline (a ``SCRIPT FLUSH`` meanwhile is still survived: such a
-call is loaded and run again, alone).
+did (a join whose announcement went out). The batch bounds it instead: a pipeline Redis has not
+answered within ``timeout`` (checked ``WATCHES`` times per ``timeout``, so at most a quarter
+more) has its connection closed under it by the batch's watchdog task, and its calls fail. A
+cancel scope of its own per pipeline did the same at a far higher price: with a deadline
+registered and removed each time, it cost about 5 us of CPU per signal at 20 signals per
+pipeline (``bench/redis_fanout.py --broker-path``, docs/performance.md). The connection is
+made on first use (within ``timeout``), to the node ``locate`` names, and again after any
+failure (Redis restarted, a failover moved the primary); every registered script is loaded on
+it first, so a Redis that restarted empty does not answer NOSCRIPT to half a pipeline (a
+``SCRIPT FLUSH`` meanwhile is still survived: such a call is loaded and run again, alone).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any
@@ -32,6 +37,7 @@ from tallow.broker.redis_link import Endpoint, Link, connect
 from tallow.broker.resp import Reply, ReplyError, bulk, encode
 
 MAX_BATCH = 256  # calls per pipeline; more wait for the next one
+WATCHES = 4  # the watchdog's checks per timeout (module docstring)
 # Error replies that mean "not here, not now" (a failover, a slot moving, Redis starting):
 # the connection is made again, to wherever ``locate`` says, and the callers hear of an outage.
 _UNAVAILABLE = ("READONLY", "MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN", "LOADING", "MASTERDOWN")
@@ -78,6 +84,7 @@ class ScriptBatch:
         self._lead: list[str | bytes | int] = [len(route), *route, *context]
         self._scripts: dict[str, Script] = {}  # sha -> script: loaded on each new connection
         self._link: Link | None = None
+        self._due = math.inf  # when the pipeline in flight must have been answered
         self._waiting: list[_Call] = []
         self._wake = trio.Event()
         self._stopped = False  # run() has ended
@@ -99,9 +106,10 @@ class ScriptBatch:
         request = _Call(
             script, args, partial(trio.lowlevel.reschedule, trio.lowlevel.current_task())
         )
-        if self._stopped:
+        if self._stopped:  # no watchdog any more: a scope bounds it (rare: shutdown)
             async with self._alone:
-                await self._send([request])
+                with trio.fail_after(self._timeout):
+                    await self._send([request])
             assert request.result is not None
             return request.result.unwrap()
         self._queue(request)
@@ -119,21 +127,32 @@ class ScriptBatch:
         self._wake.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
+        """Send what piles up, one pipeline at a time, beside the watchdog, until cancelled."""
         try:
-            while True:
-                await self._wake.wait()
-                self._wake = trio.Event()
-                while self._waiting:
-                    batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
-                    try:
-                        await self._send(batch)
-                    finally:
-                        _answer(batch)  # also on cancellation: nobody waits forever
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch)
+                task_status.started()
+                while True:
+                    await self._wake.wait()
+                    self._wake = trio.Event()
+                    while self._waiting:
+                        batch = self._waiting[:MAX_BATCH]
+                        self._waiting = self._waiting[MAX_BATCH:]
+                        try:
+                            await self._send(batch)
+                        finally:
+                            _answer(batch)  # also on cancellation: nobody waits forever
         finally:
             self._stopped = True
             _answer(self._waiting)
             self._waiting = []
+
+    async def _watch(self) -> None:
+        """Close the connection under a pipeline that was not answered in time."""
+        while True:
+            await trio.sleep(self._timeout / WATCHES)
+            if trio.current_time() > self._due and self._link is not None:
+                self._link.abort()  # the pipeline's read fails at once; its calls hear of it
 
     async def _send(self, batch: list[_Call]) -> None:
         commands = _merged(batch)
@@ -161,12 +180,15 @@ class ScriptBatch:
         return (await self._result(reply)).unwrap()
 
     async def _exchange(self, data: bytes, count: int) -> list[Reply]:
-        """Write ``data``, read ``count`` replies, within the timeout."""
+        """Write ``data``, read ``count`` replies, watched (module docstring)."""
         try:
-            with trio.fail_after(self._timeout):
-                link = await self._connected()
+            link = await self._connected()
+            self._due = trio.current_time() + self._timeout
+            try:
                 await link.send(data)
                 return await link.replies(count)
+            finally:
+                self._due = math.inf
         except BaseException:
             # Replies may be left unread, or half written: the connection is never used again.
             with trio.CancelScope(shield=True):
@@ -190,14 +212,15 @@ class ScriptBatch:
 
     async def _connected(self) -> Link:
         if self._link is None:
-            endpoint = await self._locate()
-            link = await connect(endpoint)
-            try:
-                loads = [encode("SCRIPT", "LOAD", script.body) for script in self._scripts.values()]
-                await link.log_in(endpoint, *loads)
-            except BaseException:
-                await link.aclose()
-                raise
+            with trio.fail_after(self._timeout):  # once per connection: a scope is cheap here
+                endpoint = await self._locate()
+                link = await connect(endpoint)
+                try:
+                    loads = [encode("SCRIPT", "LOAD", body.body) for body in self._scripts.values()]
+                    await link.log_in(endpoint, *loads)
+                except BaseException:
+                    await link.aclose()
+                    raise
             self._link = link
         return self._link
 

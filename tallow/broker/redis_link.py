@@ -24,6 +24,7 @@ import trio
 from tallow.broker.base import BrokerUnavailable
 from tallow.broker.resp import Reply, ReplyError, RespReader, encode
 
+_Socket = socket.socket | trio.socket.SocketType
 READ_SIZE = 256 * 1024  # bytes per read: at 100 pairs a read carries tens of replies
 
 
@@ -66,16 +67,18 @@ class PlainStream(trio.abc.Stream):
                 continue
 
     async def aclose(self) -> None:
-        trio.lowlevel.notify_closing(self._socket)  # a task waiting on it hears at once
-        self._socket.close()
+        _close_now(self._socket)
         await trio.lowlevel.checkpoint()
 
 
 class Link:
     """Commands written as bytes, replies read back in order."""
 
-    def __init__(self, stream: trio.abc.Stream) -> None:
+    def __init__(self, stream: trio.abc.Stream, sock: _Socket | None = None) -> None:
+        """``sock``: the TCP connection under ``stream``, for ``abort`` (the unit tests' memory
+        streams have none)."""
         self.stream = stream
+        self._socket = sock
         self.reader = RespReader()
         self._read: list[Reply] = []  # parsed, not yet taken
 
@@ -116,6 +119,12 @@ class Link:
                 raise BrokerUnavailable(f"refused by Redis: {reply}")
         return replies[len(login) :]
 
+    def abort(self) -> None:
+        """Close the connection now, from any task: a read or write waiting on it fails at
+        once (``trio.ClosedResourceError``, or ``BrokenResourceError`` through TLS)."""
+        if self._socket is not None:
+            _close_now(self._socket)
+
     async def aclose(self) -> None:
         await trio.aclose_forcefully(self.stream)
 
@@ -125,11 +134,17 @@ async def connect(endpoint: Endpoint) -> Link:
     tcp = await trio.open_tcp_stream(endpoint.host, endpoint.port)
     if endpoint.tls is None:
         # Its own socket now (TCP_NODELAY set, as Trio sets it on every TCP stream).
-        return Link(PlainStream(socket.socket(fileno=tcp.socket.detach())))
+        plain = socket.socket(fileno=tcp.socket.detach())
+        return Link(PlainStream(plain), plain)
     stream = trio.SSLStream(tcp, endpoint.tls, server_hostname=endpoint.host)
     try:
         await stream.do_handshake()
     except BaseException:
         await trio.aclose_forcefully(stream)
         raise
-    return Link(stream)
+    return Link(stream, tcp.socket)
+
+
+def _close_now(sock: _Socket) -> None:
+    trio.lowlevel.notify_closing(sock)  # a task waiting on it hears at once
+    sock.close()

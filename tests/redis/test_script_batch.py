@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -124,6 +125,33 @@ async def test_every_caller_hears_of_a_lost_connection(redis_server: RedisServer
         assert len(failures) == 5
         with pytest.raises(Exception):  # noqa: B017 - any connection error will do
             await runner.call(script, ["still down"])
+
+
+async def test_a_pipeline_redis_does_not_answer_fails_within_the_bound(
+    redis_server: RedisServer,
+) -> None:
+    """A Redis that stops answering (stopped, its sockets open) fails the pipeline in flight
+    once the watchdog sees it overdue (timeout 2 s, checked every 0.5 s), not sooner; once
+    Redis answers again the next call reconnects and runs."""
+    assert redis_server.process is not None
+    async with batch(redis_server) as (runner, client):
+        script = runner.register(APPEND)
+        await runner.call(script, ["before"])
+        redis_server.process.send_signal(signal.SIGSTOP)
+        try:
+            started = trio.current_time()
+            with trio.fail_after(10), pytest.raises(trio.ClosedResourceError):
+                await runner.call(script, ["stalled"])
+            waited = trio.current_time() - started
+        finally:
+            redis_server.process.send_signal(signal.SIGCONT)
+        assert 2.0 <= waited <= 2.0 * 1.25 + 0.5, waited
+        with trio.fail_after(5):
+            await runner.call(script, ["after"])
+        # Whether "stalled" ran once Redis woke is Redis' business (it was sent): the caller
+        # was told it may not have.
+        listed = await client.lrange("batch-test", 0, -1)
+        assert listed[0] == b"before" and listed[-1] == b"after", listed
 
 
 async def test_a_restarted_redis_gets_every_script_before_the_next_pipeline(
