@@ -12,8 +12,8 @@ did (a join whose announcement went out). The batch bounds it instead: a pipelin
 answered within ``timeout`` (checked ``WATCHES`` times per ``timeout``, so at most a quarter
 more) has its connection closed under it by the batch's watchdog task, and its calls fail. A
 cancel scope of its own per pipeline did the same at a far higher price: with a deadline
-registered and removed each time, it cost about 5 us of CPU per signal at 20 signals per
-pipeline (``bench/redis_fanout.py --broker-path``, docs/performance.md). The connection is
+registered and removed each time, it cost 2.6 us of CPU per signal at 20 signals per pipeline
+(``bench/redis_fanout.py --broker-path``, docs/performance.md). The connection is
 made on first use (within ``timeout``), to the node ``locate`` names, and again after any
 failure (Redis restarted, a failover moved the primary); every registered script is loaded on
 it first, so a Redis that restarted empty does not answer NOSCRIPT to half a pipeline (a
