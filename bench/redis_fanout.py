@@ -379,6 +379,9 @@ class _Receiver:
     def supersede(self) -> None:
         pass
 
+    def refused(self, result: object, re: object) -> None:
+        pass
+
 
 async def broker_path(per_tick: int, frames: int = 50_000) -> float:
     """CPU seconds per frame of the broker path alone (module docstring)."""
@@ -407,7 +410,7 @@ async def broker_path(per_tick: int, frames: int = 50_000) -> float:
                 for _ in range(ticks):
                     results = _Countdown(per_tick)
                     for index in range(per_tick):
-                        sender.deliver(f"room{index}", f"r{index}", SIGNAL, results)
+                        sender.deliver(f"room{index}", f"r{index}", SIGNAL, results, ("", None))
                     await results.done.wait()
                 await arrived.done.wait()
                 spent = time.process_time() - started

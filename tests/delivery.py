@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import trio
 
-from tallow.broker import Broker, Delivery
+from tallow.broker import Broker, Delivery, Origin
 
 
-async def deliver(broker: Broker, room: str, to: str, frame: bytes) -> Delivery:
-    (result,) = await deliver_all(broker, room, to, [frame])
+async def deliver(
+    broker: Broker, room: str, to: str, frame: bytes, origin: Origin = ("", None)
+) -> Delivery:
+    (result,) = await deliver_all(broker, room, to, [frame], origin)
     return result
 
 
-async def deliver_all(broker: Broker, room: str, to: str, frames: list[bytes]) -> list[Delivery]:
+async def deliver_all(
+    broker: Broker, room: str, to: str, frames: list[bytes], origin: Origin = ("", None)
+) -> list[Delivery]:
     """``frames`` handed to ``deliver`` one after another in one scheduler tick (so a Redis
     broker sends them in one pipeline), and their results in order; no checkpoint when every
     result came at once."""
@@ -25,7 +29,9 @@ async def deliver_all(broker: Broker, room: str, to: str, frames: list[bytes]) -
             arrived.set()
 
     for index, frame in enumerate(frames):
-        now = broker.deliver(room, to, frame, lambda result, index=index: later(index, result))
+        now = broker.deliver(
+            room, to, frame, lambda result, index=index: later(index, result), origin
+        )
         if now is not None:
             later(index, now)
     if len(results) < len(frames):

@@ -16,6 +16,7 @@ from tallow.broker.base import (
     Interrupted,
     Later,
     Member,
+    Origin,
     RoomFull,
 )
 from tallow.broker.memory import MemoryBroker
@@ -32,6 +33,7 @@ __all__ = [
     "Later",
     "Member",
     "MemoryBroker",
+    "Origin",
     "RoomFull",
     "open_broker",
 ]

@@ -44,6 +44,11 @@ class BrokerUnavailable(Exception):
 # neither raise nor wait.
 Later = Callable[["Delivery | Exception"], object]
 
+# Who sent a signal: the sender's peer id and the request id its answer carries. A frame reported
+# delivered may still be refused after all (sent on a route to a replica its target has just
+# left, and then found gone or full): the sender hears through ``Inbox.refused``.
+Origin = tuple[str, "str | int | None"]
+
 
 class RoomFull(Exception):
     """The room already holds its maximum number of peers."""
@@ -104,6 +109,11 @@ class Inbox(Protocol):
         """Another connection resumed this peer: close this one without a leave."""
         ...
 
+    def refused(self, result: Delivery | Exception, re: str | int | None) -> None:
+        """A signal this connection sent (request id ``re``), reported delivered, was refused
+        after all: ``result`` says why. Called from the broker's task; must not raise or wait."""
+        ...
+
 
 class Broker(Protocol):
     name: str
@@ -149,13 +159,21 @@ class Broker(Protocol):
         """Remove ``peer`` from ``room``."""
         ...
 
-    def deliver(self, room: str, to: str, frame: bytes, later: Later) -> Delivery | None:
+    def deliver(
+        self, room: str, to: str, frame: bytes, later: Later, origin: Origin
+    ) -> Delivery | None:
         """Send ``frame`` to peer ``to`` if it is a member of ``room``: the result now, where it
         needs no waiting (the receiver's connection is in this process and nothing sent to it
         earlier is still on its way), or None and the result later, through ``later`` (once,
         from the broker's own task). Either way the sender's next call keeps rule 1, and the
-        session relays with plain calls: no coroutine, no task switch per message.
-        Raises BrokerUnavailable when it cannot even start."""
+        session relays with plain calls: no coroutine, no task switch per message. Raises
+        BrokerUnavailable when it cannot even start.
+
+        A frame sent on a route (Redis: straight to the replica the target was last seen on) is
+        DELIVERED once that replica heard it; should that replica find the target gone from it
+        or from ``room``, and the target turn out gone or its queue full, ``origin``'s
+        connection hears through ``Inbox.refused``, possibly after the answers to later
+        messages."""
         ...
 
     async def publish(self, room: str, frame: bytes, exclude: str | None = None) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 import attrs
 import trio
 
-from tallow.broker.base import Claim, Delivery, Expired, Inbox, Later, Member, RoomFull
+from tallow.broker.base import Claim, Delivery, Expired, Inbox, Later, Member, Origin, RoomFull
 from tallow.config import Settings
 
 
@@ -111,7 +111,7 @@ class MemoryBroker:
         if state is not None and state.room == room:
             state.room = None
 
-    def deliver(self, room: str, to: str, frame: bytes, later: Later) -> Delivery:
+    def deliver(self, room: str, to: str, frame: bytes, later: Later, origin: Origin) -> Delivery:
         """Always at once: every connection is in this process."""
         if to not in self._rooms.get(room, ()):
             return Delivery.NOT_FOUND

@@ -15,6 +15,18 @@ in its Redis queue, and every frame a session of this replica sent it through Re
 back through the channel (the numbered ``D`` *echoes*). Until then frames take the scripts, so
 a sender's in-process frame never overtakes its own earlier frame still inside Redis.
 
+**Routes.** A script that published a frame to another replica tells the sender where the peer
+is (``at:``), and the sender's next frames for it go there with a bare PUBLISH (``r``), which
+costs Redis a tenth of the script, until the peer leaves that replica. Then Redis tells every
+route holder (``x``, listed in ``P:routes:<peer>``), each answers behind the frames it sent on the
+route (``y``), and the old replica's release waits for those answers as for its marker: routed
+frames are in flight like any other and keep their place. A routed frame that finds its peer
+gone from the replica or its room anyway (a route learnt just as the peer left) goes on through
+Redis from there, and a refusal (gone, full) goes back to the sender (``e``). The sender's
+session waits for its routed frame's PUBLISH as it would for the script: if nobody heard it
+(that replica is not subscribed), the frame takes the script (most likely to the peer's queue)
+before the same sender's next frame can go anywhere, so the next cannot overtake it.
+
 Script calls go through a ``ScriptBatch``: those issued in the same scheduler tick reach Redis
 as one pipeline (``redis_batch``). The two hot paths, that pipeline and the subscription, run on
 connections of their own with raw RESP (``redis_link``, ``redis_pubsub``); coredis finds the
@@ -41,7 +53,7 @@ import contextlib
 import itertools
 import logging
 import secrets
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -63,9 +75,10 @@ from tallow.broker.base import (
     Interrupted,
     Later,
     Member,
+    Origin,
     RoomFull,
 )
-from tallow.broker.redis_batch import Done, Script, ScriptBatch
+from tallow.broker.redis_batch import Command, Done, ScriptBatch
 from tallow.broker.redis_connect import Client, node_for, open_client
 from tallow.broker.redis_link import Endpoint
 from tallow.broker.redis_pubsub import subscribe
@@ -115,6 +128,8 @@ _DELIVERY = {
     b"gone": Delivery.NOT_FOUND,
 }
 _HERE = b"here:"  # a script result: published to this very replica's channel, for that conn
+_AT = b"at:"  # a script result: published to that replica, which takes routed frames
+_REFUSALS = frozenset({b"full", b"gone"})  # results a routed frame's sender hears of
 
 _SCRIPTS = {
     "attach": lua.ATTACH,
@@ -177,13 +192,17 @@ class _Release:
     """This replica is letting go of a peer: frames that reached it meanwhile, oldest first.
 
     It ends (frames go back through Redis, to wherever the peer is by then) once the connection
-    has detached and the marker published with the hand-over has come through this replica's
-    channel, which proves no older frame for the peer is still on its way here.
+    has detached, the marker published with the hand-over has come through this replica's
+    channel, which proves no older frame for the peer is still on its way here, and so have the
+    answers (y) of the replicas that held a route to it (their routed frames come before them).
     """
 
     frames: list[bytes]
+    room: str  # the peer's room: routed frames for another room are refused
     detached: bool = False
     marker_seen: bool = False
+    holders: int = 0  # route holders told (from the marker), whose answers it waits for
+    answers: int = 0
     finishing: bool = False
     done: trio.Event = attrs.Factory(trio.Event)  # its frames are back in Redis
 
@@ -200,8 +219,10 @@ class RedisBroker:
         cluster = self._url.cluster
         self._prefix = f"{{{settings.redis_prefix}}}" if cluster else settings.redis_prefix
         self._publish = "SPUBLISH" if cluster else "PUBLISH"
-        # A restarted replica reusing a host name must not inherit its predecessor's peers.
-        self._node = f"{settings.node}:{secrets.token_hex(4)}"
+        # A restarted replica reusing a host name must not inherit its predecessor's peers; the
+        # name travels in space-separated channel messages (r, x).
+        name = "".join(c if c.isalnum() or c in ".-_" else "_" for c in settings.node)
+        self._node = f"{name}:{secrets.token_hex(4)}"
         self._bound = settings.resume_queue
         context: dict[str, str | int] = {
             "prefix": self._prefix,
@@ -215,8 +236,12 @@ class RedisBroker:
         self._context = [context[name] for name in lua.CONTEXT]
         self._client: Client | None = None
         self._batch: ScriptBatch | None = None
-        self._scripts: dict[str, Script] = {}
+        self._commands: dict[str, Command] = {}  # the scripts by name, and two plain PUBLISHes
         self._local: dict[str, _Local] = {}
+        self._routes: dict[str, str] = {}  # peer -> the replica its frames go to with a PUBLISH
+        # Counts x messages (and outages): a route learnt from a script reply is kept only if
+        # none came since the call was made (the two are read from different connections).
+        self._unroutes = 0
         self._here: dict[str, set[str]] = {}  # room -> peers attached here that are in it
         self._echo_numbers = itertools.count()
         self._healthy_since: float | None = None  # continuous heartbeats since (trio clock)
@@ -239,10 +264,13 @@ class RedisBroker:
                 return await node_for(self._url, client, route, OP_TIMEOUT)
 
             batch = self._batch = ScriptBatch(locate, OP_TIMEOUT, [route], self._context)
-            self._scripts = {
+            self._commands = {
                 name: batch.register(lua.full(body), merges=name in _MERGING)
                 for name, body in _SCRIPTS.items()
             }
+            # Routed frames next to each other for one replica go as one PUBLISH (one line each).
+            self._commands["route"] = batch.command(self._publish, joins=True)
+            self._commands["message"] = batch.command(self._publish)
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(batch.run)
@@ -278,6 +306,9 @@ class RedisBroker:
                     # published meanwhile are lost: the resync settles each peer afresh.
                     for local in self._local.values():
                         local.blocked, local.echoes = True, set()
+                    # Their x may have been lost too, or Redis may have lost the routes.
+                    self._routes.clear()
+                    self._unroutes += 1
                     self._resync_needed = True
                     with contextlib.suppress(BrokerUnavailable):
                         await self._reconcile()
@@ -364,15 +395,15 @@ class RedisBroker:
         return Claim(peer, room or None)
 
     async def detach(self, peer: str, inbox: Inbox, unsent: Sequence[bytes] = ()) -> None:
-        conn = self._unregister(peer, inbox)
+        conn, room = self._unregister(peer, inbox)
         release = self._releases.get(peer)
         if release is None and not conn:
             # Never the peer's current connection here: nothing else was on its way to it.
             if unsent:
-                done = _Release(list(unsent), detached=True, marker_seen=True)
+                done = _Release(list(unsent), room, detached=True, marker_seen=True)
                 await self._finish_release(peer, done)
             return
-        release = self._releases.setdefault(peer, _Release([]))
+        release = self._releases.setdefault(peer, _Release([], room))
         release.frames[:0] = unsent  # never written, so older than anything that came after
         release.detached = True
         if conn:  # else a resume superseded it, and the marker that came with that ends it
@@ -395,7 +426,7 @@ class RedisBroker:
         await self._finish_release(peer, release, overdue=True)
 
     async def forget(self, peer: str, inbox: Inbox) -> Expired | None:
-        conn = self._unregister(peer, inbox)
+        conn, _ = self._unregister(peer, inbox)
         self._releases.pop(peer, None)
         if not conn:
             return None
@@ -426,27 +457,85 @@ class RedisBroker:
         if local is not None and local.room == room:
             self._set_room(peer, local, "", b"")
 
-    def deliver(self, room: str, to: str, frame: bytes, later: Later) -> Delivery | None:
-        """At once on the local fast path (module docstring); else the script, whose reply the
-        batch's task hands to ``_delivered``."""
+    def deliver(
+        self, room: str, to: str, frame: bytes, later: Later, origin: Origin
+    ) -> Delivery | None:
+        """At once on the local fast path (module docstring); else a PUBLISH on a route, or the
+        script, whose reply the batch's task hands to ``_routed`` or ``_delivered``."""
         local = self._local.get(to)
         if local is not None and local.room == room and local.settled:
             self._hand_over_here(to, local, frame)
             return Delivery.DELIVERED
-        number = next(self._echo_numbers)
-        done = partial(self._delivered, number, to, later)
-        self._submit("deliver", (room, to, frame, number), done)
+        node = self._routes.get(to)
+        if node is not None and b"\n" not in frame:  # (JSON frames never hold one: one line)
+            sender, re = origin
+            routed = b"r %s %s %s %s\n%s\n%s" % (
+                to.encode(),
+                room.encode(),
+                self._node.encode(),
+                sender.encode(),
+                orjson.dumps(re),
+                frame,
+            )
+            done = partial(self._routed, room, to, frame, node, later)
+            self._submit("route", (self._key("ch", node), routed), done)
+        else:
+            self._deliver_by_script(room, to, frame, later)
         return None
 
-    def _delivered(self, number: int, to: str, later: Later, reply: Outcome[Any]) -> None:
+    def _deliver_by_script(self, room: str, to: str, frame: bytes, later: Later) -> None:
+        number = next(self._echo_numbers)
+        done = partial(self._delivered, number, to, later, self._unroutes)
+        self._submit("deliver", (room, to, frame, number), done)
+
+    def _delivered(
+        self, number: int, to: str, later: Later, unroutes: int, reply: Outcome[Any]
+    ) -> None:
         try:
             result = self._unwrap(reply)
         except Exception as error:  # an outage, or the script failed (a bug): the session says
             later(error)
             return
+        if result.startswith(_AT):
+            if unroutes == self._unroutes:  # else an x may have come for it meanwhile
+                self._routes[to] = result[len(_AT) :].decode()
+            later(Delivery.DELIVERED)
+            return
         if result != b"delivered":  # published elsewhere: nothing to note here
             self._note_results(number, [to.encode(), result])
         later(Delivery.DELIVERED if result.startswith(_HERE) else _DELIVERY[result])
+
+    def _routed(
+        self, room: str, to: str, frame: bytes, node: str, later: Later, reply: Outcome[Any]
+    ) -> None:
+        """A routed frame's PUBLISH has run. Nobody heard it when that replica is not
+        subscribed (restarting, failing over, or dead and not yet noticed): then the route is
+        dropped and the frame goes the scripts' way (to the peer's queue, most likely), and the
+        session hears that result. Its session waits for this: a next frame of the same sender
+        must not be routed ahead of this one's detour through the queue."""
+        try:
+            heard = self._unwrap(reply)
+        except Exception as error:
+            later(error)
+            return
+        if heard:
+            later(Delivery.DELIVERED)
+            return
+        if self._routes.get(to) == node:
+            del self._routes[to]
+        try:
+            self._deliver_by_script(room, to, frame, later)
+        except BrokerUnavailable as error:  # the batch stopped: shutting down
+            later(error)
+
+    def _tell_sender(self, origin: Origin, result: Delivery) -> None:
+        """The result of a frame the sender was told was delivered: a refusal goes to it."""
+        if result is Delivery.DELIVERED or result is Delivery.QUEUED:
+            return
+        sender, re = origin
+        local = self._local.get(sender)
+        if local is not None:
+            local.inbox.refused(result, re)
 
     async def publish(self, room: str, frame: bytes, exclude: str | None = None) -> None:
         handed = [exclude] if exclude else []
@@ -515,7 +604,7 @@ class RedisBroker:
         elif not local.attached:  # older frames come with its attach (or resync) reply
             local.early.append(frame)
         elif not local.inbox.offer(frame):
-            self._releases[peer] = _Release([frame])  # cut off as a slow reader
+            self._releases[peer] = _Release([frame], local.room)  # cut off as a slow reader
 
     # --- frames arriving on this replica's channel ----------------------------------------
 
@@ -533,17 +622,27 @@ class RedisBroker:
         try:
             if kind in ("d", "D"):
                 self._on_frame(kind, args, frame)
+            elif kind == "r":  # frames sent on routes
+                self._hand_over_routed(args, frame.split(b"\n"))
             elif kind == "u":  # its hold ended: what was held for the peer is all here now
                 local = self._local.get(args[0])
                 if local is not None and local.conn == args[1]:
                     local.held = False
+            elif kind == "x":  # the peer left the replica a route of ours leads to
+                self._unroute(*args)
+            elif kind == "y":  # a route holder's routed frames for the peer are all here
+                return self._logged(kind, self._answered(args[0]))
+            elif kind == "e":  # a frame a session here sent on a route was refused after all
+                sender, result = args
+                self._tell_sender((sender, orjson.loads(frame)), _DELIVERY[result.encode()])
             elif kind == "f":
                 return self._logged(kind, self._flush(args[0]))
             elif kind == "s":  # a resume took the peer: close its connection here
-                self._supersede(*args)
-                return self._logged(kind, self._marker(args[0]))
+                peer, conn, *holders = args
+                self._supersede(peer, conn)
+                return self._logged(kind, self._marker(peer, int(holders[0]) if holders else 0))
             elif kind == "m":  # the hand-over marker: nothing older for the peer is on its way
-                return self._logged(kind, self._marker(args[0]))
+                return self._logged(kind, self._marker(args[0], int(args[2])))
         except BrokerUnavailable as error:
             _not_handed_over(kind, error)
         return None
@@ -580,15 +679,73 @@ class RedisBroker:
         else:
             # The peer moved on (resumed elsewhere, gone): Redis knows where it is now. The
             # batch keeps this call's place among the others: nothing here waits for it.
-            self._submit("reroute", (peer, frame), self._rerouted)
+            self._submit("reroute", (peer, frame, ""), partial(self._rerouted, None))
 
-    def _rerouted(self, reply: Outcome[Any]) -> None:
+    def _rerouted(self, refused: Callable[[bytes], object] | None, reply: Outcome[Any]) -> None:
+        """A rerouted frame's result: a refusal goes to ``refused`` (a routed frame's sender)."""
         try:
-            self._unwrap(reply)
+            result = self._unwrap(reply)
         except BrokerUnavailable as error:
             _not_handed_over("reroute", error)
+            return
         except Exception:  # the script failed: a bug, not a reason to stop the batch's task
             log.exception("reroute failed")
+            return
+        if refused is not None and result in _REFUSALS:
+            refused(result)
+
+    def _hand_over_routed(self, header: list[str], lines: list[bytes]) -> None:
+        """Frames sent here on routes, one ``r`` message: the first one's header (split), then
+        its request id and frame, then for each one joined to it a header line, request id and
+        frame (``Command.joins``)."""
+        position = 0
+        while True:
+            peer, room, node, sender = header
+            self._hand_over_one_routed(peer, room, node, sender, *lines[position : position + 2])
+            position += 2
+            if position >= len(lines):
+                return
+            _, *header = lines[position].decode().split(" ")
+            position += 1
+
+    def _hand_over_one_routed(
+        self, peer: str, room: str, node: str, sender: str, re: bytes, frame: bytes
+    ) -> None:
+        """A frame another replica sent here on its route to ``peer``, as a ``d`` frame if the
+        peer is still here and in ``room``; else it goes on through Redis, and the sender's
+        replica drops the route (its answer, y, finds no release and changes nothing)."""
+        local = self._local.get(peer)
+        release = self._releases.get(peer)
+        if local is not None and local.room == room:
+            self._hand_over_here(peer, local, frame)
+        elif local is None and release is not None and release.room == room:
+            release.frames.append(frame)
+        else:
+            refused = partial(self._send_refusal, node, sender, re)
+            self._submit("reroute", (peer, frame, room), partial(self._rerouted, refused))
+            self._tell_replica(node, f"x {peer} {self._node}\n")
+
+    def _send_refusal(self, node: str, sender: str, re: bytes, result: bytes) -> None:
+        with contextlib.suppress(BrokerUnavailable):
+            self._tell_replica(node, b"e %s %s\n%s" % (sender.encode(), result, re))
+
+    def _tell_replica(self, node: str, message: str | bytes) -> None:
+        """Publish ``message`` on ``node``'s channel, in its place among the calls made here."""
+        self._submit("message", (self._key("ch", node), message), _ignore)
+
+    def _unroute(self, peer: str, node: str) -> None:
+        """``peer`` left ``node``: frames for it go the scripts' way again, and ``node`` hears,
+        behind every frame sent to it on the route, that none is left (y)."""
+        self._unroutes += 1
+        if self._routes.get(peer) == node:
+            del self._routes[peer]
+        self._tell_replica(node, f"y {peer}\n")
+
+    async def _answered(self, peer: str) -> None:
+        release = self._releases.get(peer)
+        if release is not None:
+            release.answers += 1
+            await self._finish_release(peer, release)
 
     def _attached(self, peer: str, local: _Local, queued: list[bytes]) -> None:
         """The attach (or resync) reply is read: the queue it took, then what the channel
@@ -614,18 +771,19 @@ class RedisBroker:
 
     def _let_go(self, peer: str, local: _Local) -> None:
         """Close ``local``'s connection; frames still arriving for the peer join its release."""
+        self._releases.setdefault(peer, _Release([], local.room))
         self._forget_local(peer, local)
-        self._releases.setdefault(peer, _Release([]))
         local.inbox.supersede()
 
-    async def _marker(self, peer: str) -> None:
+    async def _marker(self, peer: str, holders: int) -> None:
         release = self._releases.get(peer)
         if release is not None:
-            release.marker_seen = True
+            release.marker_seen, release.holders = True, holders
             await self._finish_release(peer, release)
 
     async def _finish_release(self, peer: str, release: _Release, *, overdue: bool = False) -> None:
-        if release.finishing or not (release.detached and (release.marker_seen or overdue)):
+        passed = release.marker_seen and release.answers >= release.holders
+        if release.finishing or not (release.detached and (passed or overdue)):
             return
         release.finishing = True
         if self._releases.get(peer) is release:
@@ -641,13 +799,15 @@ class RedisBroker:
         finally:
             release.done.set()
 
-    def _unregister(self, peer: str, inbox: Inbox) -> str:
-        """Forget ``inbox``'s attachment of ``peer`` here; its id, or '' if it was not current."""
+    def _unregister(self, peer: str, inbox: Inbox) -> tuple[str, str]:
+        """Forget ``inbox``'s attachment of ``peer`` here; its id and room, or ('', '') if it
+        was not current."""
         local = self._local.get(peer)
         if local is None or local.inbox is not inbox:
-            return ""
+            return "", ""
+        room = local.room
         self._forget_local(peer, local)
-        return local.conn
+        return local.conn, room
 
     def _forget_local(self, peer: str, local: _Local) -> None:
         self._set_room(peer, local, "", b"")
@@ -710,10 +870,11 @@ class RedisBroker:
         return self._client
 
     def _submit(self, name: str, args: Sequence[str | bytes | int], done: Done) -> None:
-        """Queue a script call whose reply goes to ``done`` (``ScriptBatch.submit``)."""
+        """Queue a call (a script's, or a PUBLISH's) whose reply goes to ``done``
+        (``ScriptBatch.submit``)."""
         self._connected()
         assert self._batch is not None
-        self._batch.submit(self._scripts[name], args, done)
+        self._batch.submit(self._commands[name], args, done)
 
     def _unwrap(self, reply: Outcome[Any]) -> Any:
         """A submitted call's reply, as ``_script`` would return or raise it."""
@@ -728,7 +889,7 @@ class RedisBroker:
         try:
             # Bounded and not cancellable by the batch itself: no scope of our own (it would
             # cost more than the call; docs/performance.md).
-            return await self._batch.call(self._scripts[name], args)
+            return await self._batch.call(self._commands[name], args)
         except (*UNAVAILABLE, BrokerUnavailable) as error:
             raise self._unavailable(error) from error
 

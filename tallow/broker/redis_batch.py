@@ -1,5 +1,6 @@
 """Script calls issued in the same scheduler tick go to Redis as one pipeline: one write, one read,
 on a connection of the batch's own (``redis_link``) with the commands encoded straight to RESP.
+A plain command (``ScriptBatch.command``: PUBLISH) takes its place among them the same way.
 
 Through coredis a pipelined EVALSHA cost about 0.04 ms of client CPU at 50 per pipeline (its
 command objects, response futures, writer and reader tasks); written as bytes and parsed in one
@@ -34,7 +35,7 @@ import trio
 
 from tallow.broker.base import BrokerUnavailable
 from tallow.broker.redis_link import Endpoint, Link, connect
-from tallow.broker.resp import Reply, ReplyError, bulk, encode
+from tallow.broker.resp import Reply, ReplyError, as_bytes, bulk, encode
 
 MAX_BATCH = 256  # calls per pipeline; more wait for the next one
 WATCHES = 4  # the watchdog's checks per timeout (module docstring)
@@ -44,14 +45,20 @@ _UNAVAILABLE = ("READONLY", "MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN", "LOADING"
 
 
 @attrs.frozen
-class Script:
-    body: str
+class Command:
+    """A script (``ScriptBatch.register``) or a plain command (``ScriptBatch.command``)."""
+
+    body: str  # the script's source; '' for a plain command
     sha: str
-    head: bytes  # EVALSHA, its sha, the keys and the leading arguments, encoded once
+    # EVALSHA, its sha, the keys and the leading arguments (or the command's name), encoded once
+    head: bytes
     arity: int  # how many arguments the head holds
     # Calls of it next to each other in a pipeline run as one EVALSHA, their arguments one
     # after another; the script answers with one reply per call, in a list.
     merges: bool = False
+    # Calls of it next to each other with the same first argument (a PUBLISH's channel) go as
+    # one command, their last arguments joined by newlines; each call gets its one reply.
+    joins: bool = False
 
 
 # What a submitted call's result goes to, in the batch's task: it must not raise or wait.
@@ -60,7 +67,7 @@ Done = Callable[[outcome.Outcome[Any]], object]
 
 @attrs.define(eq=False)
 class _Call:
-    script: Script
+    script: Command
     args: Sequence[str | bytes | int]
     done: Done  # the awaiting task's reschedule, or the submitter's callback
     result: outcome.Outcome[Any] | None = None
@@ -82,7 +89,7 @@ class ScriptBatch:
         self._locate = locate
         self._timeout = timeout
         self._lead: list[str | bytes | int] = [len(route), *route, *context]
-        self._scripts: dict[str, Script] = {}  # sha -> script: loaded on each new connection
+        self._scripts: dict[str, Command] = {}  # sha -> script: loaded on each new connection
         self._link: Link | None = None
         self._due = math.inf  # when the pipeline in flight must have been answered
         self._waiting: list[_Call] = []
@@ -90,17 +97,22 @@ class ScriptBatch:
         self._stopped = False  # run() has ended
         self._alone = trio.Lock()  # after that, one call at a time on the connection
 
-    def register(self, body: str, *, merges: bool = False) -> Script:
+    def register(self, body: str, *, merges: bool = False) -> Command:
         """A script for ``call`` and ``submit``. ``merges``: its calls next to each other in a
-        pipeline may run as one (``Script.merges``): Redis' fixed cost of a script run, the
+        pipeline may run as one (``Command.merges``): Redis' fixed cost of a script run, the
         head's bytes and the context's arguments come once for all of them."""
         sha = hashlib.sha1(body.encode()).hexdigest()
         lead = ["EVALSHA", sha, *self._lead]
-        script = Script(body, sha, bulk(lead), len(lead), merges)
+        script = Command(body, sha, bulk(lead), len(lead), merges)
         self._scripts[script.sha] = script
         return script
 
-    async def call(self, script: Script, args: Sequence[str | bytes | int]) -> Any:
+    def command(self, name: str, *, joins: bool = False) -> Command:
+        """A plain command for ``submit``, such as PUBLISH: its arguments follow its name.
+        ``joins``: see ``Command.joins`` (one PUBLISH of several one-line messages)."""
+        return Command("", "", bulk([name]), 1, joins=joins)
+
+    async def call(self, script: Command, args: Sequence[str | bytes | int]) -> Any:
         """The script's reply, or what it raised: ReplyError for an error of the script itself,
         BrokerUnavailable or an OSError for Redis out of reach."""
         request = _Call(
@@ -115,7 +127,7 @@ class ScriptBatch:
         self._queue(request)
         return await trio.lowlevel.wait_task_rescheduled(_not_cancellable)
 
-    def submit(self, script: Script, args: Sequence[str | bytes | int], done: Done) -> None:
+    def submit(self, script: Command, args: Sequence[str | bytes | int], done: Done) -> None:
         """Queue a call; its result (as ``call`` would return or raise it) goes to ``done``.
         Raises BrokerUnavailable once the batch's task has ended: nothing would send it."""
         if self._stopped:
@@ -156,7 +168,7 @@ class ScriptBatch:
 
     async def _send(self, batch: list[_Call]) -> None:
         commands = _merged(batch)
-        data = b"".join([self._evalsha(calls) for calls in commands])
+        data = b"".join([self._encoded(calls) for calls in commands])
         try:
             replies = await self._exchange(data, len(commands))
         except Exception as error:  # the connection failed: every call in it did
@@ -176,7 +188,7 @@ class ScriptBatch:
 
     async def _load_and_run(self, calls: list[_Call]) -> Any:
         load = encode("SCRIPT", "LOAD", calls[0].script.body)
-        _, reply = await self._exchange(load + self._evalsha(calls), 2)
+        _, reply = await self._exchange(load + self._encoded(calls), 2)
         return (await self._result(reply)).unwrap()
 
     async def _exchange(self, data: bytes, count: int) -> list[Reply]:
@@ -203,11 +215,16 @@ class ScriptBatch:
             return outcome.Error(BrokerUnavailable(str(reply)))
         return outcome.Error(reply)
 
-    def _evalsha(self, calls: list[_Call]) -> bytes:
-        """One EVALSHA for ``calls`` (one call, or several of a script that merges)."""
+    def _encoded(self, calls: list[_Call]) -> bytes:
+        """One command for ``calls``: one call, or several of a script that merges (one EVALSHA)
+        or of a command that joins."""
         script = calls[0].script
-        count = sum(len(request.args) for request in calls)
-        parts = [bulk(request.args) for request in calls]
+        arguments = [request.args for request in calls]
+        if script.joins and len(calls) > 1:
+            *lead, _ = calls[0].args
+            arguments = [[*lead, b"\n".join([as_bytes(args[-1]) for args in arguments])]]
+        count = sum(len(args) for args in arguments)
+        parts = [bulk(args) for args in arguments]
         return b"*%d\r\n" % (script.arity + count) + script.head + b"".join(parts)
 
     async def _connected(self) -> Link:
@@ -235,10 +252,15 @@ class ScriptBatch:
 
 
 def _merged(batch: list[_Call]) -> list[list[_Call]]:
-    """The calls each EVALSHA of the pipeline carries, in order."""
+    """The calls each command of the pipeline carries, in order."""
     commands: list[list[_Call]] = []
     for request in batch:
-        if request.script.merges and commands and commands[-1][0].script is request.script:
+        script, first = request.script, commands[-1][0] if commands else None
+        if (
+            first is not None
+            and first.script is script
+            and (script.merges or (script.joins and first.args[0] == request.args[0]))
+        ):
             commands[-1].append(request)
         else:
             commands.append([request])
@@ -246,13 +268,15 @@ def _merged(batch: list[_Call]) -> list[list[_Call]]:
 
 
 def _settle(calls: list[_Call], result: outcome.Outcome[Any]) -> None:
-    """Each call's share of its EVALSHA's result: its own reply of a merged script's list."""
+    """Each call's share of its command's result: its own reply of a merged script's list."""
     if isinstance(result, outcome.Error):
         for request in calls:  # an outcome is unwrapped once: one each
             request.result = outcome.Error(result.error)
         return
-    if not calls[0].script.merges:
-        calls[0].result = result
+    if not calls[0].script.merges:  # one call, or calls joined into one command: its reply
+        reply = result.unwrap()
+        for request in calls:
+            request.result = outcome.Value(reply)
         return
     replies = result.unwrap()
     for request, reply in zip(calls, replies, strict=True):

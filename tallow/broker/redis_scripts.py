@@ -16,6 +16,9 @@ Keys (``P`` is REDIS_PREFIX):
     P:epoch           string random, set once: tells a replica taken for dead from a Redis that
                              lost its data
     P:node:<replica>  set    peers attached on that replica
+    P:routes:<peer>   set    replicas that send the peer's frames straight to its replica's
+                             channel (*routes*); told (x) when it leaves there
+    P:routable        set    replicas that take routed frames (r): routes lead only to them
     channel P:ch:<replica>   frames for peers attached there
 
 Messages on a replica's channel, one line of header then the frame (if any):
@@ -23,9 +26,18 @@ Messages on a replica's channel, one line of header then the frame (if any):
     d <peer>...            a frame for these peers, attached there
     D <echo> <peer>/<conn>...  the same, sent by a session of that very replica, numbered: it
                            waits for these *echoes* before its local fast path takes over
+    r <peer> <room> <replica> <sender>  a frame sent on a route: the header line, then the
+                           signal's request id (JSON) on a line, then the frame (one line of
+                           JSON); several such triples, one after another, in one message
+    x <peer> <replica>     the peer left that replica: drop the route to it, then answer y
+    y <peer>               a route holder's answer to x: nothing more of it is on its way here
+    e <sender> <result>    a frame ``sender`` sent on a route was refused after all (full, gone):
+                           the request id (JSON) follows the header line
     f <peer>               frames wait in the peer's queue: take them
-    s <peer> <conn>        a resume elsewhere took the peer: close that connection
-    m <peer> <conn>        hand-over marker: nothing older for the peer is on its way here
+    s <peer> <conn> [<n>]  a resume elsewhere took the peer: close that connection (n: the route
+                           holders told, whose y the hand-over waits for; absent when none)
+    m <peer> <conn> <n>    hand-over marker: nothing older for the peer is on its way here but
+                           what the n route holders told still send
     u <peer>               the peer's hold ended: everything held for it has been sent here
     p                      a probe (ignored): is the subscription on the primary?
     j                      several d and D messages, each a header line and a frame line: what
@@ -34,7 +46,9 @@ Messages on a replica's channel, one line of header then the frame (if any):
 A replica that lets go of a peer (its connection closed, was cut off, or resumed elsewhere) may
 still have frames for it in flight on its channel. Until it has passed those on, the peer is *held*:
 new frames wait in P:held, and the replica's ``release`` sends its frames first, then the held
-ones, so one sender's frames never overtake each other across the hand-over.
+ones, so one sender's frames never overtake each other across the hand-over. The replicas that
+hold a route to the peer are in flight too: each is told (x) and answers (y) behind the frames it
+sent on the route, and the release waits for their answers as for its marker.
 
 Every script gets the same first arguments (``CONTEXT`` below), then its own (``A`` in Lua): the
 timing constants live in redis.py and nowhere else. Timestamps come from Redis' own clock (TIME),
@@ -65,22 +79,43 @@ end
 local function rec_key(peer) return P .. ':peer:' .. peer end
 local function queue_key(peer) return P .. ':queue:' .. peer end
 
+-- The peer is no longer on ``node``: the replicas with a route to it there hear so (x).
+-- Returns how many heard it (a holder that is not subscribed will not answer).
+local function unroute(peer, node)
+  local key = P .. ':routes:' .. peer
+  local told = 0
+  for _, holder in ipairs(redis.call('SMEMBERS', key)) do
+    told = told + redis.call(PUB, P .. ':ch:' .. holder, 'x ' .. peer .. ' ' .. node .. '\\n')
+  end
+  redis.call('DEL', key)
+  return told
+end
+
+-- The peer is no longer attached on ``node``: off its list, and its route holders told (x).
+local function leave_node(peer, node)
+  redis.call('SREM', P .. ':node:' .. node, peer)
+  return unroute(peer, node)
+end
+
 -- The peer is away until ``deadline``; its keys outlive that a little, then vanish by themselves.
+-- Returns how many route holders were told it left its replica.
 local function set_away(peer, deadline)
   local rec = rec_key(peer)
   local f = redis.call('HMGET', rec, 'node', 'resume')
-  if f[1] then redis.call('SREM', P .. ':node:' .. f[1], peer) end
+  local told = 0
+  if f[1] then told = leave_node(peer, f[1]) end
   redis.call('HSET', rec, 'conn', '')
   redis.call('ZADD', P .. ':away', deadline, peer)
   redis.call('PEXPIREAT', rec, deadline + KEEP_EXTRA)
   if f[2] then redis.call('PEXPIREAT', P .. ':resume:' .. f[2], deadline + KEEP_EXTRA) end
+  return told
 end
 
 -- Remove every trace of a peer; returns the room it was in ('' for none).
 local function drop(peer)
   local rec = rec_key(peer)
   local f = redis.call('HMGET', rec, 'node', 'room', 'resume')
-  if f[1] then redis.call('SREM', P .. ':node:' .. f[1], peer) end
+  if f[1] then leave_node(peer, f[1]) end
   if f[2] and f[2] ~= '' then redis.call('HDEL', P .. ':room:' .. f[2], peer) end
   if f[3] then redis.call('DEL', P .. ':resume:' .. f[3]) end
   redis.call('DEL', rec, queue_key(peer), P .. ':held:' .. peer)
@@ -326,13 +361,16 @@ local f = redis.call('HMGET', rec_key(peer), 'node', 'conn', 'room')
 if not f[1] then return nil end
 -- Its old connection is still open somewhere: close it, and hold until that replica lets go.
 -- A replica that hears nothing (it died, not yet noticed) has nothing to let go: no hold.
+-- Route holders hear first (x, from set_away); the old replica's release waits for their y.
+local holders = set_away(peer, now_ms() + GRACE)
 local told = 0
 if f[2] ~= '' then
-  told = redis.call(PUB, P .. ':ch:' .. f[1], 's ' .. peer .. ' ' .. f[2] .. '\\n')
+  local note = 's ' .. peer .. ' ' .. f[2]
+  if holders > 0 then note = note .. ' ' .. holders end
+  told = redis.call(PUB, P .. ':ch:' .. f[1], note .. '\\n')
 end
 if told > 0 then hold(peer, f[1]) end
 redis.call('HDEL', rec_key(peer), 'resume')
-set_away(peer, now_ms() + GRACE)
 local interrupted = 0
 if f[2] ~= '' and told == 0 then interrupted = 1 end
 return {peer, f[3], f[1], f[2], interrupted}
@@ -346,9 +384,9 @@ local peer, conn = A[1], A[2]
 local f = redis.call('HMGET', rec_key(peer), 'conn', 'hold')
 if not f[1] then return 'gone' end
 if f[1] == conn then
-  set_away(peer, now_ms() + GRACE)
+  local holders = set_away(peer, now_ms() + GRACE)
   hold(peer, NODE)
-  redis.call(PUB, P .. ':ch:' .. NODE, 'm ' .. peer .. ' ' .. conn .. '\\n')
+  redis.call(PUB, P .. ':ch:' .. NODE, 'm ' .. peer .. ' ' .. conn .. ' ' .. holders .. '\\n')
   return 'held'
 end
 if f[2] == NODE then return 'claimed' end
@@ -386,31 +424,50 @@ for i, peer in ipairs(peers) do reply[#reply + 1] = peer; reply[#reply + 1] = re
 return reply
 """
 
-# A: room, peer
+# A: room, peer. Route holders hear (x): their next frames for the peer take DELIVER, which
+# refuses them at once, instead of the peer's replica, which would refuse them later.
 LEAVE = """
 redis.call('HDEL', P .. ':room:' .. A[1], A[2])
-if redis.call('HGET', rec_key(A[2]), 'room') == A[1] then
+local f = redis.call('HMGET', rec_key(A[2]), 'room', 'node')
+if f[1] == A[1] then
   redis.call('HSET', rec_key(A[2]), 'room', '')
+  unroute(A[2], f[2] or '')
 end
 return 1
 """
 
 # A: room, to, frame, echo; as many times over as deliveries were merged into this run
-# (ScriptBatch.register) -> a list, for each: delivered | here:<conn> | queued | full | gone.
-# What goes to one replica goes as one message (a post).
+# (ScriptBatch.register) -> a list, for each: at:<replica> | delivered | here:<conn> | queued |
+# full | gone. What goes to one replica goes as one message (a post). ``at``: published to that
+# replica, which takes routed frames: the caller may send the peer's next frames there itself
+# (a route), until told otherwise (x).
 DELIVER = """
-local results = {}
+local results, nodes = {}, {}
 local post = new_post(results, BOUND)
 for i = 1, #A, 4 do
   local slot, room, peer = (i + 3) / 4, A[i], A[i + 1]
   local f = redis.call('HMGET', rec_key(peer), 'node', 'conn', 'hold', 'room')
   if f[4] == room then  -- (a peer's record names its room, as the room lists the peer)
     post_send(post, slot, peer, f, A[i + 2], A[i + 3])
+    nodes[slot] = f[1]
   else
     results[slot] = 'gone'
   end
 end
 post_all(post)
+-- Published and heard: a route, if that replica takes routed frames (asked once per replica).
+local routable = {}
+for slot, node in pairs(nodes) do
+  if results[slot] == 'delivered' then
+    if routable[node] == nil then
+      routable[node] = redis.call('SISMEMBER', P .. ':routable', node) == 1
+    end
+    if routable[node] then
+      redis.call('SADD', P .. ':routes:' .. A[4 * slot - 2], NODE)
+      results[slot] = 'at:' .. node
+    end
+  end
+end
 return results
 """
 
@@ -434,11 +491,12 @@ for i, peer in ipairs(peers) do reply[#reply + 1] = peer; reply[#reply + 1] = re
 return reply
 """
 
-# A: peer, frame: a frame reached this replica where its peer no longer is; send it on, or
-# queue it if the peer still counts as attached here.
+# A: peer, frame, room ('' for any): a frame reached this replica where its peer no longer is
+# (or, for a routed frame, no longer in that room); send it on, or queue it if the peer still
+# counts as attached here.
 REROUTE = """
-local f = redis.call('HMGET', rec_key(A[1]), 'node', 'conn')
-if not f[1] then return 'gone' end
+local f = redis.call('HMGET', rec_key(A[1]), 'node', 'conn', 'room')
+if not f[1] or (A[3] ~= '' and f[3] ~= A[3]) then return 'gone' end
 if f[1] == NODE or f[2] == '' then return enqueue(A[1], A[2], BOUND) end
 return send({A[1]}, A[2], BOUND, nil)[1]
 """
@@ -456,9 +514,12 @@ HEARTBEAT = """
 local known = redis.call('ZSCORE', P .. ':nodes', NODE)
 redis.call('ZADD', P .. ':nodes', now_ms(), NODE)
 redis.call('SADD', P .. ':joins', NODE)
+redis.call('SADD', P .. ':routable', NODE)
 -- A replica of an earlier release that found a newer one dead left it listed here.
-for _, node in ipairs(redis.call('SMEMBERS', P .. ':joins')) do
-  if not redis.call('ZSCORE', P .. ':nodes', node) then redis.call('SREM', P .. ':joins', node) end
+for _, set in ipairs({P .. ':joins', P .. ':routable'}) do
+  for _, node in ipairs(redis.call('SMEMBERS', set)) do
+    if not redis.call('ZSCORE', P .. ':nodes', node) then redis.call('SREM', set, node) end
+  end
 end
 local epoch = redis.call('GET', P .. ':epoch')
 if not epoch then
@@ -474,6 +535,7 @@ return {0, epoch}
 GOODBYE = """
 redis.call('ZREM', P .. ':nodes', NODE)
 redis.call('SREM', P .. ':joins', NODE)
+redis.call('SREM', P .. ':routable', NODE)
 local deadline = now_ms() + GRACE
 for _, peer in ipairs(redis.call('SMEMBERS', P .. ':node:' .. NODE)) do
   if redis.call('HGET', rec_key(peer), 'node') == NODE then set_away(peer, deadline) end
@@ -553,6 +615,7 @@ if A[2] == '1' then
     redis.call('DEL', P .. ':node:' .. node)
     redis.call('ZREM', P .. ':nodes', node)
     redis.call('SREM', P .. ':joins', node)
+    redis.call('SREM', P .. ':routable', node)
   end
 end
 for _, peer in ipairs(redis.call('ZRANGEBYSCORE', P .. ':holds', '-inf', now, 'LIMIT', 0, limit)) do

@@ -34,9 +34,14 @@ def bulk(arguments: Sequence[str | bytes | int]) -> bytes:
     """Arguments as RESP bulk strings, to follow an array's header (``encode`` writes both)."""
     parts: list[bytes] = []
     for argument in arguments:
-        data = argument if isinstance(argument, bytes) else str(argument).encode()
+        data = as_bytes(argument)
         parts += (b"$%d\r\n" % len(data), data, CRLF)  # a frame is not copied twice
     return b"".join(parts)
+
+
+def as_bytes(argument: str | bytes | int) -> bytes:
+    """A command argument as Redis receives it."""
+    return argument if isinstance(argument, bytes) else str(argument).encode()
 
 
 class RespReader:

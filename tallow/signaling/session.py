@@ -103,6 +103,10 @@ class Session:
     def supersede(self) -> None:
         self.close_soon(p.CLOSE_SUPERSEDED, "resumed on another connection")
 
+    def refused(self, result: Delivery | Exception, re: str | int | None) -> None:
+        if self._carry is not None:  # else the session has ended: nobody to answer
+            self._answer_delivery(result, re)
+
     # --- lifecycle ----------------------------------------------------------------------------
 
     def close_soon(self, code: int, reason: str) -> None:
@@ -365,7 +369,7 @@ class Session:
         room = self._require_room()
         to, data = p.target(message), p.payload(message)
         frame = p.relayed("signal", self.peer, data)
-        delivery = self.service.broker.deliver(room, to, frame, self._on_delivery)
+        delivery = self.service.broker.deliver(room, to, frame, self._on_delivery, (self.peer, re))
         if delivery is None:
             return PAUSE
         _delivered(delivery)
@@ -377,15 +381,20 @@ class Session:
         self._awaiting = False
         if self._carry is None:  # the session has ended: nobody to answer
             return
+        if self._answer_delivery(delivery, self._awaited_re):
+            _HANDLED["signal"] += 1
+        self.transport.proceed()
+
+    def _answer_delivery(self, delivery: Delivery | Exception, re: str | int | None) -> bool:
+        """Answer a signal the broker refused (True if it did not)."""
         try:
             if isinstance(delivery, Exception):
                 raise delivery
             _delivered(delivery)
         except Exception as error:
-            self._failed(error, self._awaited_re)
-        else:
-            _HANDLED["signal"] += 1
-        self.transport.proceed()
+            self._failed(error, re)
+            return False
+        return True
 
     def _on_broadcast(self, message: dict[str, Any], re: str | int | None) -> Waiting:
         room = self._require_room()

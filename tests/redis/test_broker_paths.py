@@ -6,7 +6,7 @@ so each test sees exactly which frame reached which connection, and in which ord
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
@@ -71,6 +71,32 @@ async def test_join_announces_to_the_listed_members_atomically(redis_server: Red
         assert a.frames == [b"+b"] and b.frames == []  # a full room announces nothing
 
 
+async def resume_while_sending(
+    send_all: Callable[[], Awaitable[None]],
+    source: tuple[RedisBroker, Connection],
+    target: tuple[RedisBroker, Connection],
+    total: Callable[[], int],
+) -> None:
+    """Run ``send_all``; once b's connection on the source replica has 100 frames, b resumes on
+    the target replica through the target connection; return once ``total()`` frames are in."""
+    (old_replica, old), (new_replica, new) = source, target
+
+    async def resume_midway() -> None:
+        await eventually(lambda: len(old.frames) >= 100, 10, step=0.001)
+        claim = await new_replica.claim("hash-b")
+        assert claim is not None and claim.room == "R"
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(new_replica.attach, "b", "hash-b2", new)
+            await eventually(lambda: old.superseded, 5, step=0.001)
+            await old_replica.detach("b", old, old.unsent)
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send_all)
+            nursery.start_soon(resume_midway)
+        await eventually(lambda: len(old.frames) + len(new.frames) >= total(), 10)
+
+
 async def test_same_replica_signals_skip_redis_once_settled(redis_server: RedisServer) -> None:
     async with replicas(redis_server, 1) as (one,):
         a = await joined(one, "a")
@@ -107,20 +133,7 @@ async def test_order_holds_while_the_receiver_resumes_onto_the_senders_replica(
                 assert await deliver(one, "R", "b", frame) is not Delivery.NOT_FOUND
                 await trio.lowlevel.checkpoint()
 
-        async def resume_midway() -> None:
-            await eventually(lambda: len(old.frames) >= 100, 10, step=0.001)
-            claim = await one.claim("hash-b")
-            assert claim is not None and claim.room == "R"
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(one.attach, "b", "hash-b2", new)
-                await eventually(lambda: old.superseded, 5, step=0.001)
-                await two.detach("b", old, old.unsent)
-
-        with trio.fail_after(20):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(send_all)
-                nursery.start_soon(resume_midway)
-            await eventually(lambda: len(old.frames) + len(new.frames) >= len(sent), 10)
+        await resume_while_sending(send_all, (two, old), (one, new), lambda: len(sent))
         assert old.frames + new.frames == sent
         # Once settled on the sender's replica, the rest went without Redis.
         await eventually(lambda: one._local["b"].settled, 5)
@@ -128,6 +141,93 @@ async def test_order_holds_while_the_receiver_resumes_onto_the_senders_replica(
         await deliver(one, "R", "b", b"last")
         assert redis_server.calls("evalsha") - before <= 1
         assert new.frames[-1] == b"last"
+
+
+async def test_signals_across_replicas_go_on_a_route_after_the_first(
+    redis_server: RedisServer,
+) -> None:
+    """The script that delivers the first frame names the receiver's replica; the next frames
+    are bare PUBLISHes to it (joined when next to each other), in order."""
+    async with replicas(redis_server, 2) as (one, two):
+        await joined(one, "a")
+        b = await joined(two, "b")
+        assert await deliver(one, "R", "b", b"first") is Delivery.DELIVERED
+        assert one._routes == {"b": two._node}
+        scripts, publishes = redis_server.calls("evalsha"), redis_server.calls("publish")
+        sent = [b"%d" % number for number in range(200)]
+        assert await deliver_all(one, "R", "b", sent) == [Delivery.DELIVERED] * len(sent)
+        await eventually(lambda: len(b.frames) == 1 + len(sent), 5)
+        assert b.frames == [b"first", *sent]
+        assert redis_server.calls("evalsha") - scripts <= 4  # heartbeats may fall in between
+        # Sent in one tick: one pipeline, and the frames for one replica joined into one PUBLISH.
+        assert 1 <= redis_server.calls("publish") - publishes <= 4
+
+
+async def test_routed_frames_keep_their_place_when_the_receiver_moves(
+    redis_server: RedisServer,
+) -> None:
+    """a's frames to b go on a route, with broadcasts between them; b resumes on a third replica
+    midway: its old replica's release waits for the route holder's answer, so no frame is lost,
+    doubled or overtaken."""
+    async with replicas(redis_server, 3) as (one, two, three):
+        await joined(one, "a")
+        old, new = await joined(two, "b"), Connection()
+        assert await deliver(one, "R", "b", b"route") is Delivery.DELIVERED
+        sent: list[bytes] = []
+
+        async def send_all() -> None:
+            after_move = 0
+            while after_move < 200:  # and 200 more once the move began, however fast this runs
+                frame = b"%d" % len(sent)
+                sent.append(frame)
+                if len(sent) % 5 == 0:
+                    await one.publish("R", frame, exclude="a")
+                else:
+                    assert await deliver(one, "R", "b", frame) is not Delivery.NOT_FOUND
+                after_move += old.superseded
+                await trio.lowlevel.checkpoint()
+
+        await resume_while_sending(send_all, (two, old), (three, new), lambda: 1 + len(sent))
+        assert old.frames + new.frames == [b"route", *sent]
+        assert new.frames  # the move happened while frames were still coming
+
+
+async def test_a_peer_leaving_its_room_ends_routes_and_a_late_routed_frame_is_refused(
+    redis_server: RedisServer,
+) -> None:
+    """b's leave tells the route holders (x): the next signal takes the script, refused at once.
+    A frame sent on a route learnt just then reaches b's replica, which refuses it there: the
+    sender's session hears, with the signal's id."""
+    async with replicas(redis_server, 2) as (one, two):
+        a = await joined(one, "a")
+        b = await joined(two, "b")
+        assert await deliver(one, "R", "b", b"first") is Delivery.DELIVERED
+        assert one._routes == {"b": two._node}
+        await two.leave("R", "b")
+        await eventually(lambda: "b" not in one._routes, 5)
+        assert await deliver(one, "R", "b", b"again", ("a", 6)) is Delivery.NOT_FOUND
+        one._routes["b"] = two._node  # as if learnt in the instant b left
+        assert await deliver(one, "R", "b", b"late", ("a", 7)) is Delivery.DELIVERED
+        await eventually(lambda: a.refusals == [(Delivery.NOT_FOUND, 7)], 5)
+        await eventually(lambda: "b" not in one._routes, 5)  # b's replica said so (x)
+        assert b.frames == [b"first"]
+
+
+async def test_a_route_nobody_listens_on_falls_back_to_the_script(
+    redis_server: RedisServer,
+) -> None:
+    """A route to a replica that no longer listens (dead, not yet noticed): each frame's PUBLISH
+    reaches nobody, so it goes through the script instead, in order, which finds the peer."""
+    async with replicas(redis_server, 2) as (one, two):
+        await joined(one, "a")
+        b = await joined(two, "b")
+        one._routes["b"] = "a-replica-gone"
+        sent = [b"%d" % number for number in range(50)]
+        for frame in sent:
+            assert await deliver(one, "R", "b", frame) is Delivery.DELIVERED
+        await eventually(lambda: len(b.frames) == len(sent), 5)
+        assert b.frames == sent
+        assert one._routes == {"b": two._node}  # learnt again from the script's reply
 
 
 @asynccontextmanager
@@ -283,6 +383,34 @@ async def test_a_joined_message_nobody_hears_leaves_its_frames_queued_in_order(
         assert redis_server.cli("LRANGE", "tallow:queue:x", "0", "-1").split() == ["1", "2", "3"]
         # Once something waits in its queue, later frames queue behind it.
         assert await deliver(one, "R", "x", b"4") is Delivery.QUEUED
+        assert redis_server.cli("LRANGE", "tallow:queue:x", "0", "-1").split()[-1] == "4"
+
+
+async def test_a_routed_frame_nobody_hears_is_answered_only_once_it_is_queued(
+    redis_server: RedisServer,
+) -> None:
+    """A routed frame's sender hears of it only once its PUBLISH has run, and if nobody heard it
+    (the replica is not subscribed: restarting, failing over), only once the script has put it
+    in the peer's queue: the session waits until then, so its next frame cannot overtake it.
+    The route is dropped; the next frame takes the script and queues behind."""
+    async with replicas(redis_server, 1) as (one,):
+        await joined(one, "a")
+        attached_elsewhere(redis_server, "x", "back")
+        redis_server.cli("ZADD", "tallow:nodes", "9999999999999", "back")  # (heartbeats keep it)
+        redis_server.cli("SADD", "tallow:routable", "back")
+        async with channel_of(redis_server, "back") as back:  # heard: a route to "back"
+            assert await deliver(one, "R", "x", b"0") is Delivery.DELIVERED
+            assert one._routes == {"x": "back"}
+            assert await messages(back, 1) == [b"d x\n0"]
+        published = redis_server.calls("publish")
+        results = await deliver_all(one, "R", "x", [b"1", b"2", b"3"])
+        assert results == [Delivery.QUEUED] * 3
+        assert redis_server.calls("publish") > published  # the route was tried first
+        assert one._routes == {}
+        assert redis_server.cli("LRANGE", "tallow:queue:x", "0", "-1").split() == ["1", "2", "3"]
+        async with channel_of(redis_server, "back") as back:  # the replica is back
+            assert await deliver(one, "R", "x", b"4") is Delivery.QUEUED
+            assert await messages(back, 1) == [b"f x\n"]  # told to flush, not handed "4"
         assert redis_server.cli("LRANGE", "tallow:queue:x", "0", "-1").split()[-1] == "4"
 
 

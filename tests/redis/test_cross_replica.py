@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import trio
 
-from harness.client import connect
+from harness.client import Client, connect
+
+
+@asynccontextmanager
+async def two_in_a_room(first, second, room: str) -> AsyncIterator[tuple[Client, Client]]:
+    """Alice on the first replica and Bob on the second, both in ``room`` (Alice has heard Bob
+    join)."""
+    async with connect(first.ws_url) as alice, connect(second.ws_url) as bob:
+        await alice.join(room)
+        await bob.join(room)
+        assert (await alice.recv())["type"] == "peer-joined"
+        yield alice, bob
 
 
 async def test_join_lists_peers_of_every_replica_and_announces_across(replicas) -> None:
@@ -117,13 +131,11 @@ async def test_per_sender_order_across_replicas(replicas) -> None:
 
 
 async def test_a_signal_waiting_for_redis_keeps_the_replies_behind_it_in_order(replicas) -> None:
-    """A signal that crosses replicas pauses its session until Redis has answered it: what the
-    client sent right behind it is handled after, so its error comes before the next reply."""
+    """A signal that takes the script (to a peer its replica has no route to) pauses its session
+    until Redis has answered it: what the client sent right behind it is handled after, so its
+    error comes before the next reply."""
     one, two = replicas(2)
-    async with connect(one.ws_url) as alice, connect(two.ws_url) as bob:
-        await alice.join("paused")
-        await bob.join("paused")
-        assert (await alice.recv())["type"] == "peer-joined"
+    async with two_in_a_room(one, two, "paused") as (alice, bob):
         for _ in range(20):
             for message in (
                 {"type": "signal", "to": bob.peer, "data": 1},
@@ -137,3 +149,19 @@ async def test_a_signal_waiting_for_redis_keeps_the_replies_behind_it_in_order(r
             assert order == [("error", 7), ("pong", 8)]
             assert replies[0]["code"] == "peer-not-found"
             assert [(await bob.recv())["data"] for _ in range(2)] == [1, 3]
+
+
+async def test_a_signal_to_a_peer_that_left_after_a_route_is_refused_with_its_id(replicas) -> None:
+    """After its first signal to bob, alice's replica sends the next ones straight to bob's
+    replica (a route). Bob's leave ends the route: alice's next signal is refused with its id."""
+    one, two = replicas(2)
+    async with two_in_a_room(one, two, "routes") as (alice, bob):
+        for number in range(3):
+            await alice.send({"type": "signal", "to": bob.peer, "data": number})
+        assert [(await bob.recv())["data"] for _ in range(3)] == [0, 1, 2]
+        assert (await bob.request({"type": "leave"}))["type"] == "left"
+        assert (await alice.recv())["type"] == "peer-left"
+        signal = {"type": "signal", "to": bob.peer, "data": 3, "id": "late"}
+        reply = await alice.expect_error(signal, "peer-not-found")
+        assert reply["re"] == "late"
+        assert await bob.nothing_pending()

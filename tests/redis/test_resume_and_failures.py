@@ -215,7 +215,12 @@ async def test_every_key_expires_or_goes_with_its_peer(replicas, redis_server) -
     one, two = replicas(2, TALLOW_RESUME_SECONDS="1")
     prefix = redis_server.key_prefix
     baseline = redis_server.scan_keys(f"{prefix}:*")
-    assert baseline == [f"{prefix}:epoch", f"{prefix}:joins", f"{prefix}:nodes"]
+    assert baseline == [
+        f"{prefix}:epoch",
+        f"{prefix}:joins",
+        f"{prefix}:nodes",
+        f"{prefix}:routable",
+    ]
     async with trio.open_nursery() as nursery:
 
         async def busy(index: int) -> None:
@@ -243,6 +248,8 @@ async def test_every_key_expires_or_goes_with_its_peer(replicas, redis_server) -
             "resume",
             "room",
             "node",
+            "routes",
+            "routable",
         )
     await eventually(lambda: redis_server.scan_keys(f"{prefix}:*") == baseline, 10)
 

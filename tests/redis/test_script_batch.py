@@ -15,7 +15,7 @@ import trio.lowlevel
 
 from harness.redis import RedisServer
 from tallow.broker.base import BrokerUnavailable
-from tallow.broker.redis_batch import Script, ScriptBatch
+from tallow.broker.redis_batch import Command, ScriptBatch
 from tallow.broker.redis_connect import node_for, open_client
 from tallow.broker.redis_link import Endpoint
 from tallow.broker.resp import ReplyError
@@ -166,7 +166,7 @@ async def test_a_restarted_redis_gets_every_script_before_the_next_pipeline(
         await runner.call(first, ["back"])  # had it been loaded alone, the second is not
         issued: list[bytes] = []
 
-        async def call(script: Script, word: bytes) -> None:
+        async def call(script: Command, word: bytes) -> None:
             issued.append(word)  # no checkpoint between this and joining the batch
             await runner.call(script, [word])
 
@@ -207,3 +207,44 @@ async def test_an_error_of_a_merged_run_reaches_each_of_its_calls(
                 outcomes[word].unwrap()
         assert await client.lrange("batch-test", 0, -1) == [b"a"]  # the run stopped at "bad"
         assert await runner.call(merging, ["next"]) == 2  # the batch goes on
+
+
+async def test_publishes_next_to_each_other_to_one_channel_go_as_one_message(
+    redis_server: RedisServer,
+) -> None:
+    """A command that joins (Command.joins): consecutive PUBLISHes to one channel are one
+    PUBLISH of their messages, a line each; another channel or command in between starts a new
+    one; every call hears the one reply (the subscribers it reached)."""
+    async with batch(redis_server) as (runner, client):
+        joining = runner.command("PUBLISH", joins=True)
+        script = runner.register(APPEND)
+        async with client.pubsub(channels=["one", "two"]) as subscription:
+            outcomes: list[outcome.Outcome[object]] = []
+            calls = [
+                (joining, ["one", b"a"]),
+                (joining, ["one", b"b"]),
+                (joining, ["two", b"c"]),
+                (joining, ["one", b"d"]),
+                (script, ["between"]),
+                (joining, ["one", b"e"]),
+                (joining, ["one", b"f"]),
+            ]
+            for command, args in calls:  # without a checkpoint between: one pipeline
+                runner.submit(command, args, outcomes.append)
+            with trio.fail_after(5):
+                while len(outcomes) < len(calls):
+                    await trio.sleep(0.01)
+            assert [result.unwrap() for result in outcomes] == [1, 1, 1, 1, 1, 1, 1]
+            messages = []
+            with trio.fail_after(5):
+                while len(messages) < 4:
+                    message = await subscription.get_message(timeout=1)
+                    if message and message["type"] == "message":
+                        messages.append((message["channel"], message["data"]))
+            assert messages == [
+                (b"one", b"a\nb"),
+                (b"two", b"c"),
+                (b"one", b"d"),
+                (b"one", b"e\nf"),
+            ]
+        assert redis_server.calls("publish") == 4

@@ -14,6 +14,7 @@ class Inbox:
         self.frames: list[bytes] = []
         self.capacity = capacity
         self.superseded = False
+        self.refusals: list[tuple[Delivery | Exception, str | int | None]] = []
 
     def offer(self, frame: bytes) -> bool:
         if len(self.frames) >= self.capacity:
@@ -23,6 +24,9 @@ class Inbox:
 
     def supersede(self) -> None:
         self.superseded = True
+
+    def refused(self, result: Delivery | Exception, re: str | int | None) -> None:
+        self.refusals.append((result, re))
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 import trio
 import trio.testing
 
-from tallow.broker import Later, Member, MemoryBroker
+from tallow.broker import Delivery, Later, Member, MemoryBroker, Origin
 from tallow.config import load
 from tallow.signaling import protocol as p
 from tallow.signaling.codec import CLOSE, PING
@@ -237,10 +237,10 @@ async def test_signals_relay_in_order_whether_the_broker_delivers_at_once_or_lat
     frames, order and refusal, the error before the next reply."""
 
     class LaterBroker(MemoryBroker):
-        def deliver(self, room: str, to: str, frame: bytes, later: Later) -> None:
+        def deliver(self, room: str, to: str, frame: bytes, later: Later, origin: Origin) -> None:
             async def round_trip() -> None:
                 await trio.lowlevel.checkpoint()  # as a round trip to Redis would
-                later(super(LaterBroker, self).deliver(room, to, frame, later))
+                later(super(LaterBroker, self).deliver(room, to, frame, later, origin))
 
             nursery.start_soon(round_trip)
 
@@ -261,6 +261,38 @@ async def test_signals_relay_in_order_whether_the_broker_delivers_at_once_or_lat
     assert [(m["type"], m.get("code"), m["re"]) for m in replies] == [
         ("error", p.PEER_NOT_FOUND, 7),
         ("pong", None, 8),
+    ]
+
+
+async def test_a_signal_refused_after_it_was_reported_delivered_is_answered_with_its_id(
+    service, nursery
+) -> None:
+    """A broker that sent a signal on a route says DELIVERED, then finds the target gone: the
+    sender's session answers with the error and the signal's id, after what came since."""
+    origins: list[Origin] = []
+
+    class RoutingBroker(MemoryBroker):
+        def deliver(
+            self, room: str, to: str, frame: bytes, later: Later, origin: Origin
+        ) -> Delivery:
+            origins.append(origin)
+            return Delivery.DELIVERED
+
+    service.broker = RoutingBroker(service.settings)
+    alice, alice_welcome = await connect(service, nursery)
+    alice.send({"type": "join", "room": "r"})
+    await trio.testing.wait_all_tasks_blocked()
+    alice.send({"type": "signal", "to": "bob", "data": 0, "id": "s1"})
+    alice.send({"type": "ping", "id": 2})
+    await trio.testing.wait_all_tasks_blocked()
+    assert origins == [(alice_welcome["peer"], "s1")]
+    (session,) = service.sessions
+    session.refused(Delivery.NOT_FOUND, "s1")
+    await trio.testing.wait_all_tasks_blocked()
+    replies = [m for m in alice.messages() if "re" in m]
+    assert [(m["type"], m.get("code"), m["re"]) for m in replies] == [
+        ("pong", None, 2),
+        ("error", p.PEER_NOT_FOUND, "s1"),
     ]
 
 
