@@ -452,10 +452,20 @@ class RedisBroker:
         return [_member(raw) for raw in present]
 
     async def leave(self, room: str, peer: str) -> None:
-        await self._script("leave", room, peer)
+        # Out of the room here first: a resync issued while the script is out writes the rooms
+        # this replica holds, and must not put the peer back in after it (scripts run in the
+        # order they were issued). Put back if the script failed.
         local = self._local.get(peer)
-        if local is not None and local.room == room:
-            self._set_room(peer, local, "", b"")
+        here = local if local is not None and local.room == room else None
+        member = here.member if here is not None else b""
+        if here is not None:
+            self._set_room(peer, here, "", b"")
+        try:
+            await self._script("leave", room, peer)
+        except BaseException:
+            if here is not None and self._local.get(peer) is here and not here.room:
+                self._set_room(peer, here, room, member)
+            raise
 
     def deliver(
         self, room: str, to: str, frame: bytes, later: Later, origin: Origin

@@ -192,6 +192,33 @@ async def test_routed_frames_keep_their_place_when_the_receiver_moves(
         assert new.frames  # the move happened while frames were still coming
 
 
+async def test_a_resync_while_a_leave_is_out_does_not_put_the_peer_back(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resync (after an outage, or at start) issued while a leave's script is still out writes
+    the rooms this replica holds, after the leave in Redis: the leaving peer is not among them."""
+    async with replicas(redis_server, 1) as (one,):
+        await joined(one, "b")
+        script, ran, read = one._script, trio.Event(), trio.Event()
+
+        async def late(name: str, *args: str | bytes | int) -> object:
+            result = await script(name, *args)
+            if name == "leave":  # it ran in Redis; its reply is read only later
+                ran.set()
+                await read.wait()
+            return result
+
+        monkeypatch.setattr(one, "_script", late)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(one.leave, "R", "b")
+            await ran.wait()
+            await one._resync()
+            read.set()
+        assert redis_server.cli("HKEYS", "tallow:room:R") == ""
+        assert redis_server.cli("HGET", "tallow:peer:b", "room") == ""
+        assert one.counts() == (0, 1)
+
+
 async def test_a_peer_leaving_its_room_ends_routes_and_a_late_routed_frame_is_refused(
     redis_server: RedisServer,
 ) -> None:
