@@ -12,6 +12,10 @@ from pathlib import Path
 PEER_TIMEOUT = 90.0
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class PeerProcess:
     """A running `python -m tallow send|receive ...`; its stdout `key: value` lines as they come."""
 
@@ -24,6 +28,10 @@ class PeerProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # Ctrl-C as a terminal delivers it: a test suite started in the background (a shell
+            # without job control) would otherwise hand the peer SIGINT ignored, and interrupt()
+            # would do nothing.
+            preexec_fn=_default_sigint,
         )
         self.lines: list[str] = []
         self.errors: list[str] = []
