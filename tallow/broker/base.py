@@ -109,9 +109,10 @@ class Inbox(Protocol):
         """Another connection resumed this peer: close this one without a leave."""
         ...
 
-    def refused(self, result: Delivery | Exception, re: str | int | None) -> None:
+    def refused(self, result: Delivery, re: str | int | None) -> None:
         """A signal this connection sent (request id ``re``), reported delivered, was refused
-        after all: ``result`` says why. Called from the broker's task; must not raise or wait."""
+        after all: ``result`` (NOT_FOUND or QUEUE_FULL) says why. Called from the broker's task;
+        must not raise or wait."""
         ...
 
 

@@ -539,9 +539,7 @@ class RedisBroker:
             later(error)
 
     def _tell_sender(self, origin: Origin, result: Delivery) -> None:
-        """The result of a frame the sender was told was delivered: a refusal goes to it."""
-        if result is Delivery.DELIVERED or result is Delivery.QUEUED:
-            return
+        """A frame the sender was told was delivered was refused after all (``e``)."""
         sender, re = origin
         local = self._local.get(sender)
         if local is not None:

@@ -233,7 +233,8 @@ class ScriptBatch:
                 endpoint = await self._locate()
                 link = await connect(endpoint)
                 try:
-                    loads = [encode("SCRIPT", "LOAD", body.body) for body in self._scripts.values()]
+                    scripts = self._scripts.values()
+                    loads = [encode("SCRIPT", "LOAD", script.body) for script in scripts]
                     await link.log_in(endpoint, *loads)
                 except BaseException:
                     await link.aclose()

@@ -442,14 +442,14 @@ return 1
 # replica, which takes routed frames: the caller may send the peer's next frames there itself
 # (a route), until told otherwise (x).
 DELIVER = """
-local results, nodes = {}, {}
+local results, nodes, peers = {}, {}, {}
 local post = new_post(results, BOUND)
 for i = 1, #A, 4 do
   local slot, room, peer = (i + 3) / 4, A[i], A[i + 1]
   local f = redis.call('HMGET', rec_key(peer), 'node', 'conn', 'hold', 'room')
   if f[4] == room then  -- (a peer's record names its room, as the room lists the peer)
     post_send(post, slot, peer, f, A[i + 2], A[i + 3])
-    nodes[slot] = f[1]
+    nodes[slot], peers[slot] = f[1], peer
   else
     results[slot] = 'gone'
   end
@@ -463,7 +463,7 @@ for slot, node in pairs(nodes) do
       routable[node] = redis.call('SISMEMBER', P .. ':routable', node) == 1
     end
     if routable[node] then
-      redis.call('SADD', P .. ':routes:' .. A[4 * slot - 2], NODE)
+      redis.call('SADD', P .. ':routes:' .. peers[slot], NODE)
       results[slot] = 'at:' .. node
     end
   end

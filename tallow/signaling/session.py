@@ -103,7 +103,7 @@ class Session:
     def supersede(self) -> None:
         self.close_soon(p.CLOSE_SUPERSEDED, "resumed on another connection")
 
-    def refused(self, result: Delivery | Exception, re: str | int | None) -> None:
+    def refused(self, result: Delivery, re: str | int | None) -> None:
         if self._carry is not None:  # else the session has ended: nobody to answer
             self._answer_delivery(result, re)
 

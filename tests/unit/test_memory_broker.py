@@ -14,7 +14,7 @@ class Inbox:
         self.frames: list[bytes] = []
         self.capacity = capacity
         self.superseded = False
-        self.refusals: list[tuple[Delivery | Exception, str | int | None]] = []
+        self.refusals: list[tuple[Delivery, str | int | None]] = []
 
     def offer(self, frame: bytes) -> bool:
         if len(self.frames) >= self.capacity:
@@ -25,7 +25,7 @@ class Inbox:
     def supersede(self) -> None:
         self.superseded = True
 
-    def refused(self, result: Delivery | Exception, re: str | int | None) -> None:
+    def refused(self, result: Delivery, re: str | int | None) -> None:
         self.refusals.append((result, re))
 
 
