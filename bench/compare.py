@@ -32,6 +32,7 @@ import report
 from servers import (
     ROOT,
     Server,
+    bare_relay,
     cpu_seconds,
     ensure_node_packages,
     peerjs,
@@ -43,7 +44,7 @@ from servers import (
 
 Starter = Callable[[Path], AbstractContextManager[Server]]
 SERVERS: list[tuple[str, Starter]] = [("Tallow", tallow), ("PeerJS", peerjs)]
-PROTOCOL = {"Tallow": "tallow", "PeerJS": "peerjs"}
+PROTOCOL = {"Tallow": "tallow", "PeerJS": "peerjs", "Bare relay": "tallow"}
 SETTLE_SECONDS = 2.0  # after the last connection opens, before reading resident memory
 
 
@@ -92,9 +93,10 @@ def measure_rate(generator_args: list[str], pids: list[int]) -> dict[str, Any]:
 
 def relay_rates(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
     samples = []
+    servers = [*SERVERS, ("Bare relay", bare_relay)] if args.bare_relay else SERVERS
     for pairs in args.pairs:
         for run in range(args.runs):
-            for name, start in SERVERS:
+            for name, start in servers:
                 with start(workdir / name) as server:
                     url = server.ws_url
                     result = measure_rate(
@@ -102,7 +104,7 @@ def relay_rates(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]
                     )
                 samples.append({"server": name, "run": run, **result})
                 log(
-                    f"{name:7} {pairs:5} pairs run {run + 1}: "
+                    f"{name:10} {pairs:5} pairs run {run + 1}: "
                     f"{result['messages_per_second']:9.0f} msg/s  p99 {result['rtt_ms']['p99']} ms"
                     f"  cpu server {result['server_cpu']} generator {result['generator_cpu']}"
                     f"  load {result['load']}"
@@ -207,6 +209,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first")
     parser.add_argument("--payload", type=int, default=300, help="signal payload bytes")
     parser.add_argument("--inflight", type=int, default=1, help="signals in flight per pair")
+    parser.add_argument(
+        "--bare-relay",
+        action="store_true",
+        help="also run bench/bare_relay.py in the relay runs: Trio's own cost per message",
+    )
     parser.add_argument("--idle-connections", type=int, default=10_000, help="0 skips")
     parser.add_argument("--startup-runs", type=int, default=3, help="0 skips the zipapp")
     parser.add_argument("--redis-pairs", type=counts, default=[1, 100], help="empty skips")

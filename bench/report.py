@@ -16,6 +16,7 @@ from servers import BENCH
 
 SECTION = "## Side by side with PeerJS server (bench/compare.py)"
 NAMES = ("Tallow", "PeerJS")
+BARE = "Bare relay"  # bench/bare_relay.py, measured with --bare-relay
 
 
 def _package_version(name: str) -> str:
@@ -83,6 +84,9 @@ def rate_rows(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row["mps_ratio"] = row["Tallow"]["mps"] / row["PeerJS"]["mps"]
         row["p99_ratio"] = row["Tallow"]["p99"] / row["PeerJS"]["p99"]
         row["cpu_ratio"] = row["Tallow"]["per_cpu"] / row["PeerJS"]["per_cpu"]
+        bare = [s for s in samples if s["pairs"] == pairs and s["server"] == BARE]
+        if bare:
+            row[BARE] = _figures(bare)
         rows.append(row)
     return rows
 
@@ -107,6 +111,34 @@ def _rate_table(rows: list[dict[str, Any]]) -> list[str]:
     errors = {name: sum(row[name]["errors"] for row in rows) for name in NAMES}
     lines += ["", f"Errors and unexpected closes over all runs: {errors}."]
     return lines
+
+
+def _bare_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The bare relay beside both: how much of Tallow's cost per message is the interpreter's
+    and Trio's, how much Tallow's own."""
+    rows = [row for row in rows if BARE in row]
+    if not rows:
+        return []
+    lines = [
+        "### The bare relay: what Trio and this interpreter cost before Tallow's work",
+        "",
+        "`bench/bare_relay.py` (measured with `--bare-relay`, in the same alternation): Tallow's "
+        "frame decoder and encoders, one task per connection waiting with Trio's "
+        "`wait_readable`, each signal written straight into its receiver's socket, and nothing "
+        "else (no rooms, limits, rate limits, pings, ordering, resume, metrics or logs).",
+        "",
+        "| pairs | bare relay msg/s (p99 ms) | msg per server CPU-second: bare relay / Tallow / "
+        "PeerJS | Tallow / bare relay | bare relay / PeerJS |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        b, t, p = row[BARE], row["Tallow"], row["PeerJS"]
+        lines.append(
+            f"| {row['pairs']} | {b['mps']:,.0f} ({b['p99']:.2f}) "
+            f"| {b['per_cpu']:,.0f} / {t['per_cpu']:,.0f} / {p['per_cpu']:,.0f} "
+            f"| {t['per_cpu'] / b['per_cpu']:.2f} | {b['per_cpu'] / p['per_cpu']:.2f} |"
+        )
+    return [*lines, ""]
 
 
 def _memory_table(samples: list[dict[str, Any]]) -> list[str]:
@@ -242,6 +274,7 @@ def markdown(data: dict[str, Any], plot_name: str) -> str:
         "",
         f"![Relayed messages/s and p99 round trip, Tallow and PeerJS server]({plot_name})",
         "",
+        *_bare_lines(rows),
         f"### Memory per idle connection ({args['idle_connections']:,} connections)",
         "",
         "Resident memory (VmRSS of the server process and its children) with the connections "

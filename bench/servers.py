@@ -1,4 +1,5 @@
-"""The processes a side-by-side run needs: Tallow, PeerJS server, Redis and the Node generator.
+"""The processes a side-by-side run needs: Tallow, PeerJS server, the bare relay, Redis and the
+Node generator.
 
 Every process is started on a free loopback port and stopped by whoever started it; the figures
 read from /proc (resident memory, CPU time) cover a process and all its descendants, so a server
@@ -15,7 +16,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -130,20 +131,31 @@ def tallow(workdir: Path, env: dict[str, str] | None = None) -> Iterator[Server]
         running.kill()
 
 
-@contextmanager
-def peerjs(workdir: Path) -> Iterator[Server]:
+def peerjs(workdir: Path) -> AbstractContextManager[Server]:
     """PeerJS server's own CLI (the `peerjs` bin of npm `peer`) on a free loopback port."""
-    workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    with (workdir / f"peerjs-{port}.log").open("wb") as log:
-        process = subprocess.Popen(
-            ["node", str(PEERJS_BIN), "--host", "127.0.0.1", "--port", str(port), *PEERJS_ARGS],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    command = ["node", str(PEERJS_BIN), "--host", "127.0.0.1", "--port", str(port), *PEERJS_ARGS]
+    return _listening(workdir, "PeerJS", command, port, "/peerjs")
+
+
+def bare_relay(workdir: Path) -> AbstractContextManager[Server]:
+    """bench/bare_relay.py, the least a Trio relay does per signal, on a free loopback port."""
+    port = free_port()
+    command = [sys.executable, str(BENCH / "bare_relay.py"), "--port", str(port)]
+    return _listening(workdir, "Bare relay", command, port, "/signaling")
+
+
+@contextmanager
+def _listening(
+    workdir: Path, name: str, command: list[str], port: int, ws_path: str
+) -> Iterator[Server]:
+    """``command``: a server on loopback ``port`` that answers HTTP at /; its log in workdir."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    with (workdir / f"{name.lower().replace(' ', '-')}-{port}.log").open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
-        _wait_http(f"http://127.0.0.1:{port}/", process, "PeerJS server")
-        yield Server("PeerJS", process, f"ws://127.0.0.1:{port}/peerjs")
+        _wait_http(f"http://127.0.0.1:{port}/", process, name)
+        yield Server(name, process, f"ws://127.0.0.1:{port}{ws_path}")
     finally:
         process.kill()
         process.wait()

@@ -1,7 +1,8 @@
 """bench/compare.py end to end in a tiny configuration: it proves the harness works, not speeds.
 
-Real servers (Tallow, PeerJS server from bench/'s lockfile, redis-server with two Tallow
-replicas), the real Node generator, the real report and plot; a few seconds per figure.
+Real servers (Tallow, PeerJS server from bench/'s lockfile, the bare relay, redis-server with
+two Tallow replicas), the real Node generator, the real report and plot; a few seconds per
+figure.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def test_harness_measures_both_servers_and_writes_its_section(tmp_path: Path) ->
             "--idle-connections=50",
             "--startup-runs=0",
             "--redis-pairs=2",
+            "--bare-relay",
             f"--output={output}",
             f"--raw={raw}",
         ],
@@ -39,12 +41,15 @@ def test_harness_measures_both_servers_and_writes_its_section(tmp_path: Path) ->
     )
     data = json.loads(raw.read_text())
 
-    # Alternating: Tallow, PeerJS, Tallow, PeerJS; every run relayed signals without an error.
+    # Alternating: Tallow, PeerJS, the bare relay, and again; every run relayed signals
+    # without an error.
     assert [(s["server"], s["pairs"]) for s in data["rates"]] == [
         ("Tallow", 1),
         ("PeerJS", 1),
+        ("Bare relay", 1),
         ("Tallow", 3),
         ("PeerJS", 3),
+        ("Bare relay", 3),
     ]
     for sample in data["rates"] + data["redis"]:
         assert sample["relayed_messages"] > 0, sample
@@ -64,5 +69,7 @@ def test_harness_measures_both_servers_and_writes_its_section(tmp_path: Path) ->
     assert CORE_SECTION in text  # another script's section survives
     assert "## Side by side with PeerJS server (bench/compare.py)" in text
     assert "| 1 (2) |" in text and "| 3 (6) |" in text
+    bare = text.split("### The bare relay", 1)[1].split("###", 1)[0]
+    assert "\n| 1 | " in bare and "\n| 3 | " in bare
     assert "](performance.png)" in text
     assert (tmp_path / "performance.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

@@ -1,0 +1,121 @@
+"""The least a Trio relay can do per signal: the yardstick for what Tallow's relay costs.
+
+    .venv/bin/python bench/bare_relay.py --port PORT
+
+`bench/compare.py --bare-relay` runs it beside Tallow and PeerJS server, as bench/bare_app.py
+stands beside Tallow's HTTP side. It answers only what the generator (bench/loadgen.mjs) says to
+Tallow (the upgrade, `join`, `signal`), with Tallow's own frame decoder and encoders, and does
+nothing else: one task per connection waiting with Trio's `wait_readable`, each signal written
+straight into its receiver's socket. No rooms, limits, rate limits, pings, ordering, resume,
+metrics or logs: what it spends per message is what this interpreter and Trio cost before any of
+Tallow's own work. It trusts its one client; it is not a server to expose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import itertools
+import socket
+from functools import partial
+from typing import Any
+
+import orjson
+import trio
+
+from tallow.signaling.codec import Decoder, text_frame
+from tallow.signaling.protocol import relayed
+
+ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 1.3
+RECEIVE_BYTES = 65536
+MESSAGE_LIMIT = 1 << 20
+
+
+class BareRelay:
+    def __init__(self) -> None:
+        self._sockets: dict[str, socket.socket] = {}
+        self._ids = itertools.count()
+
+    async def serve(self, stream: trio.SocketStream) -> None:
+        with socket.socket(fileno=stream.socket.detach()) as sock:
+            sock.setblocking(False)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = await _read(sock)
+                if not chunk:
+                    return
+                head += chunk
+            request, _, early = head.partition(b"\r\n\r\n")
+            key = _websocket_key(request)
+            if key is None:  # a plain request: the harness asking whether it is up
+                sock.send(b"HTTP/1.1 200 \r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                return
+            peer = f"bare{next(self._ids)}"
+            welcome = text_frame(orjson.dumps({"type": "welcome", "peer": peer}))
+            sock.send(_switching(key) + welcome)  # a few hundred bytes: the buffer takes them
+            self._sockets[peer] = sock
+            try:
+                await self._relay(sock, peer, early)
+            finally:
+                del self._sockets[peer]
+
+    async def _relay(self, sock: socket.socket, peer: str, data: bytes) -> None:
+        decoder = Decoder(MESSAGE_LIMIT)
+        while True:
+            for message in decoder.feed(data):
+                if isinstance(message, str):
+                    self._handle(sock, peer, orjson.loads(message))
+            data = await _read(sock)
+            if not data:
+                return
+
+    def _handle(self, sock: socket.socket, peer: str, message: dict[str, Any]) -> None:
+        # Frames of a few hundred bytes, one in flight per pair: a socket's buffer always has
+        # room, so a plain non-blocking send writes them whole.
+        if message["type"] == "signal":
+            receiver = self._sockets.get(message["to"])
+            if receiver is not None:
+                receiver.send(text_frame(relayed("signal", peer, message["data"])))
+        elif message["type"] == "join":
+            joined = {"type": "joined", "room": message["room"], "peer": peer, "peers": []}
+            sock.send(text_frame(orjson.dumps(joined)))
+
+
+async def _read(sock: socket.socket) -> bytes:
+    """The next bytes from the client; b"" once it is gone."""
+    while True:
+        await trio.lowlevel.wait_readable(sock)
+        try:
+            return sock.recv(RECEIVE_BYTES)
+        except BlockingIOError:
+            continue
+        except OSError:
+            return b""
+
+
+def _websocket_key(request: bytes) -> bytes | None:
+    fields = (line.partition(":") for line in request.decode("latin-1").split("\r\n")[1:])
+    headers = {name.strip().lower(): value.strip() for name, _, value in fields}
+    key = headers.get("sec-websocket-key")
+    return key.encode() if key else None
+
+
+def _switching(key: bytes) -> bytes:
+    accept = base64.b64encode(hashlib.sha1(key + ACCEPT_GUID).digest())
+    return (
+        b"HTTP/1.1 101 \r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    trio.run(partial(trio.serve_tcp, BareRelay().serve, args.port, host=args.host))
+
+
+if __name__ == "__main__":
+    main()
