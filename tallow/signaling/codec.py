@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import struct
 
+from websockets.speedups import apply_mask
+
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 _DATA_OPCODES = (CONTINUATION, TEXT, BINARY)
 _CONTROL_OPCODES = (CLOSE, PING, PONG)
@@ -47,14 +49,9 @@ Message = str | bytes | Control
 
 
 def unmask(data: bytes, mask: bytes) -> bytes:
-    """XOR ``data`` with the repeated 4-byte ``mask``, as one big-integer operation."""
-    size = len(data)
-    if not size:
-        return b""
-    keystream = (mask * (size // 4 + 1))[:size]
-    return (int.from_bytes(data, "little") ^ int.from_bytes(keystream, "little")).to_bytes(
-        size, "little"
-    )
+    """XOR ``data`` with the repeated 4-byte ``mask``: websockets' C helper, 8x a big-integer
+    XOR in Python at 300 bytes and 150x at 64 KiB (docs/performance.md)."""
+    return apply_mask(data, mask)
 
 
 def close_code_allowed(code: int) -> bool:
