@@ -72,14 +72,18 @@ class BareRelay:
 
     def _handle(self, sock: socket.socket, peer: str, message: dict[str, Any]) -> None:
         # Frames of a few hundred bytes, one in flight per pair: a socket's buffer always has
-        # room, so a plain non-blocking send writes them whole.
-        if message["type"] == "signal":
-            receiver = self._sockets.get(message["to"])
-            if receiver is not None:
-                receiver.send(text_frame(relayed("signal", peer, message["data"])))
-        elif message["type"] == "join":
-            joined = {"type": "joined", "room": message["room"], "peer": peer, "peers": []}
-            sock.send(text_frame(orjson.dumps(joined)))
+        # room, so a plain non-blocking send writes them whole. A receiver that has just gone
+        # (the generator closing at the end of a run) loses the frame.
+        try:
+            if message["type"] == "signal":
+                receiver = self._sockets.get(message["to"])
+                if receiver is not None:
+                    receiver.send(text_frame(relayed("signal", peer, message["data"])))
+            elif message["type"] == "join":
+                joined = {"type": "joined", "room": message["room"], "peer": peer, "peers": []}
+                sock.send(text_frame(orjson.dumps(joined)))
+        except OSError:
+            pass
 
 
 async def _read(sock: socket.socket) -> bytes:
