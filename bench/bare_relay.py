@@ -14,8 +14,6 @@ Tallow's own work. It trusts its one client; it is not a server to expose.
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import itertools
 import socket
 from functools import partial
@@ -24,10 +22,10 @@ from typing import Any
 import orjson
 import trio
 
+from tallow.http.upgrade import switching_protocols
 from tallow.signaling.codec import Decoder, text_frame
 from tallow.signaling.protocol import relayed
 
-ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 1.3
 RECEIVE_BYTES = 65536
 MESSAGE_LIMIT = 1 << 20
 
@@ -53,7 +51,8 @@ class BareRelay:
                 return
             peer = f"bare{next(self._ids)}"
             welcome = text_frame(orjson.dumps({"type": "welcome", "peer": peer}))
-            sock.send(_switching(key) + welcome)  # a few hundred bytes: the buffer takes them
+            # A few hundred bytes: the socket's buffer takes them whole.
+            sock.send(switching_protocols(key) + welcome)
             self._sockets[peer] = sock
             try:
                 await self._relay(sock, peer, early)
@@ -98,19 +97,10 @@ async def _read(sock: socket.socket) -> bytes:
             return b""
 
 
-def _websocket_key(request: bytes) -> bytes | None:
+def _websocket_key(request: bytes) -> str | None:
     fields = (line.partition(":") for line in request.decode("latin-1").split("\r\n")[1:])
     headers = {name.strip().lower(): value.strip() for name, _, value in fields}
-    key = headers.get("sec-websocket-key")
-    return key.encode() if key else None
-
-
-def _switching(key: bytes) -> bytes:
-    accept = base64.b64encode(hashlib.sha1(key + ACCEPT_GUID).digest())
-    return (
-        b"HTTP/1.1 101 \r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-    )
+    return headers.get("sec-websocket-key") or None
 
 
 def main() -> None:

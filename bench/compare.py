@@ -44,7 +44,7 @@ from servers import (
 
 Starter = Callable[[Path], AbstractContextManager[Server]]
 SERVERS: list[tuple[str, Starter]] = [("Tallow", tallow), ("PeerJS", peerjs)]
-PROTOCOL = {"Tallow": "tallow", "PeerJS": "peerjs", "Bare relay": "tallow"}
+PROTOCOL = {"Tallow": "tallow", "PeerJS": "peerjs", report.BARE: "tallow"}
 SETTLE_SECONDS = 2.0  # after the last connection opens, before reading resident memory
 
 
@@ -93,7 +93,7 @@ def measure_rate(generator_args: list[str], pids: list[int]) -> dict[str, Any]:
 
 def relay_rates(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
     samples = []
-    servers = [*SERVERS, ("Bare relay", bare_relay)] if args.bare_relay else SERVERS
+    servers = [*SERVERS, (report.BARE, bare_relay)] if args.bare_relay else SERVERS
     for pairs in args.pairs:
         for run in range(args.runs):
             for name, start in servers:

@@ -117,7 +117,8 @@ def _valid_key(key: str) -> bool:
 # Status lines carry no reason phrase, as h11 (and so wsproto and hypercorn) writes them.
 
 
-def _accept(key: str) -> bytes:
+def switching_protocols(key: str) -> bytes:
+    """The 101 that accepts a WebSocket upgrade asked for with Sec-WebSocket-Key ``key``."""
     digest = base64.b64encode(hashlib.sha1(key.encode() + _ACCEPT_GUID).digest())
     return (
         b"HTTP/1.1 101 \r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -197,7 +198,7 @@ async def _answer(
         await _refuse(transport, _refusal(*refusal))
         return False
     # The 101 goes with the first frame: the welcome, or the refusal just below.
-    transport.write_first(_accept(handshake.key))
+    transport.write_first(switching_protocols(handshake.key))
     if over_connection_limit(service, handshake.client):
         await _refuse(transport, close_frame(p.CLOSE_TRY_AGAIN, TOO_MANY))
         return False
