@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -121,11 +121,16 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], what: str) -> None:
 
 
 @contextmanager
-def tallow(workdir: Path, env: dict[str, str] | None = None) -> Iterator[Server]:
-    """`python -m tallow serve` on a free port (its log in `workdir`)."""
+def tallow(
+    workdir: Path, env: dict[str, str] | None = None, prefix: Sequence[str] = ()
+) -> Iterator[Server]:
+    """`python -m tallow serve` on a free port (its log in `workdir`), run by `prefix` if given
+    (e.g. valgrind)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    running = launch(workdir, env={**TALLOW_ENV, **(env or {})})
+    command = [*prefix, sys.executable, "-m", "tallow"]
+    running = launch(workdir, env={**TALLOW_ENV, **(env or {})}, command=command, wait=False)
     try:
+        running.wait_healthy(START_TIMEOUT)
         yield Server("Tallow", running.process, running.ws_url)
     finally:
         running.kill()
@@ -138,10 +143,10 @@ def peerjs(workdir: Path) -> AbstractContextManager[Server]:
     return _listening(workdir, "PeerJS", command, port, "/peerjs")
 
 
-def bare_relay(workdir: Path) -> AbstractContextManager[Server]:
+def bare_relay(workdir: Path, prefix: Sequence[str] = ()) -> AbstractContextManager[Server]:
     """bench/bare_relay.py, the least a Trio relay does per signal, on a free loopback port."""
     port = free_port()
-    command = [sys.executable, str(BENCH / "bare_relay.py"), "--port", str(port)]
+    command = [*prefix, sys.executable, str(BENCH / "bare_relay.py"), "--port", str(port)]
     return _listening(workdir, "Bare relay", command, port, "/signaling")
 
 

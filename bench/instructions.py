@@ -1,0 +1,118 @@
+"""Instructions per relayed message at 1 pair, counted by callgrind: a figure other work on the
+machine does not move, for A/B-ing a change to the relay path.
+
+    .venv/bin/python bench/instructions.py                          # this tree and the bare relay
+    .venv/bin/python bench/instructions.py --tree ../before --tree .  # two trees, one run
+
+Each server runs under `valgrind --tool=callgrind` with counting off while it starts; the Node
+generator (bench/loadgen.mjs) keeps one 300-byte signal in flight between one pair, and counting
+is on only from its `start` event to its `stop` event (`callgrind_control`). The count is the
+server's own user-space instructions, interpreter and libraries included, divided by the
+messages the generator saw relayed in that window. Repeated runs of one tree agree within about
+0.5%. It leaves out the kernel (the system calls' own work) and how fast each instruction runs:
+messages per CPU-second in bench/compare.py remain the figure that compares with PeerJS server.
+Needs valgrind (a Debian package) besides what bench/compare.py needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import report
+from servers import ROOT, Server, bare_relay, ensure_node_packages, run_generator, tallow
+
+SLOWDOWN_SECONDS = 3.0  # warm-up: the first messages under valgrind are translated, not run
+
+
+def under_callgrind(workdir: Path) -> list[str]:
+    """The prefix that runs a server under callgrind, counting nothing until told to."""
+    return [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        f"--callgrind-out-file={workdir}/callgrind.%p.out",
+    ]
+
+
+def callgrind_control(*args: str) -> None:
+    subprocess.run(["callgrind_control", *args], check=True, capture_output=True, timeout=60)
+
+
+def dumped_instructions(workdir: Path, pid: int) -> int:
+    """Instructions in the dump `callgrind_control --dump` wrote for `pid`."""
+    (dump,) = workdir.glob(f"callgrind.{pid}.out.*")
+    for line in dump.read_text().splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no totals line in {dump}")
+
+
+def measure(server: AbstractContextManager[Server], workdir: Path, seconds: float) -> float:
+    """Instructions per relayed message of `server`, started with `under_callgrind(workdir)`."""
+    with server as running:
+        pid = running.pid  # valgrind runs the server in its own process: the one to count
+
+        def on_event(event: dict[str, object]) -> None:
+            if event["event"] == "start":
+                callgrind_control("--instr=on", str(pid))
+            elif event["event"] == "stop":
+                callgrind_control("--dump", str(pid))
+                callgrind_control("--instr=off", str(pid))
+
+        result = run_generator(
+            ["rate", "--protocol", "tallow", "--url", running.ws_url, "--pairs", "1"]
+            + ["--seconds", str(seconds), "--warmup", str(SLOWDOWN_SECONDS)]
+            + ["--connect-timeout", "120"],
+            on_event,
+            timeout=seconds + 300,
+        )
+        if result["errors"]:
+            raise RuntimeError(f"the generator saw errors: {result['errors']}")
+        return dumped_instructions(workdir, pid) / result["relayed_messages"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--tree",
+        action="append",
+        type=Path,
+        help="a checkout whose tallow/ to measure (repeat for an A/B; default: this one)",
+    )
+    parser.add_argument("--no-bare-relay", action="store_true", help="skip the bare relay")
+    parser.add_argument("--seconds", type=float, default=6.0, help="counted window per server")
+    parser.add_argument("--runs", type=int, default=1, help="runs per server, alternated")
+    args = parser.parse_args()
+    trees = [tree.resolve() for tree in args.tree or [ROOT]]
+    ensure_node_packages()
+    rows: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="tallow-instructions-") as folder:
+        for run in range(args.runs):
+            for index, tree in enumerate(trees):
+                workdir = Path(folder) / f"run{run}-tree{index}"
+                workdir.mkdir()
+                env = {"PYTHONPATH": str(tree)}
+                server = tallow(workdir, env, prefix=under_callgrind(workdir))
+                count = measure(server, workdir, args.seconds)
+                rows.setdefault(f"Tallow ({tree})", []).append(count)
+                print(f"run {run + 1}: Tallow ({tree}): {count:,.0f}", file=sys.stderr)
+            if not args.no_bare_relay:
+                workdir = Path(folder) / f"run{run}-bare"
+                workdir.mkdir()
+                server = bare_relay(workdir, prefix=under_callgrind(workdir))
+                count = measure(server, workdir, args.seconds)
+                rows.setdefault(report.BARE, []).append(count)
+                print(f"run {run + 1}: {report.BARE}: {count:,.0f}", file=sys.stderr)
+    print("| server | instructions per relayed message (each run) |")
+    print("|---|---|")
+    for name, counts in rows.items():
+        print(f"| {name} | {' / '.join(f'{count:,.0f}' for count in counts)} |")
+
+
+if __name__ == "__main__":
+    main()
