@@ -59,7 +59,7 @@ class MemoryBroker:
             state.resume_hash, state.inbox, state.deadline = resume_hash, inbox, None
         self._by_resume_hash[resume_hash] = peer
         while state.queue and state.inbox is inbox:
-            self._hand_over(state, state.queue.popleft())
+            self._send(state, state.queue.popleft())
         if not state.queue:
             state.queue = None
 
@@ -137,21 +137,19 @@ class MemoryBroker:
     # --- internals ------------------------------------------------------------------------------
 
     def _send(self, state: _Peer, frame: bytes) -> Delivery:
-        if state.inbox is not None:
-            return self._hand_over(state, frame)
+        """Hand ``frame`` to the peer's connection, or keep it for the peer's resume."""
+        inbox = state.inbox
+        if inbox is not None:
+            if inbox.offer(frame):
+                return Delivery.DELIVERED
+            # A reader too slow to keep up is cut off (it will resume); what it missed waits.
+            self._set_away(state)
+            _queue(state).append(frame)
+            return Delivery.QUEUED
         queue = _queue(state)
         if len(queue) >= self._resume_queue:
             return Delivery.QUEUE_FULL
         queue.append(frame)
-        return Delivery.QUEUED
-
-    def _hand_over(self, state: _Peer, frame: bytes) -> Delivery:
-        assert state.inbox is not None
-        if state.inbox.offer(frame):
-            return Delivery.DELIVERED
-        # A reader too slow to keep up is cut off (it will resume); what it missed waits here.
-        self._set_away(state)
-        _queue(state).append(frame)
         return Delivery.QUEUED
 
     def _set_away(self, state: _Peer) -> None:

@@ -93,20 +93,6 @@ class ReadReadiness:
         del self._waiting[fd]
         return trio.lowlevel.Abort.SUCCEEDED
 
-    def _edge(self, fd: int) -> None:
-        """``fd`` turned readable: its reader handles it inline if its task waits, else the
-        task is woken (or, if it is not waiting, its next wait returns at once)."""
-        task = self._waiting.get(fd)
-        if task is None:
-            self._ready.add(fd)
-            return
-        reader = self._readers.get(fd)
-        if reader is not None and reader.on_readable():
-            return
-        # The reader may have ended the wait itself (a close, a full read): wake once only.
-        if self._waiting.pop(fd, None) is not None:
-            trio.lowlevel.reschedule(task)
-
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Forever: wake the sessions whose sockets turned readable."""
         task_status.started()
@@ -115,7 +101,18 @@ class ReadReadiness:
             while True:
                 await trio.lowlevel.wait_readable(own)
                 for fd, _ in self._epoll.poll(0, BATCH):
-                    self._edge(fd)
+                    # A reader handles its bytes inline if its task waits; else the task is
+                    # woken (or, if it is not waiting, its next wait returns at once).
+                    task = self._waiting.get(fd)
+                    if task is None:
+                        self._ready.add(fd)
+                        continue
+                    reader = self._readers.get(fd)
+                    if reader is not None and reader.on_readable():
+                        continue
+                    # The reader may have ended the wait itself (a close, a full read): once.
+                    if self._waiting.pop(fd, None) is not None:
+                        trio.lowlevel.reschedule(task)
         finally:
             trio.lowlevel.notify_closing(own)
             self._epoll.close()

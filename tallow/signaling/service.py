@@ -79,9 +79,8 @@ class SignalingService:
             task_status.started()
             while True:
                 await trio.sleep(heartbeat)
-                silent_since = trio.current_time() - 3 * heartbeat
                 for session in list(self.sessions):
-                    session.heartbeat(silent_since)
+                    session.heartbeat()
 
     def spawn_writer(self, writer: Callable[[], Awaitable[None]]) -> None:
         """Start an outbox's writer task (Outbox's ``spawn``)."""

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tallow.signaling")
 
 CLOSE_TIMEOUT = 5.0  # seconds to hand over the close frame before giving up on a client
+SILENT_BEATS = 3  # heartbeat intervals a client may stay silent before it is dropped
 
 # A handler answers at once, or returns what it must still wait for (for its session's task),
 # or PAUSE: a result comes later (``Session._on_delivery``), and the session reads nothing more
@@ -117,11 +118,14 @@ class Session:
             self._close_code, self._close_reason = code, reason
             self.transport.interrupt()
 
-    def heartbeat(self, silent_since: float) -> None:
-        """From the service's heartbeat task: drop a client silent since then, else ping it."""
-        if self.transport.last_heard < silent_since:
-            self.transport.abort()
+    def heartbeat(self) -> None:
+        """From the service's heartbeat task: drop a client that sent nothing for the last
+        SILENT_BEATS heartbeats (a live one answers each ping), else ping it."""
+        transport = self.transport
+        if transport.silent_beats >= SILENT_BEATS:
+            transport.abort()
         else:
+            transport.silent_beats += 1
             self._outbox.ping()
 
     async def _open(self, resume_token: str | None) -> bool:
@@ -372,7 +376,8 @@ class Session:
         delivery = self.service.broker.deliver(room, to, frame, self._on_delivery, (self.peer, re))
         if delivery is None:
             return PAUSE
-        _delivered(delivery)
+        if delivery is not Delivery.DELIVERED:
+            _delivered(delivery)
         return None
 
     def _on_delivery(self, delivery: Delivery | Exception) -> None:

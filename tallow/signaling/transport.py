@@ -45,7 +45,7 @@ class Need(enum.Enum):
 class Transport(Wire, Protocol):
     """A WebSocket as the session sees it (a real socket, or a fake one in tests)."""
 
-    last_heard: float  # trio.current_time() of the last bytes the client sent
+    silent_beats: int  # heartbeats since the client last sent anything (reads reset it)
     farewell: bytes | None  # the close frame owed to a client that ended the connection
 
     def receive_nowait(self, outbox: Outbox) -> str | bytes | Need | None:
@@ -88,7 +88,7 @@ class SocketTransport:
         "_socket",
         "_waited",
         "farewell",
-        "last_heard",
+        "silent_beats",
     )
 
     def __init__(
@@ -110,7 +110,7 @@ class SocketTransport:
         self._first = b""  # bytes owed before the next write (see write_first)
         self._waited = False  # readable() was awaited since the last read
         self._full = False  # the last read filled the buffer: read again, edge or not
-        self.last_heard = trio.current_time()
+        self.silent_beats = 0
         self.farewell: bytes | None = None
         self._interrupted = False
 
@@ -149,7 +149,7 @@ class SocketTransport:
                 self._full = len(data) == RECEIVE_BYTES
             if not data:
                 return None
-            self.last_heard = trio.current_time()
+            self.silent_beats = 0  # a counter, not a clock: no clock read per message
             try:
                 decoded = self._decoder.feed(data)
             except FrameError as error:

@@ -18,7 +18,7 @@ from tallow.signaling import protocol as p
 from tallow.signaling.codec import CLOSE, PING
 from tallow.signaling.outbox import RELAYED, REPLY, Outbox
 from tallow.signaling.service import SignalingService
-from tallow.signaling.session import HANDLERS, Session
+from tallow.signaling.session import HANDLERS, SILENT_BEATS, Session
 from tallow.signaling.transport import Need
 
 REASON = b"too slow reading messages; resume to continue"
@@ -30,7 +30,7 @@ class FakeSocket:
     def __init__(self, room: int = 1 << 20) -> None:
         self.room = room
         self.wire = bytearray()  # everything the client has been sent
-        self.last_heard = trio.current_time()
+        self.silent_beats = 0
         self.farewell: bytes | None = None
         self.aborted = False
         self.interrupted = False
@@ -41,7 +41,7 @@ class FakeSocket:
 
     # the client's side
     def send(self, message: dict[str, Any]) -> None:
-        self.last_heard = trio.current_time()
+        self.silent_beats = 0
         self._arrive(json.dumps(message))
 
     def drain(self, room: int = 1 << 20) -> None:
@@ -301,10 +301,17 @@ async def test_heartbeat_pings_a_live_client_and_drops_a_silent_one(
 ) -> None:
     sock, _ = await connect(service, nursery)
     (session,) = service.sessions
-    session.heartbeat(silent_since=sock.last_heard - 1)
-    assert sock.frames()[-1] == (PING, b"")
-    await trio.sleep(1)
-    session.heartbeat(silent_since=trio.current_time())
+    for _ in range(SILENT_BEATS):
+        session.heartbeat()
+        assert sock.frames()[-1] == (PING, b"") and not sock.aborted
+    alice_is_back = {"type": "ping", "id": 1}
+    sock.send(alice_is_back)  # a message resets the count: SILENT_BEATS more pings
+    await trio.testing.wait_all_tasks_blocked()
+    for _ in range(SILENT_BEATS):
+        session.heartbeat()
+        await trio.testing.wait_all_tasks_blocked()
+        assert not sock.aborted
+    session.heartbeat()
     await trio.testing.wait_all_tasks_blocked()
     assert sock.aborted and not service.sessions
 
