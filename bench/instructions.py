@@ -65,9 +65,11 @@ def measure(server: AbstractContextManager[Server], workdir: Path, seconds: floa
                 callgrind_control("--instr=off", str(pid))
 
         result = run_generator(
-            ["rate", "--protocol", "tallow", "--url", running.ws_url, "--pairs", "1"]
-            + ["--seconds", str(seconds), "--warmup", str(SLOWDOWN_SECONDS)]
-            + ["--connect-timeout", "120"],
+            [
+                *("rate", "--protocol", "tallow", "--url", running.ws_url, "--pairs", "1"),
+                *("--seconds", str(seconds), "--warmup", str(SLOWDOWN_SECONDS)),
+                *("--connect-timeout", "120"),
+            ],
             on_event,
             timeout=seconds + 300,
         )
