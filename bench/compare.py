@@ -33,7 +33,7 @@ from servers import (
     ROOT,
     Server,
     bare_relay,
-    cpu_seconds,
+    cpu_times,
     ensure_node_packages,
     peerjs,
     redis,
@@ -79,14 +79,21 @@ def rate_args(
 
 
 def measure_rate(generator_args: list[str], pids: list[int]) -> dict[str, Any]:
-    """One generator run; adds the servers' CPU use over exactly the measured window."""
-    marks: dict[str, float] = {}
+    """One generator run; adds the servers' CPU use over exactly the measured window: its share
+    of a core, and its user and system time per relayed message (what the kernel spends next
+    to what the server's own code does)."""
+    marks: dict[str, tuple[float, float]] = {}
 
     def on_event(event: dict[str, Any]) -> None:
-        marks[event["event"]] = sum(cpu_seconds(pid) for pid in pids)
+        times = [cpu_times(pid) for pid in pids]
+        marks[event["event"]] = (sum(t[0] for t in times), sum(t[1] for t in times))
 
     result = run_generator(generator_args, on_event)
-    result["server_cpu"] = round((marks["stop"] - marks["start"]) / result["seconds"], 3)
+    user, system = (marks["stop"][i] - marks["start"][i] for i in (0, 1))
+    result["server_cpu"] = round((user + system) / result["seconds"], 3)
+    relayed = max(result["relayed_messages"], 1)
+    result["server_user_us"] = round(user * 1e6 / relayed, 2)
+    result["server_system_us"] = round(system * 1e6 / relayed, 2)
     result["load"] = round(os.getloadavg()[0], 2)
     return result
 

@@ -57,12 +57,6 @@ def _report(name: str, value: str) -> None:
     print(f"{name:<58} {value}", flush=True)
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _redis_stats(*nodes: RedisServer) -> tuple[float, int]:
     """(CPU seconds, commands processed) of these redis-servers so far, summed."""
     cpu, commands = 0.0, 0
@@ -595,12 +589,12 @@ async def main(args: argparse.Namespace) -> None:
                 ("Redis, across two replicas", (one, two)),
             ):
                 pids = {server.process.pid for server in servers}
-                cpu_before = sum(_cpu_seconds(pid) for pid in pids)
+                cpu_before = sum(servers.cpu_seconds(pid) for pid in pids)
                 redis_before = _redis_stats(redis)
                 rate, relayed = await throughput(
                     (servers[0].ws_url, servers[1].ws_url), args.pairs, args.seconds
                 )
-                cpu = (sum(_cpu_seconds(pid) for pid in pids) - cpu_before) / relayed
+                cpu = (sum(servers.cpu_seconds(pid) for pid in pids) - cpu_before) / relayed
                 redis_cpu, commands = (
                     after - before
                     for after, before in zip(_redis_stats(redis), redis_before, strict=True)

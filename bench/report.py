@@ -68,6 +68,8 @@ def _figures(samples: list[dict[str, Any]]) -> dict[str, float]:
         "per_cpu": statistics.median(
             s["messages_per_second"] / s["server_cpu"] for s in samples if s["server_cpu"] > 0
         ),
+        "user_us": _median(samples, "server_user_us"),
+        "system_us": _median(samples, "server_system_us"),
         "generator_cpu": _median(samples, "generator_cpu"),
         "errors": sum(sum(sample["errors"].values()) for sample in samples),
     }
@@ -128,16 +130,23 @@ def _bare_lines(rows: list[dict[str, Any]]) -> list[str]:
         "else (no rooms, limits, rate limits, pings, ordering, resume, metrics or logs).",
         "",
         "| pairs | bare relay msg/s (p99 ms) | msg per server CPU-second: bare relay / Tallow / "
-        "PeerJS | Tallow / bare relay | bare relay / PeerJS |",
-        "|---|---|---|---|---|",
+        "PeerJS | Tallow / bare relay | bare relay / PeerJS | server CPU per message, user + "
+        "system us: bare relay / Tallow / PeerJS |",
+        "|---|---|---|---|---|---|",
     ]
     for row in rows:
         b, t, p = row[BARE], row["Tallow"], row["PeerJS"]
+        split = " / ".join(f"{f['user_us']:.1f} + {f['system_us']:.1f}" for f in (b, t, p))
         lines.append(
             f"| {row['pairs']} | {b['mps']:,.0f} ({b['p99']:.2f}) "
             f"| {b['per_cpu']:,.0f} / {t['per_cpu']:,.0f} / {p['per_cpu']:,.0f} "
-            f"| {t['per_cpu'] / b['per_cpu']:.2f} | {b['per_cpu'] / p['per_cpu']:.2f} |"
+            f"| {t['per_cpu'] / b['per_cpu']:.2f} | {b['per_cpu'] / p['per_cpu']:.2f} | {split} |"
         )
+    lines += [
+        "",
+        "User time is the server's own code (interpreter or JIT, libraries); system time is the "
+        "kernel's work for it (the reads, the writes that deliver to the generator, the waits).",
+    ]
     return [*lines, ""]
 
 

@@ -87,13 +87,19 @@ def rss_bytes(pid: int) -> int:
     return total
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process tree."""
-    ticks = 0
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of a process tree."""
+    user = system = 0
     for member in tree(pid):
         fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+        user, system = user + int(fields[11]), system + int(fields[12])  # utime, stime
+    ticks = os.sysconf("SC_CLK_TCK")
+    return user / ticks, system / ticks
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process tree."""
+    return sum(cpu_times(pid))
 
 
 @attrs.define

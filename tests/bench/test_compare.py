@@ -57,6 +57,8 @@ def test_harness_measures_both_servers_and_writes_its_section(tmp_path: Path) ->
         rtt = sample["rtt_ms"]
         assert 0 < rtt["p50"] <= rtt["p99"] <= rtt["max"], sample
         assert sample["server_cpu"] > 0, sample
+    for sample in data["rates"]:  # and where that CPU went, per relayed message
+        assert sample["server_user_us"] > 0 and sample["server_system_us"] >= 0, sample
     assert [s["layout"] for s in data["redis"]] == ["same replica", "across"]
 
     assert [(s["server"], s["connections"], s["dropped"]) for s in data["memory"]] == [
