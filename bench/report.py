@@ -86,11 +86,34 @@ def rate_rows(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row["mps_ratio"] = row["Tallow"]["mps"] / row["PeerJS"]["mps"]
         row["p99_ratio"] = row["Tallow"]["p99"] / row["PeerJS"]["p99"]
         row["cpu_ratio"] = row["Tallow"]["per_cpu"] / row["PeerJS"]["per_cpu"]
+        row["spread"] = _run_ratios(samples, pairs)
         bare = [s for s in samples if s["pairs"] == pairs and s["server"] == BARE]
         if bare:
             row[BARE] = _figures(bare)
         rows.append(row)
     return rows
+
+
+def _run_ratios(samples: list[dict[str, Any]], pairs: int) -> dict[str, tuple[float, float]]:
+    """The lowest and highest Tallow/PeerJS ratio of single runs (run k of one against run k of
+    the other, which ran right after it): how far the machine's noise moves a ratio."""
+    runs: dict[int, dict[str, dict[str, Any]]] = {}
+    for sample in samples:
+        if sample["pairs"] == pairs:
+            runs.setdefault(sample["run"], {})[sample["server"]] = sample
+    paired = [run for run in runs.values() if all(name in run for name in NAMES)]
+    ratios = {
+        "mps": [
+            r["Tallow"]["messages_per_second"] / r["PeerJS"]["messages_per_second"] for r in paired
+        ],
+        "p99": [r["Tallow"]["rtt_ms"]["p99"] / r["PeerJS"]["rtt_ms"]["p99"] for r in paired],
+    }
+    return {key: (min(values), max(values)) for key, values in ratios.items() if values}
+
+
+def _range(spread: dict[str, tuple[float, float]], key: str) -> str:
+    low, high = spread.get(key, (float("nan"), float("nan")))
+    return f"runs x{low:.2f}-{high:.2f}"
 
 
 def _rate_table(rows: list[dict[str, Any]]) -> list[str]:
@@ -210,7 +233,8 @@ def _targets(rows: list[dict[str, Any]], memory: list[dict[str, Any]], want: int
         ok = row["mps_ratio"] >= 1 and row["p99_ratio"] <= 1
         lines.append(
             f"- Relay at {row['pairs']} pair(s), Tallow >= PeerJS with p99 no worse: "
-            f"{verdict(ok)} (msg/s x{row['mps_ratio']:.2f}, p99 x{row['p99_ratio']:.2f})."
+            f"{verdict(ok)} (msg/s x{row['mps_ratio']:.2f}, {_range(row['spread'], 'mps')}; "
+            f"p99 x{row['p99_ratio']:.2f}, {_range(row['spread'], 'p99')})."
         )
     ratios = ", ".join(f"x{row['cpu_ratio']:.2f} at {row['pairs']}" for row in rows)
     lines.append(
@@ -265,7 +289,10 @@ def markdown(data: dict[str, Any], plot_name: str) -> str:
         f"- Every run starts a fresh server, warms up {args['warmup']:g} s, then measures "
         f"{args['seconds']:g} s. Figures are medians of {args['runs']} runs (max: the largest "
         "of all runs). Ratios are Tallow / PeerJS: above 1 is better for msg/s and msg per "
-        "CPU-second, below 1 is better for p99.",
+        "CPU-second, below 1 is better for p99. *Against the targets* gives beside each median "
+        "ratio the lowest and highest ratio of single runs (each Tallow run against the PeerJS "
+        "run right after it): a target whose runs fall on both sides of 1 is a tie on this "
+        "machine, whatever its verdict says.",
         "- CPU is the share of one core a process used during the measured window (for the "
         "generator, the higher of its medians against the two servers; below 100% it was not "
         "the bottleneck). Messages per server CPU-second divide the rate by the server's CPU "

@@ -8,6 +8,7 @@ figure.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,5 +74,7 @@ def test_harness_measures_both_servers_and_writes_its_section(tmp_path: Path) ->
     assert "| 1 (2) |" in text and "| 3 (6) |" in text
     bare = text.split("### The bare relay", 1)[1].split("###", 1)[0]
     assert "\n| 1 | " in bare and "\n| 3 | " in bare
+    # Every relay target with the range its single runs gave beside the median ratio.
+    assert len(re.findall(r"msg/s x[\d.]+, runs x[\d.]+-[\d.]+; p99 x[\d.]+, runs x", text)) == 2
     assert "](performance.png)" in text
     assert (tmp_path / "performance.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
