@@ -555,6 +555,8 @@ def _relay_run(
 
 
 async def main(args: argparse.Namespace) -> None:
+    from bench.servers import cpu_seconds  # the CPU reader the other benchmarks use
+
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
         redis = RedisServer(workdir / "redis").start()
@@ -589,12 +591,12 @@ async def main(args: argparse.Namespace) -> None:
                 ("Redis, across two replicas", (one, two)),
             ):
                 pids = {server.process.pid for server in servers}
-                cpu_before = sum(servers.cpu_seconds(pid) for pid in pids)
+                cpu_before = sum(cpu_seconds(pid) for pid in pids)
                 redis_before = _redis_stats(redis)
                 rate, relayed = await throughput(
                     (servers[0].ws_url, servers[1].ws_url), args.pairs, args.seconds
                 )
-                cpu = (sum(servers.cpu_seconds(pid) for pid in pids) - cpu_before) / relayed
+                cpu = (sum(cpu_seconds(pid) for pid in pids) - cpu_before) / relayed
                 redis_cpu, commands = (
                     after - before
                     for after, before in zip(_redis_stats(redis), redis_before, strict=True)
