@@ -8,8 +8,10 @@ Each server runs under `valgrind --tool=callgrind` with counting off while it st
 generator (bench/loadgen.mjs) keeps one 300-byte signal in flight between one pair, and counting
 is on only from its `start` event to its `stop` event (`callgrind_control`). The count is the
 server's own user-space instructions, interpreter and libraries included, divided by the
-messages the generator saw relayed in that window. Repeated runs of one tree agree within about
-0.5%. It leaves out the kernel (the system calls' own work) and how fast each instruction runs:
+messages relayed while it counted: from a mark the generator answers once counting is on (the
+switch takes up to seconds on a busy machine) to the end of its window. Repeated runs of one
+tree agree within about 0.5%, busy machine or not. It leaves out the kernel (the system calls'
+own work) and how fast each instruction runs:
 messages per CPU-second in bench/compare.py remain the figure that compares with PeerJS server.
 Needs valgrind (a Debian package) besides what bench/compare.py needs.
 """
@@ -57,12 +59,20 @@ def measure(server: AbstractContextManager[Server], workdir: Path, seconds: floa
     with server as running:
         pid = running.pid  # valgrind runs the server in its own process: the one to count
 
-        def on_event(event: dict[str, object]) -> None:
+        marks: list[int] = []  # signals relayed so far, as the generator counts them
+
+        def on_event(event: dict[str, object]) -> str | None:
+            # Switching counting on takes a while (longer on a busy machine) while signals flow:
+            # the messages are counted from a mark taken once it is on, not from the window's
+            # start. At "stop" the generator stops sending: the dump has only idle time after it.
             if event["event"] == "start":
                 callgrind_control("--instr=on", str(pid))
-            elif event["event"] == "stop":
+                return "mark"
+            if event["event"] in ("mark", "stop"):
+                marks.append(int(str(event["relayed"])))
+            if event["event"] == "stop":
                 callgrind_control("--dump", str(pid))
-                callgrind_control("--instr=off", str(pid))
+            return None
 
         result = run_generator(
             [
@@ -75,7 +85,8 @@ def measure(server: AbstractContextManager[Server], workdir: Path, seconds: floa
         )
         if result["errors"]:
             raise RuntimeError(f"the generator saw errors: {result['errors']}")
-        return dumped_instructions(workdir, pid) / result["relayed_messages"]
+        first, last = marks
+        return dumped_instructions(workdir, pid) / (last - first)
 
 
 def main() -> None:

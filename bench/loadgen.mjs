@@ -18,6 +18,9 @@
 //
 // Stdout carries one JSON object per line: events ("start"/"stop" of the measured window, so the
 // caller can sample the server's CPU time over exactly that window) and a final {"event":"result"}.
+// In rate mode a "mark" line on stdin is answered with {"event":"mark","relayed":N}, every signal
+// relayed back so far ("stop" carries the same count): a caller whose own step at the start takes
+// a while (switching a profiler on) counts from its mark instead of trusting the window.
 
 import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
@@ -205,6 +208,7 @@ async function rate(options) {
   const errors = {};
   const rtts = [];
   let relayed = 0;
+  let relayedSoFar = 0; // window or not, for "mark"
   let windowStart = Infinity;
   let windowEnd = Infinity;
   let sending = true;
@@ -221,6 +225,7 @@ async function rate(options) {
       const message = JSON.parse(raw.toString());
       const now = performance.now();
       if (protocol.isSignal(message)) {
+        relayedSoFar += 2;
         if (now >= windowStart && now <= windowEnd) {
           rtts.push(now - protocol.dataOf(message).t);
           relayed += 2;
@@ -240,6 +245,8 @@ async function rate(options) {
     }
   }
 
+  answerMarks(() => relayedSoFar);
+
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
   for (const [first, second] of pairs) {
     for (let k = 0; k < options.inflight; k++) {
@@ -253,8 +260,8 @@ async function rate(options) {
   await sleep(options.seconds * 1000);
   windowEnd = performance.now();
   const cpu = process.cpuUsage(cpuStart);
-  emit({ event: "stop" });
-  sending = false;
+  emit({ event: "stop", relayed: relayedSoFar });
+  sending = false; // from here only the signal in flight comes back
   await sleep(500); // let the last round trips land before closing
   if (heartbeats) clearInterval(heartbeats);
   for (const peer of peers) peer.ws.terminate();
@@ -278,6 +285,17 @@ async function rate(options) {
     connect_seconds: round(connectSeconds),
     generator_cpu: round((cpu.user + cpu.system) / 1e6 / measured),
     errors,
+  });
+}
+
+/** Answer each "mark" line on stdin with the count `relayedSoFar()` gives at that moment. */
+function answerMarks(relayedSoFar) {
+  let pending = "";
+  process.stdin.setEncoding("utf8");
+  process.stdin.on("data", (chunk) => {
+    const lines = (pending + chunk).split("\n");
+    pending = lines.pop();
+    for (const line of lines) if (line.trim() === "mark") emit({ event: "mark", relayed: relayedSoFar() });
   });
 }
 

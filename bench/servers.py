@@ -183,13 +183,14 @@ def redis(workdir: Path) -> Iterator[RedisServer]:
 
 def run_generator(
     args: list[str],
-    on_event: Callable[[dict[str, Any]], None] | None = None,
+    on_event: Callable[[dict[str, Any]], str | None] | None = None,
     timeout: float = 300.0,
 ) -> dict[str, Any]:
     """Run bench/loadgen.mjs; hand each event line to `on_event`; return its result line.
 
-    After an "open" event (idle mode) the generator's stdin is closed, which tells it to close
-    its connections and finish.
+    A line `on_event` returns goes to the generator's stdin ("mark": rate mode answers with a
+    "mark" event). After an "open" event (idle mode) the generator's stdin is closed, which
+    tells it to close its connections and finish.
     """
     process = subprocess.Popen(
         ["node", str(LOADGEN), *args],
@@ -207,8 +208,9 @@ def run_generator(
             event = json.loads(line)
             if event["event"] == "result":
                 result = event
-            elif on_event is not None:
-                on_event(event)
+            elif on_event is not None and (reply := on_event(event)) is not None:
+                process.stdin.write(reply + "\n")
+                process.stdin.flush()
             if event["event"] == "open":
                 process.stdin.close()
         stderr = process.stderr.read() if process.stderr else ""
