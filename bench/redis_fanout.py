@@ -45,6 +45,7 @@ import trio
 
 from harness.client import connect
 from harness.processes import TallowProcess, launch
+from harness.procfs import rss_kib
 from harness.redis import RedisCluster, RedisServer, Sentinel, eventually, signal_until_through
 from tallow.redis_url import parse_redis_url
 
@@ -134,14 +135,11 @@ async def throughput(urls: tuple[str, str], pairs: int, seconds: float) -> tuple
 async def idle_peers(server: TallowProcess, redis: RedisServer, count: int) -> tuple[float, float]:
     """(replica KiB, Redis bytes) per idle peer, with ``count`` peers joined in rooms of two."""
 
-    def rss_kib() -> int:
-        status = Path(f"/proc/{server.process.pid}/status").read_text()
-        return int(status.split("VmRSS:")[1].split()[0])
-
     def redis_bytes() -> int:
         return int(redis.cli("INFO", "memory").split("used_memory:")[1].split()[0])
 
-    rss, used = rss_kib(), redis_bytes()
+    pid = server.process.pid
+    rss, used = rss_kib(pid), redis_bytes()
     joined = 0
     async with trio.open_nursery() as nursery:
         done = trio.Event()
@@ -160,7 +158,7 @@ async def idle_peers(server: TallowProcess, redis: RedisServer, count: int) -> t
             nursery.start_soon(peer, index)
         await eventually(lambda: joined == count, 120)
         await trio.sleep(1)
-        result = (rss_kib() - rss) / count, (redis_bytes() - used) / count
+        result = (rss_kib(pid) - rss) / count, (redis_bytes() - used) / count
         done.set()
     return result
 

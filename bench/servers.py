@@ -27,6 +27,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
 from harness.processes import free_port, launch  # noqa: E402  (the launch helpers the tests use)
+from harness.procfs import rss_kib, tree  # noqa: E402
 from harness.redis import RedisServer  # noqa: E402
 
 PEERJS_BIN = BENCH / "node_modules" / "peer" / "dist" / "bin" / "peerjs.js"
@@ -54,37 +55,9 @@ def ensure_node_packages() -> None:
     subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=BENCH, check=True)
 
 
-def _children() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue  # exited while we looked
-            parent = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(parent, []).append(int(entry.name))
-    return children
-
-
-def tree(pid: int) -> list[int]:
-    """`pid` and all its descendants."""
-    children, found, todo = _children(), [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(children.get(current, []))
-    return found
-
-
 def rss_bytes(pid: int) -> int:
-    """Resident memory of a process tree (VmRSS from /proc/<pid>/status)."""
-    total = 0
-    for member in tree(pid):
-        for line in Path(f"/proc/{member}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) * 1024
-    return total
+    """Resident memory of a process tree."""
+    return sum(rss_kib(member) for member in tree(pid)) * 1024
 
 
 def cpu_times(pid: int) -> tuple[float, float]:

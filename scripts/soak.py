@@ -169,7 +169,7 @@ def read_count(path: Path) -> int:
 
 
 def sample(servers: list[Any], tasks: list[Path], redis: Any) -> dict[str, Any]:
-    from tests.hostile.conftest import open_fds, rss_kib
+    from harness.procfs import open_fds, rss_kib
 
     return {
         "t": round(time.monotonic(), 1),

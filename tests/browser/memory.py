@@ -18,6 +18,7 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, BrowserType, Page
 
+from harness.procfs import rss_kib, tree, with_argument
 from tests.browser.app import finish_receiving, start_receiving
 from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS, STREAM_DOWNLOADS
 
@@ -25,25 +26,9 @@ MIB = 1024 * 1024
 SAMPLE_SECONDS = 0.25
 
 
-def _processes() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, command line) of every process we may read."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            parent = int(stat.rsplit(")", 1)[1].split()[1])
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
-            table[int(entry)] = (parent, cmdline.decode(errors="replace"))
-    return table
-
-
 def _rss_bytes(pid: int) -> int:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
+    with contextlib.suppress(OSError, KeyError):  # a renderer may end while we count
+        return rss_kib(pid) * 1024
     return 0
 
 
@@ -57,15 +42,7 @@ class MarkedChromium:
         )
 
     def rss(self) -> int:
-        table = _processes()
-        roots = {pid for pid, (_, cmd) in table.items() if self.marker in cmd}
-        tree = set(roots)
-        grew = True
-        while grew:
-            more = {pid for pid, (parent, _) in table.items() if parent in tree} - tree
-            tree |= more
-            grew = bool(more)
-        return sum(_rss_bytes(pid) for pid in tree)
+        return sum(_rss_bytes(pid) for pid in tree(*with_argument(self.marker)))
 
     @contextlib.contextmanager
     def peak(self) -> Iterator[list[int]]:

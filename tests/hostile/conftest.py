@@ -8,12 +8,12 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness.processes import launcher
+from harness.procfs import rss_kib
 from tests.hostile.wire import RawClient
 
 TALLY: Counter[str] = Counter()  # bad inputs sent to a live server, by kind
@@ -29,18 +29,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         for kind, count in sorted(TALLY.items()):
             terminalreporter.write_line(f"{kind:<36} {count:>7}")
         terminalreporter.write_line(f"{'total':<36} {sum(TALLY.values()):>7}")
-
-
-def rss_kib(pid: int) -> int:
-    """Resident set size of a process, from /proc (what the kernel charges it)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise KeyError("VmRSS")
-
-
-def open_fds(pid: int) -> int:
-    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,9 @@ from collections import Counter
 import trio
 
 from harness.processes import http_get
+from harness.procfs import rss_kib
 from tallow.signaling import protocol as p
-from tests.hostile.conftest import Bystanders, RssPeak, rss_kib, tried
+from tests.hostile.conftest import Bystanders, RssPeak, tried
 from tests.hostile.wire import Collector, RawClient
 from tests.raw_websocket import CLOSE, TEXT, frame_header
 

@@ -19,8 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.processes import http_get
+from harness.procfs import open_fds, rss_kib
 from tallow.http.headers import CONTENT_SECURITY_POLICY
-from tests.hostile.conftest import RssPeak, open_fds, rss_kib, tried
+from tests.hostile.conftest import RssPeak, tried
 
 HEADER_TIMEOUT = 2.0  # TALLOW_HEADER_TIMEOUT of the servers here (default 10 s)
 KEEP_ALIVE_TIMEOUT = Config().keep_alive_timeout  # hypercorn's, which tallow leaves as it is
