@@ -18,8 +18,6 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily
 
-from tallow.signaling.protocol import CLIENT_TYPES
-
 # The *_created series only add noise to dashboards and storage.
 disable_created_metrics()
 
@@ -31,10 +29,16 @@ class Tally:
     add, where a ``Counter`` child takes a lock per increment (about 0.6 us, several per cent
     of a relayed message). Exported like a Counter; only the event loop's thread counts."""
 
-    def __init__(self, name: str, documentation: str, label: str, values: Iterable[str]) -> None:
+    def __init__(self, name: str, documentation: str, label: str) -> None:
         self._name, self._documentation, self._label = name, documentation, label
-        self.counts = dict.fromkeys(values, 0)
+        self.counts: dict[str, int] = {}
         REGISTRY.register(self)
+
+    def counting(self, values: Iterable[str]) -> dict[str, int]:
+        """The counts, each of ``values`` exported from 0 on (before its first message)."""
+        for value in values:
+            self.counts.setdefault(value, 0)
+        return self.counts
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily(self._name, self._documentation, labels=[self._label])
@@ -77,7 +81,6 @@ messages_handled = Tally(
     "tallow_messages_handled",
     "Client messages handled, by type (ping and create included; refused ones are errors).",
     "type",
-    CLIENT_TYPES,
 )
 signaling_errors = Counter(
     "tallow_signaling_errors",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any
 
 import orjson
@@ -55,8 +56,6 @@ MAX_ID_CHARS = 64
 MAX_NAME_CHARS = 64
 MAX_META_BYTES = 1024
 
-CLIENT_TYPES = ("create", "join", "signal", "broadcast", "leave", "ping")
-
 
 class ProtocolError(Exception):
     """A client message the server refuses; becomes an ``error`` reply with ``code``."""
@@ -103,12 +102,12 @@ def decode(text: str) -> dict[str, Any]:
     return message
 
 
-def kind(message: dict[str, Any]) -> str:
-    """The message's ``type``, one of CLIENT_TYPES."""
+def kind(message: dict[str, Any], known: Container[str]) -> str:
+    """The message's ``type``, one of ``known`` (the session's handler table)."""
     value = message.get("type")
     if not isinstance(value, str):
         raise ProtocolError(BAD_MESSAGE, 'a message needs a string "type"')
-    if value not in CLIENT_TYPES:
+    if value not in known:
         raise ProtocolError(UNKNOWN_TYPE, f"unknown message type {value[:64]!r}")
     return value
 

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tallow.signaling import protocol as p
+from tallow.signaling.session import HANDLERS
 from tests.hostile.conftest import Bystanders, tried
 from tests.hostile.wire import RawClient, Verdict, judge
 from tests.raw_websocket import BINARY, CLOSE, PING, PONG, TEXT, frame_header
@@ -41,7 +42,7 @@ room_codes = st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True) | odd_text | 
 messages = st.fixed_dictionaries(
     {},
     optional={
-        "type": st.sampled_from(p.CLIENT_TYPES) | json_values,
+        "type": st.sampled_from(sorted(HANDLERS)) | json_values,
         "room": room_codes,
         "name": odd_text | json_values,
         "meta": st.dictionaries(odd_text, json_values, max_size=3) | json_values,

@@ -14,6 +14,7 @@ import trio.testing
 
 from tallow.broker import Delivery, Later, Member, MemoryBroker, Origin
 from tallow.config import load
+from tallow.observability import metrics
 from tallow.signaling import protocol as p
 from tallow.signaling.codec import CLOSE, PING
 from tallow.signaling.outbox import RELAYED, REPLY, Outbox
@@ -148,8 +149,18 @@ async def connect(
     return sock, sock.messages()[0]
 
 
-async def test_the_dispatch_table_is_the_protocols_list_of_client_types() -> None:
-    assert sorted(HANDLERS) == sorted(p.CLIENT_TYPES)
+async def test_the_dispatch_table_is_the_list_of_client_types(service, nursery) -> None:
+    # Exported from 0 for every type it has, and no other.
+    assert set(metrics.messages_handled.counts) == set(HANDLERS)
+    sock, _ = await connect(service, nursery)
+    for kind in HANDLERS:
+        sock.send({"type": kind, "id": kind})
+    sock.send({"type": "Signal", "id": "case"})  # types are exact
+    await trio.testing.wait_all_tasks_blocked()
+    replies = {reply.get("re"): reply for reply in sock.messages()[1:]}
+    for kind in HANDLERS:  # every one reaches a handler (here most refuse: no room yet)
+        assert replies[kind].get("code") != p.UNKNOWN_TYPE, replies[kind]
+    assert replies["case"]["code"] == p.UNKNOWN_TYPE
 
 
 async def test_welcome_first_then_replies_in_order(service, nursery) -> None:
