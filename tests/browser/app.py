@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Download, Locator, Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 TRANSFER_TIMEOUT_MS = 120_000
 
@@ -35,7 +36,16 @@ def wait_secure(page: Page, peers: int, verify: bool = True) -> list[str]:
     """Wait until `peers` others are connected with confirmed keys; their verification words.
     With `verify` the person then confirms the words match for each of them (`sas-confirm`),
     which sending needs."""
-    page.locator("[data-testid=peer][data-state=secure]").nth(peers - 1).wait_for()
+    try:
+        page.locator("[data-testid=peer][data-state=secure]").nth(peers - 1).wait_for()
+    except PlaywrightTimeoutError as error:
+        # Say what each peer of this page showed, so a timeout tells a stall from a failure.
+        shown = page.evaluate(
+            "() => [...document.querySelectorAll('[data-testid=peer]')].map((li) =>"
+            " `${li.dataset.peer}: ${li.dataset.state}:"
+            " ${li.querySelector('.problem')?.textContent ?? ''}`)"
+        )
+        raise AssertionError(f"{len(shown)} peer(s), not {peers} secure: {shown}") from error
     assert page.get_by_test_id("peer").count() == peers
     words = page.get_by_test_id("sas").all_text_contents()
     if verify:
