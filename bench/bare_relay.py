@@ -9,6 +9,11 @@ nothing else: one task per connection waiting with Trio's `wait_readable`, each 
 straight into its receiver's socket. No rooms, limits, rate limits, pings, ordering, resume,
 metrics or logs: what it spends per message is what this interpreter and Trio cost before any of
 Tallow's own work. It trusts its one client; it is not a server to expose.
+
+With `--as-is` (for one pair only) it does not even read the JSON: each signal's text goes on,
+unchanged, to the one other connection (the generator reads a `type` and `data` either way). Each
+message is then a wake-up, one read, the frame decoded and one write: the floor under any Trio
+relay on this interpreter.
 """
 
 from __future__ import annotations
@@ -31,9 +36,10 @@ MESSAGE_LIMIT = 1 << 20
 
 
 class BareRelay:
-    def __init__(self) -> None:
+    def __init__(self, as_is: bool) -> None:
         self._sockets: dict[str, socket.socket] = {}
         self._ids = itertools.count()
+        self._as_is = as_is
 
     async def serve(self, stream: trio.SocketStream) -> None:
         with socket.socket(fileno=stream.socket.detach()) as sock:
@@ -63,7 +69,14 @@ class BareRelay:
         decoder = Decoder(MESSAGE_LIMIT)
         while True:
             for message in decoder.feed(data):
-                if isinstance(message, str):
+                if not isinstance(message, str):
+                    continue
+                if self._as_is and message.startswith('{"type":"signal"'):
+                    for name, receiver in self._sockets.items():
+                        if name != peer:
+                            receiver.send(text_frame(message.encode()))
+                            break
+                else:
                     self._handle(sock, peer, orjson.loads(message))
             data = await _read(sock)
             if not data:
@@ -107,8 +120,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument(
+        "--as-is",
+        action="store_true",
+        help="one pair only: forward each signal's text unread to the other connection",
+    )
     args = parser.parse_args()
-    trio.run(partial(trio.serve_tcp, BareRelay().serve, args.port, host=args.host))
+    relay = BareRelay(args.as_is)
+    trio.run(partial(trio.serve_tcp, relay.serve, args.port, host=args.host))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ machine does not move, for A/B-ing a change to the relay path.
 
     .venv/bin/python bench/instructions.py                          # this tree and the bare relay
     .venv/bin/python bench/instructions.py --tree ../before --tree .  # two trees, one run
+    .venv/bin/python bench/instructions.py --as-is   # and the floor under any Trio relay
 
 Each server runs under `valgrind --tool=callgrind` with counting off while it starts; the Node
 generator (bench/loadgen.mjs) keeps one 300-byte signal in flight between one pair, and counting
@@ -98,6 +99,11 @@ def main() -> None:
         help="a checkout whose tallow/ to measure (repeat for an A/B; default: this one)",
     )
     parser.add_argument("--no-bare-relay", action="store_true", help="skip the bare relay")
+    parser.add_argument(
+        "--as-is",
+        action="store_true",
+        help="also the bare relay forwarding signals unread (the floor under any Trio relay)",
+    )
     parser.add_argument("--seconds", type=float, default=6.0, help="counted window per server")
     parser.add_argument("--runs", type=int, default=1, help="runs per server, alternated")
     args = parser.parse_args()
@@ -114,13 +120,15 @@ def main() -> None:
                 count = measure(server, workdir, args.seconds)
                 rows.setdefault(f"Tallow ({tree})", []).append(count)
                 print(f"run {run + 1}: Tallow ({tree}): {count:,.0f}", file=sys.stderr)
-            if not args.no_bare_relay:
-                workdir = Path(folder) / f"run{run}-bare"
+            relays = [(report.BARE, False)] * (not args.no_bare_relay)
+            relays += [(f"{report.BARE}, signals forwarded unread", True)] * args.as_is
+            for name, as_is in relays:
+                workdir = Path(folder) / f"run{run}-bare{int(as_is)}"
                 workdir.mkdir()
-                server = bare_relay(workdir, prefix=under_callgrind(workdir))
+                server = bare_relay(workdir, under_callgrind(workdir), as_is)
                 count = measure(server, workdir, args.seconds)
-                rows.setdefault(report.BARE, []).append(count)
-                print(f"run {run + 1}: {report.BARE}: {count:,.0f}", file=sys.stderr)
+                rows.setdefault(name, []).append(count)
+                print(f"run {run + 1}: {name}: {count:,.0f}", file=sys.stderr)
     print("| server | instructions per relayed message (each run) |")
     print("|---|---|")
     for name, counts in rows.items():

@@ -122,11 +122,14 @@ def peerjs(workdir: Path) -> AbstractContextManager[Server]:
     return _listening(workdir, "PeerJS", command, port, "/peerjs")
 
 
-def bare_relay(workdir: Path, prefix: Sequence[str] = ()) -> AbstractContextManager[Server]:
-    """bench/bare_relay.py, the least a Trio relay does per signal, on a free loopback port."""
+def bare_relay(
+    workdir: Path, prefix: Sequence[str] = (), as_is: bool = False
+) -> AbstractContextManager[Server]:
+    """bench/bare_relay.py, the least a Trio relay does per signal, on a free loopback port
+    (``as_is``: not even reading the JSON; one pair only)."""
     port = free_port()
     command = [*prefix, sys.executable, str(BENCH / "bare_relay.py"), "--port", str(port)]
-    return _listening(workdir, "Bare relay", command, port, "/signaling")
+    return _listening(workdir, "Bare relay", command + ["--as-is"] * as_is, port, "/signaling")
 
 
 @contextmanager
