@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -14,6 +15,13 @@ from websockets.asyncio.server import ServerConnection, serve
 from harness.processes import free_port
 from tallow.peer.errors import PeerError
 from tallow.peer.signaling import Signaling, SignalingError, signaling_url
+
+
+def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
+    """``asyncio.run(scenario())`` in a thread of its own: the browser tests' Playwright keeps an
+    event loop running in the main thread, where asyncio.run refuses to start another."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, scenario()).result()
 
 
 def test_server_addresses_become_signaling_urls() -> None:
@@ -39,13 +47,13 @@ def test_a_request_refused_by_tallow_raises_its_code(tallow_server: Any) -> None
             await reader
         assert await signaling.events.get() is None  # the end, after the close
 
-    asyncio.run(scenario())
+    run(scenario)
 
 
 def test_nothing_listening_is_cannot_reach() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(PeerError, match="cannot reach the Tallow server"):
-        asyncio.run(Signaling.connect(url))
+        run(lambda: Signaling.connect(url))
 
 
 async def stand_in(handler: Callable[[ServerConnection], Awaitable[None]]) -> tuple[Any, str]:
@@ -65,7 +73,7 @@ def test_a_websocket_that_is_not_tallow_is_named_so() -> None:
             with pytest.raises(PeerError, match="is not a Tallow signaling endpoint"):
                 await Signaling.connect(url)
 
-    asyncio.run(scenario())
+    run(scenario)
 
 
 def test_a_server_gone_mid_request_fails_the_request_and_later_sends() -> None:
@@ -86,4 +94,4 @@ def test_a_server_gone_mid_request_fails_the_request_and_later_sends() -> None:
             with pytest.raises(PeerError, match="connection to the server closed"):
                 await signaling.signal("p2", {"x": 1})
 
-    asyncio.run(scenario())
+    run(scenario)
