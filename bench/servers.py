@@ -9,7 +9,6 @@ that forks workers is measured whole.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -27,6 +26,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
 from harness.processes import free_port, launch  # noqa: E402  (the launch helpers the tests use)
+from harness.procfs import cpu_times as process_cpu_times  # noqa: E402
 from harness.procfs import rss_kib, tree  # noqa: E402
 from harness.redis import RedisServer  # noqa: E402
 
@@ -62,12 +62,8 @@ def rss_bytes(pid: int) -> int:
 
 def cpu_times(pid: int) -> tuple[float, float]:
     """User and system CPU seconds of a process tree."""
-    user = system = 0
-    for member in tree(pid):
-        fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        user, system = user + int(fields[11]), system + int(fields[12])  # utime, stime
-    ticks = os.sysconf("SC_CLK_TCK")
-    return user / ticks, system / ticks
+    times = [process_cpu_times(member) for member in tree(pid)]
+    return sum(user for user, _ in times), sum(system for _, system in times)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -1,4 +1,5 @@
-"""What the kernel says about processes, read from /proc: their trees, memory and descriptors.
+"""What the kernel says about processes, read from /proc: their trees, memory, CPU time and
+descriptors.
 
 The tests, bench/ and scripts/soak.py measure real processes (a server, its workers, a browser and
 its renderers) through these, so that every figure is read the same way.
@@ -7,9 +8,16 @@ its renderers) through these, so that every figure is read the same way.
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 PROC = Path("/proc")
+
+
+def _stat(pid: int | str) -> list[str]:
+    """/proc/PID/stat's fields after the command name, which may hold spaces and parentheses
+    (so they count from its last ``)``): [1] is the parent, [11] and [12] user and system time."""
+    return (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
 
 
 def _parents() -> dict[int, int]:
@@ -18,9 +26,7 @@ def _parents() -> dict[int, int]:
     for entry in PROC.iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError):  # exited while we looked
-                stat = (entry / "stat").read_text()
-                # The command name in parentheses may hold spaces: fields count from its end.
-                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+                parents[int(entry.name)] = int(_stat(entry.name)[1])
     return parents
 
 
@@ -57,6 +63,12 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise KeyError(f"no VmRSS for process {pid}")
+
+
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds the process has used."""
+    fields, ticks = _stat(pid), os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
 
 
 def open_fds(pid: int) -> int:

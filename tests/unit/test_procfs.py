@@ -41,3 +41,12 @@ def test_tree_marker_memory_and_descriptors_of_real_processes() -> None:
         parent.wait()
     with pytest.raises(OSError):  # reaped: gone from /proc
         procfs.rss_kib(parent.pid)
+
+
+def test_cpu_times_agree_with_the_kernels_own_count_and_grow_with_work() -> None:
+    before = procfs.cpu_times(os.getpid())
+    sum(range(20_000_000))  # a quarter of a second or so of user time, no system calls
+    user, system = procfs.cpu_times(os.getpid())
+    own = os.times()  # the same counts by another route (times(2))
+    assert abs(user - own.user) <= 0.02 and abs(system - own.system) <= 0.02
+    assert user - before[0] >= 0.1
